@@ -1,0 +1,470 @@
+// The Python binding: converts and checks arguments, allocates outputs,
+// releases the GIL and makes one call into the core. The only file that
+// includes pybind11; every user-facing error message is written here.
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dense.h"
+#include "elman.h"
+#include "kernels.h"
+#include "sequence.h"
+#include "threading.h"
+
+namespace py = pybind11;
+using namespace rnnext;
+
+namespace {
+
+template <class T>
+using carray = py::array_t<T, py::array::c_style | py::array::forcecast>;
+
+[[noreturn]] void type_error(const std::string& message) { throw py::type_error(message); }
+[[noreturn]] void value_error(const std::string& message) { throw py::value_error(message); }
+
+std::string shape_of(const py::array& a) {
+  std::string s = "(";
+  for (py::ssize_t i = 0; i < a.ndim(); ++i) {
+    s += std::to_string(a.shape(i));
+    if (a.ndim() == 1 || i + 1 < a.ndim()) s += a.ndim() == 1 ? "," : ", ";
+  }
+  return s + ")";
+}
+
+std::string shape_str(std::initializer_list<index_t> dims) {
+  std::string s = "(";
+  std::size_t i = 0;
+  for (index_t d : dims) {
+    s += std::to_string(d);
+    if (dims.size() == 1 || ++i < dims.size()) s += dims.size() == 1 ? "," : ", ";
+  }
+  return s + ")";
+}
+
+std::string dtype_of(const py::array& a) { return py::str(a.dtype()).cast<std::string>(); }
+
+bool is_none(py::handle h) { return !h || h.is_none(); }
+
+// np.asarray(obj), refusing anything that is not real numbers (complex,
+// object, strings, dates): those are TypeErrors naming the argument.
+py::array as_numeric(py::handle obj, const std::string& name) {
+  py::array a = py::array::ensure(obj);
+  if (!a) {
+    PyErr_Clear();
+    type_error(name + ": expected an array of real numbers, got " +
+               py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  }
+  const char kind = a.dtype().kind();
+  if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
+    type_error(name + ": expected an array of real numbers, got dtype " + dtype_of(a));
+  return a;
+}
+
+void expect_shape(const py::array& a, const std::string& name, std::initializer_list<index_t> dims,
+                  const std::string& meaning) {
+  bool ok = a.ndim() == py::ssize_t(dims.size());
+  py::ssize_t i = 0;
+  for (index_t d : dims) ok = ok && a.shape(i++) == d;
+  if (!ok)
+    value_error(name + ": expected shape " + shape_str(dims) + " " + meaning + ", got " + shape_of(a));
+}
+
+Activation parse_activation(py::handle obj) {
+  if (!py::isinstance<py::str>(obj))
+    type_error("activation: expected one of 'tanh', 'sigmoid', 'relu', got " +
+               py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
+  const std::string name = obj.cast<std::string>();
+  if (name == "tanh") return Activation::tanh;
+  if (name == "sigmoid") return Activation::sigmoid;
+  if (name == "relu") return Activation::relu;
+  value_error("activation: expected one of 'tanh', 'sigmoid', 'relu', got '" + name + "'");
+}
+
+const char* activation_name(Activation a) {
+  switch (a) {
+    case Activation::tanh: return "tanh";
+    case Activation::sigmoid: return "sigmoid";
+    case Activation::relu: return "relu";
+  }
+  return "?";
+}
+
+// Weights share one floating dtype, float32 or float64, checked before any
+// shape: that dtype decides the precision of the whole computation.
+struct NamedArray {
+  const char* name;
+  py::array array;  // empty when the argument was None
+};
+
+bool weights_are_double(const std::vector<NamedArray>& weights) {
+  const NamedArray* first = nullptr;
+  for (const NamedArray& w : weights) {
+    if (!w.array) continue;
+    const py::dtype dt = w.array.dtype();
+    if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8))
+      type_error(std::string(w.name) + ": expected float32 or float64 weights, got dtype " +
+                 dtype_of(w.array));
+    if (first == nullptr) first = &w;
+    else if (dt.itemsize() != first->array.dtype().itemsize())
+      type_error(std::string("weights must all be float32 or all float64: ") + first->name + " is " +
+                 dtype_of(first->array) + ", " + w.name + " is " + dtype_of(w.array));
+  }
+  return first != nullptr && first->array.dtype().itemsize() == 8;
+}
+
+py::array optional_array(py::handle obj, const char* name) {
+  return is_none(obj) ? py::array() : as_numeric(obj, name);
+}
+
+template <class T>
+const T* data_or_null(const carray<T>& a) {
+  return a ? a.data() : nullptr;
+}
+
+template <class T>
+carray<T> cast_or_empty(const py::array& a) {
+  return a ? carray<T>::ensure(a) : carray<T>();
+}
+
+// ---------------------------------------------------------------- sequences
+
+// How x is laid out, read from its shape (and checked against input_size).
+struct SequenceInput {
+  py::array x;
+  bool unbatched;
+  SequenceShape shape;
+};
+
+SequenceInput read_sequence(py::handle x_obj, index_t input_size, bool batch_first) {
+  SequenceInput in;
+  in.x = as_numeric(x_obj, "x");
+  const std::string layout = batch_first ? "(B, T, " : "(T, B, ";
+  const std::string expected = layout + std::to_string(input_size) + ") or unbatched (T, " +
+                               std::to_string(input_size) + ")";
+  if (in.x.ndim() != 2 && in.x.ndim() != 3)
+    value_error("x: expected a 2-D or 3-D array " + expected + ", got shape " + shape_of(in.x));
+  if (in.x.shape(in.x.ndim() - 1) != input_size)
+    value_error("x: expected shape " + expected + " (input_size " + std::to_string(input_size) +
+                "), got " + shape_of(in.x));
+  in.unbatched = in.x.ndim() == 2;
+  if (in.unbatched) in.shape = {1, in.x.shape(0), true};
+  else if (batch_first) in.shape = {in.x.shape(0), in.x.shape(1), true};
+  else in.shape = {in.x.shape(1), in.x.shape(0), false};
+  return in;
+}
+
+// A state argument (h0): (B, H), or (H,) for an unbatched input.
+py::array read_state(py::handle obj, const char* name, const SequenceInput& in, index_t hidden) {
+  if (is_none(obj)) return py::array();
+  py::array h = as_numeric(obj, name);
+  if (in.unbatched) expect_shape(h, name, {hidden}, "(hidden_size,) for an unbatched x");
+  else expect_shape(h, name, {in.shape.batch, hidden}, "(B, hidden_size)");
+  return h;
+}
+
+// lengths: integers, (B,) (a scalar or (1,) for an unbatched x), 1 <= l <= T.
+std::vector<index_t> read_lengths(py::handle obj, const SequenceInput& in) {
+  std::vector<index_t> out;
+  if (is_none(obj)) return out;
+  py::array a = as_numeric(obj, "lengths");
+  const char kind = a.dtype().kind();
+  if (kind != 'i' && kind != 'u')
+    type_error("lengths: expected an integer array, got dtype " + dtype_of(a));
+  const index_t batch = in.shape.batch, steps = in.shape.steps;
+  const bool ok = in.unbatched ? (a.ndim() == 0 || (a.ndim() == 1 && a.shape(0) == 1))
+                               : (a.ndim() == 1 && a.shape(0) == batch);
+  if (!ok)
+    value_error("lengths: expected shape " + (in.unbatched ? std::string("() or (1,)") : shape_str({batch})) +
+                " (one length per sequence), got " + shape_of(a));
+  // Values past int64 are out of range whatever their sign after the cast.
+  if (kind == 'u') {
+    auto u = carray<std::uint64_t>::ensure(a);
+    for (py::ssize_t i = 0; i < u.size(); ++i)
+      if (u.data()[i] > std::uint64_t(steps))
+        value_error("lengths[" + std::to_string(i) + "] = " + std::to_string(u.data()[i]) +
+                    " is outside [1, T] with T = " + std::to_string(steps));
+  }
+  auto l = carray<index_t>::ensure(a);
+  out.assign(l.data(), l.data() + l.size());
+  for (std::size_t i = 0; i < out.size(); ++i)
+    if (out[i] < 1 || out[i] > steps)
+      value_error("lengths[" + std::to_string(i) + "] = " + std::to_string(out[i]) +
+                  " is outside [1, T] with T = " + std::to_string(steps));
+  return out;
+}
+
+template <class T>
+py::array_t<T> new_array(std::vector<py::ssize_t> shape) {
+  index_t count = 1;
+  for (py::ssize_t d : shape) count = checked_mul(count, d);
+  return py::array_t<T>(shape);
+}
+
+// Shape of a per-step output with `features` per row, for the layout of x.
+std::vector<py::ssize_t> sequence_shape(const SequenceInput& in, index_t features) {
+  const SequenceShape& s = in.shape;
+  if (in.unbatched) return {s.steps, features};
+  if (s.batch_first) return {s.batch, s.steps, features};
+  return {s.steps, s.batch, features};
+}
+
+template <class T>
+const DenseWeights<T>* read_head(py::handle head, index_t hidden) {
+  if (is_none(head)) return nullptr;
+  if (!py::isinstance<DenseWeights<T>>(head))
+    type_error("head: expected packed dense weights of the layer's dtype, got " +
+               py::str(py::type::of(head).attr("__name__")).cast<std::string>());
+  const auto* h = head.cast<const DenseWeights<T>*>();
+  if (h->in_features() != hidden)
+    value_error("head: expected in_features = hidden_size = " + std::to_string(hidden) + ", got " +
+                std::to_string(h->in_features()));
+  return h;
+}
+
+// ---------------------------------------------------------------- Elman RNN
+
+// (out, h_n): out = h_seq, or the head applied to every valid step.
+template <class T>
+py::tuple elman_forward(const ElmanWeights<T>& w, py::handle x_obj, py::handle h0_obj,
+                        py::handle lengths_obj, bool batch_first, bool reverse, py::handle head_obj) {
+  const index_t input = w.input_size(), hidden = w.hidden_size();
+  SequenceInput in = read_sequence(x_obj, input, batch_first);
+  py::array h0_any = read_state(h0_obj, "h0", in, hidden);
+  std::vector<index_t> lengths = read_lengths(lengths_obj, in);
+  const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
+
+  auto x = carray<T>::ensure(in.x);
+  auto h0 = cast_or_empty<T>(h0_any);
+  const SequenceShape shape = in.shape;
+  const index_t rows = checked_mul(shape.batch, shape.steps);
+  auto out = new_array<T>(sequence_shape(in, head ? head->out_features() : hidden));
+  auto h_n = in.unbatched ? new_array<T>({hidden}) : new_array<T>({shape.batch, hidden});
+  const index_t* len = lengths.empty() ? nullptr : lengths.data();
+  {
+    py::gil_scoped_release release;
+    if (head == nullptr) {
+      w.forward(x.data(), data_or_null(h0), len, shape, reverse, out.mutable_data(), h_n.mutable_data());
+    } else {
+      AlignedBuffer<T> h_seq(checked_mul(rows, hidden));
+      w.forward(x.data(), data_or_null(h0), len, shape, reverse, h_seq.data(), h_n.mutable_data());
+      head->forward(h_seq.data(), rows, out.mutable_data());
+      zero_padding(out.mutable_data(), head->out_features(), len, shape);
+    }
+  }
+  return py::make_tuple(std::move(out), std::move(h_n));
+}
+
+// One step for streaming: (y_t, h_t) from x_t (B, I) or (I,) and h_{t-1}.
+template <class T>
+py::tuple elman_step(const ElmanWeights<T>& w, py::handle x_obj, py::handle h_obj, py::handle head_obj) {
+  const index_t input = w.input_size(), hidden = w.hidden_size();
+  py::array x_any = as_numeric(x_obj, "x_t");
+  if (x_any.ndim() != 1 && x_any.ndim() != 2)
+    value_error("x_t: expected shape (B, " + std::to_string(input) + ") or (" + std::to_string(input) +
+                ",), got " + shape_of(x_any));
+  if (x_any.shape(x_any.ndim() - 1) != input)
+    value_error("x_t: expected shape (B, " + std::to_string(input) + ") or (" + std::to_string(input) +
+                ",) (input_size " + std::to_string(input) + "), got " + shape_of(x_any));
+  const bool unbatched = x_any.ndim() == 1;
+  const index_t batch = unbatched ? 1 : x_any.shape(0);
+  py::array h_any;
+  if (!is_none(h_obj)) {
+    h_any = as_numeric(h_obj, "state");
+    if (unbatched) expect_shape(h_any, "state", {hidden}, "(hidden_size,) for an unbatched x_t");
+    else expect_shape(h_any, "state", {batch, hidden}, "(B, hidden_size)");
+  }
+  const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
+  auto x = carray<T>::ensure(x_any);
+  auto h = cast_or_empty<T>(h_any);
+  const index_t out_features = head ? head->out_features() : hidden;
+  auto y = unbatched ? new_array<T>({out_features}) : new_array<T>({batch, out_features});
+  auto h_next = unbatched ? new_array<T>({hidden}) : new_array<T>({batch, hidden});
+  {
+    py::gil_scoped_release release;
+    const SequenceShape shape{batch, 1, true};
+    if (head == nullptr) {
+      w.forward(x.data(), data_or_null(h), nullptr, shape, false, y.mutable_data(), h_next.mutable_data());
+    } else {
+      w.forward(x.data(), data_or_null(h), nullptr, shape, false, h_next.mutable_data(),
+                h_next.mutable_data());
+      head->forward(h_next.data(), batch, y.mutable_data());
+    }
+  }
+  return py::make_tuple(std::move(y), std::move(h_next));
+}
+
+py::object pack_rnn(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj, py::handle b_h_obj,
+                    py::handle activation_obj) {
+  std::vector<NamedArray> weights{{"W_x", as_numeric(W_x_obj, "W_x")},
+                                  {"W_h", as_numeric(W_h_obj, "W_h")},
+                                  {"b_x", optional_array(b_x_obj, "b_x")},
+                                  {"b_h", optional_array(b_h_obj, "b_h")}};
+  const bool is_double = weights_are_double(weights);
+  const py::array& W_x = weights[0].array;
+  if (W_x.ndim() != 2)
+    value_error("W_x: expected a 2-D array (hidden_size, input_size), got shape " + shape_of(W_x));
+  const index_t hidden = W_x.shape(0), input = W_x.shape(1);
+  const std::string h = std::to_string(hidden);
+  expect_shape(weights[1].array, "W_h", {hidden, hidden}, "(hidden_size, hidden_size), hidden_size " + h + " from W_x");
+  for (int i = 2; i < 4; ++i)
+    if (weights[i].array)
+      expect_shape(weights[i].array, weights[i].name, {hidden}, "(hidden_size,), hidden_size " + h + " from W_x");
+  const Activation activation = parse_activation(activation_obj);
+  auto build = [&](auto zero) -> py::object {
+    using T = decltype(zero);
+    auto wx = carray<T>::ensure(weights[0].array), wh = carray<T>::ensure(weights[1].array);
+    auto bx = cast_or_empty<T>(weights[2].array), bh = cast_or_empty<T>(weights[3].array);
+    return py::cast(std::make_unique<ElmanWeights<T>>(wx.data(), wh.data(), data_or_null(bx),
+                                                      data_or_null(bh), input, hidden, activation));
+  };
+  return is_double ? build(double{}) : build(float{});
+}
+
+// ---------------------------------------------------------------- dense
+
+py::object pack_dense(py::handle W_obj, py::handle b_obj) {
+  std::vector<NamedArray> weights{{"W_o", as_numeric(W_obj, "W_o")}, {"b_o", optional_array(b_obj, "b_o")}};
+  const bool is_double = weights_are_double(weights);
+  const py::array& W = weights[0].array;
+  if (W.ndim() != 2)
+    value_error("W_o: expected a 2-D array (output_size, in_features), got shape " + shape_of(W));
+  const index_t out = W.shape(0), in = W.shape(1);
+  if (weights[1].array) expect_shape(weights[1].array, "b_o", {out}, "(output_size,) from W_o");
+  auto build = [&](auto zero) -> py::object {
+    using T = decltype(zero);
+    auto w = carray<T>::ensure(W);
+    auto b = cast_or_empty<T>(weights[1].array);
+    return py::cast(std::make_unique<DenseWeights<T>>(w.data(), data_or_null(b), out, in));
+  };
+  return is_double ? build(double{}) : build(float{});
+}
+
+// y (..., out) = x (..., in) W^T + b, any leading axes.
+template <class T>
+py::array_t<T> dense_forward(const DenseWeights<T>& w, py::handle x_obj) {
+  py::array x_any = as_numeric(x_obj, "x");
+  const index_t in = w.in_features();
+  if (x_any.ndim() < 1 || x_any.shape(x_any.ndim() - 1) != in)
+    value_error("x: expected shape (..., " + std::to_string(in) + "), got " + shape_of(x_any));
+  auto x = carray<T>::ensure(x_any);
+  std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
+  shape.back() = w.out_features();
+  auto y = new_array<T>(shape);
+  index_t rows = 1;
+  for (py::ssize_t i = 0; i + 1 < x.ndim(); ++i) rows *= x.shape(i);
+  {
+    py::gil_scoped_release release;
+    w.forward(x.data(), rows, y.mutable_data());
+  }
+  return y;
+}
+
+// The naive kernel, for tests: x (rows, in), W (out, in), b (out,) or None.
+py::array dense_reference_py(py::handle x_obj, py::handle W_obj, py::handle b_obj) {
+  std::vector<NamedArray> weights{{"W", as_numeric(W_obj, "W")}, {"b", optional_array(b_obj, "b")}};
+  const bool is_double = weights_are_double(weights);
+  py::array x_any = as_numeric(x_obj, "x");
+  const py::array& W = weights[0].array;
+  if (W.ndim() != 2) value_error("W: expected a 2-D array, got shape " + shape_of(W));
+  if (x_any.ndim() != 2 || x_any.shape(1) != W.shape(1))
+    value_error("x: expected shape (rows, " + std::to_string(W.shape(1)) + "), got " + shape_of(x_any));
+  if (weights[1].array) expect_shape(weights[1].array, "b", {index_t(W.shape(0))}, "");
+  auto run = [&](auto zero) -> py::array {
+    using T = decltype(zero);
+    auto x = carray<T>::ensure(x_any), w = carray<T>::ensure(W);
+    auto b = cast_or_empty<T>(weights[1].array);
+    auto y = new_array<T>({x.shape(0), w.shape(0)});
+    dense_reference(x.data(), x.shape(0), w.data(), data_or_null(b), w.shape(0), w.shape(1), y.mutable_data());
+    return y;
+  };
+  return is_double ? run(double{}) : run(float{});
+}
+
+// The SIMD activation on a float32/float64 array, for accuracy tests.
+py::array activation_py(py::handle name, py::handle x_obj) {
+  const Activation f = parse_activation(name);
+  std::vector<NamedArray> arrays{{"x", as_numeric(x_obj, "x")}};
+  const bool is_double = weights_are_double(arrays);
+  auto run = [&](auto zero) -> py::array {
+    using T = decltype(zero);
+    auto x = carray<T>::ensure(arrays[0].array);
+    py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+    activation(f, x.data(), y.mutable_data(), x.size());
+    return y;
+  };
+  return is_double ? run(double{}) : run(float{});
+}
+
+// ---------------------------------------------------------------- classes
+
+template <class T>
+void bind_layers(py::module_& m, const char* suffix) {
+  const std::string dtype = sizeof(T) == 4 ? "float32" : "float64";
+  py::class_<ElmanWeights<T>>(m, ("ElmanWeights" + std::string(suffix)).c_str(),
+                              "Packed Elman RNN weights (made by pack_rnn).")
+      .def_property_readonly("input_size", &ElmanWeights<T>::input_size)
+      .def_property_readonly("hidden_size", &ElmanWeights<T>::hidden_size)
+      .def_property_readonly("activation", [](const ElmanWeights<T>& w) { return activation_name(w.activation()); })
+      .def_property_readonly("dtype", [dtype](const ElmanWeights<T>&) { return dtype; })
+      .def("forward", &elman_forward<T>, py::arg("x"), py::arg("h0") = py::none(),
+           py::arg("lengths") = py::none(), py::arg("batch_first") = true, py::arg("reverse") = false,
+           py::arg("head") = py::none(),
+           "(out, h_n): every hidden state (or the head's output at every valid step) and the final state.")
+      .def("step", &elman_step<T>, py::arg("x_t"), py::arg("state") = py::none(), py::arg("head") = py::none(),
+           "(y_t, h_t) for one time step.");
+  py::class_<DenseWeights<T>>(m, ("DenseWeights" + std::string(suffix)).c_str(),
+                              "Packed dense-layer weights (made by pack_dense).")
+      .def_property_readonly("in_features", &DenseWeights<T>::in_features)
+      .def_property_readonly("out_features", &DenseWeights<T>::out_features)
+      .def_property_readonly("dtype", [dtype](const DenseWeights<T>&) { return dtype; })
+      .def("forward", &dense_forward<T>, py::arg("x"));
+}
+
+py::dict build_info() {
+  py::dict info;
+  info["version"] = RNNEXT_VERSION;
+#if defined(__clang__)
+  info["compiler"] = std::string("clang ") + __clang_version__;
+#elif defined(__GNUC__)
+  info["compiler"] = std::string("gcc ") + __VERSION__;
+#else
+  info["compiler"] = "unknown";
+#endif
+  info["isa"] = kernels().isa;
+  py::list isas;
+  for (const char* const* p = available_isas(); *p; ++p) isas.append(*p);
+  info["isas_available"] = isas;
+#ifdef _OPENMP
+  info["openmp"] = _OPENMP;
+#else
+  info["openmp"] = py::none();
+#endif
+  info["num_threads"] = num_threads();
+  return info;
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "rnnext's C++ core. Use the public API in rnnext and rnnext.functional.";
+  kernels();  // choose the instruction set now: a bad RNNEXT_FORCE_ISA fails the import
+
+  bind_layers<float>(m, "32");
+  bind_layers<double>(m, "64");
+  m.def("pack_rnn", &pack_rnn, py::arg("W_x"), py::arg("W_h"), py::arg("b_x") = py::none(),
+        py::arg("b_h") = py::none(), py::arg("activation") = "tanh",
+        "Checks and packs Elman RNN weights; returns ElmanWeights32 or ElmanWeights64.");
+  m.def("pack_dense", &pack_dense, py::arg("W"), py::arg("b") = py::none(),
+        "Checks and packs dense weights; returns DenseWeights32 or DenseWeights64.");
+  m.def("dense_reference", &dense_reference_py, py::arg("x"), py::arg("W"), py::arg("b") = py::none());
+  m.def("activation", &activation_py, py::arg("name"), py::arg("x"));
+  m.def("set_num_threads", [](int n) {
+    if (n < 1) value_error("set_num_threads: n must be a positive integer, got " + std::to_string(n));
+    set_num_threads(n);
+  }, py::arg("n"));
+  m.def("get_num_threads", &num_threads);
+  m.def("build_info", &build_info);
+}

@@ -1,0 +1,113 @@
+// Register-blocked micro-kernel over packed weights, with a pluggable
+// epilogue that receives each finished tile while it is still in registers
+// (bias, activation, or a cell's gate arithmetic).
+// Included from kernels_impl.h inside an instruction-set namespace.
+#pragma once
+
+#include "simd.h"
+
+template <class T>
+struct tile_shape {
+  static constexpr int lanes = simd<T>::lanes;
+  static constexpr int vectors_per_panel = int(panel_width<T>()) / lanes;
+  // Eight accumulator vectors in every configuration: enough independent FMA
+  // chains to hide latency, few enough to stay in registers on SSE/AVX2.
+  static constexpr int rows = vectors_per_panel >= 8 ? 1 : 8 / vectors_per_panel;  // MR
+  static constexpr int panels = rows;  // NP for single-row tiles
+};
+
+// rows x (panels * NR) tile:  acc[r] = a[r, 0:k] · W^T[0:k, tile columns].
+// Each output lane is a plain k-ordered sum of products, whatever the tile
+// shape, so results do not depend on how rows are grouped.
+//   a:      `rows` pointers to k elements each
+//   panel:  the first packed panel (k * NR elements); the next ones follow
+template <class T, int rows, int panels, class Epilogue>
+RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, const T* panel, index_t first_panel,
+                             Epilogue& epilogue) {
+  using V = vec<T>;
+  constexpr int nv = tile_shape<T>::vectors_per_panel;
+  constexpr index_t nr = panel_width<T>();
+  constexpr int lanes = simd<T>::lanes;
+  V acc[rows][panels * nv];
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < panels * nv; ++j) acc[r][j] = V{};
+  const index_t panel_size = k * nr;
+  for (index_t kk = 0; kk < k; ++kk) {
+    V b[panels * nv];
+    for (int p = 0; p < panels; ++p)
+      for (int v = 0; v < nv; ++v) b[p * nv + v] = load(panel + p * panel_size + kk * nr + v * lanes);
+    for (int r = 0; r < rows; ++r) {
+      const V av = splat(a[r][kk]);
+      for (int j = 0; j < panels * nv; ++j) acc[r][j] += av * b[j];
+    }
+  }
+  for (int r = 0; r < rows; ++r)
+    for (int p = 0; p < panels; ++p) epilogue(r, first_panel + p, &acc[r][p * nv]);
+}
+
+// Runs the epilogue over every tile of an (m rows) x (all panels) product.
+// row_pointers(i, a_rows) fills the A pointers for rows i.. and prepares the
+// epilogue for them (epilogue.rows(i, count)).
+template <class T, class Epilogue, class RowA>
+RNNEXT_INLINE void gemm_rows(index_t m, const PackedView<T>& w, RowA row_a, Epilogue& epilogue) {
+  constexpr int mr = tile_shape<T>::rows;
+  constexpr int np = tile_shape<T>::panels;
+  constexpr index_t nr = panel_width<T>();
+  const index_t k = w.k;
+  index_t i = 0;
+  for (; i + mr <= m; i += mr) {
+    const T* a[mr];
+    for (int r = 0; r < mr; ++r) a[r] = row_a(i + r);
+    epilogue.set_rows(i);
+    for (index_t p = 0; p < w.panels; ++p)
+      gemm_tile<T, mr, 1>(a, k, w.data + p * k * nr, p, epilogue);
+  }
+  for (; i < m; ++i) {
+    const T* a[1] = {row_a(i)};
+    epilogue.set_rows(i);
+    index_t p = 0;
+    for (; p + np <= w.panels; p += np) gemm_tile<T, 1, np>(a, k, w.data + p * k * nr, p, epilogue);
+    for (; p < w.panels; ++p) gemm_tile<T, 1, 1>(a, k, w.data + p * k * nr, p, epilogue);
+  }
+}
+
+// Writes n columns of a row from a panel's accumulators (+ an addend row,
+// padded, or null), through a vector function f.
+template <class T, class F>
+RNNEXT_INLINE void store_panel(T* out, index_t panel, index_t n, const vec<T>* acc, const T* addend,
+                               F f) {
+  constexpr int nv = tile_shape<T>::vectors_per_panel;
+  constexpr int lanes = simd<T>::lanes;
+  const index_t col0 = panel * panel_width<T>();
+  for (int v = 0; v < nv; ++v) {
+    const index_t col = col0 + v * lanes;
+    if (col >= n) break;
+    vec<T> z = acc[v];
+    if (addend) z += load(addend + col);
+    z = f(z);
+    if (col + lanes <= n) store(out + col, z);
+    else store_partial(out + col, z, n - col);
+  }
+}
+
+struct identity_fn {
+  template <class V>
+  RNNEXT_INLINE V operator()(V x) const { return x; }
+};
+
+// c[r] = acc + bias, for dense layers and the input projection.
+template <class T>
+struct BiasEpilogue {
+  const DenseArgs<T>& args;
+  index_t row0 = 0;
+  RNNEXT_INLINE void set_rows(index_t i) { row0 = i; }
+  RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
+    store_panel(args.c + (row0 + r) * args.ldc, panel, args.n_store, acc, args.bias, identity_fn{});
+  }
+};
+
+template <class T>
+void dense_kernel(const DenseArgs<T>& args) {
+  BiasEpilogue<T> epilogue{args};
+  gemm_rows<T>(args.m, args.w, [&](index_t i) { return args.a + i * args.lda; }, epilogue);
+}

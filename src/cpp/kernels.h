@@ -1,0 +1,81 @@
+// The interface between the instruction-set independent drivers and the
+// kernels compiled once per instruction set (kernels_<isa>.cpp).
+// Arguments are plain data; a kernel call never allocates.
+#pragma once
+
+#include "common.h"
+#include "packing.h"
+
+namespace rnnext {
+
+// Dense layer on m rows:  c[r, :] = a[r, :] · W^T + bias.
+//   a: rows of w.k elements, row r at a + r*lda
+//   c: rows of ldc elements; n_store columns are written (w.n, or the padded
+//      width when c is a padded workspace)
+template <class T>
+struct DenseArgs {
+  const T* a;
+  index_t lda;
+  index_t m;
+  PackedView<T> w;
+  const T* bias;  // padded to w.panels * NR, or null
+  T* c;
+  index_t ldc;
+  index_t n_store;
+};
+
+// Elman recurrence h_t = f(x_t W_x^T + b + h_{t-1} W_h^T) for the batch rows
+// [batch_begin, batch_end): one thread's share, whole sequences, all steps.
+//   x[b, t, :]     at x + b*x_stride_b + t*x_stride_t          (input_size)
+//   h_seq[b, t, :] at h_seq + b*h_stride_b + t*h_stride_t      (hidden_size)
+//   h0, h_n        (B, hidden_size) rows; h0 null means zeros
+//   xproj          workspace, row (b, t) at (b*steps + t) * padded hidden
+// Steps past lengths[b] are not computed and are written as zeros.
+template <class T>
+struct ElmanArgs {
+  const T* x;
+  index_t x_stride_b, x_stride_t;
+  const T* h0;
+  T* h_seq;
+  index_t h_stride_b, h_stride_t;
+  T* h_n;
+  const index_t* lengths;  // (B,), or null: every sequence has `steps` steps
+  index_t batch_begin, batch_end;
+  index_t steps, input_size, hidden_size;
+  PackedView<T> w_x, w_h;
+  const T* bias;     // b_x + b_h, padded
+  const T* zeros;    // hidden_size zeros, the state before step 0 without h0
+  T* xproj;
+  Activation activation;
+  bool reverse;
+};
+
+struct KernelTable {
+  const char* isa;
+  void (*dense_f32)(const DenseArgs<float>&);
+  void (*dense_f64)(const DenseArgs<double>&);
+  void (*elman_forward_f32)(const ElmanArgs<float>&);
+  void (*elman_forward_f64)(const ElmanArgs<double>&);
+  // Elementwise activation, exposed for accuracy tests.
+  void (*activation_f32)(Activation, const float*, float*, index_t);
+  void (*activation_f64)(Activation, const double*, double*, index_t);
+};
+
+// The table for the best instruction set this CPU supports, or the one named
+// by RNNEXT_FORCE_ISA; chosen once, on first use.
+const KernelTable& kernels();
+// Instruction sets this build has kernels for and this CPU can run.
+const char* const* available_isas();
+
+inline void dense(const DenseArgs<float>& a) { kernels().dense_f32(a); }
+inline void dense(const DenseArgs<double>& a) { kernels().dense_f64(a); }
+inline void elman_forward_slice(const ElmanArgs<float>& a) { kernels().elman_forward_f32(a); }
+inline void elman_forward_slice(const ElmanArgs<double>& a) { kernels().elman_forward_f64(a); }
+inline void activation(Activation f, const float* x, float* y, index_t n) {
+  kernels().activation_f32(f, x, y, n);
+}
+inline void activation(Activation f, const double* x, double* y, index_t n) {
+  kernels().activation_f64(f, x, y, n);
+}
+
+}  // namespace rnnext

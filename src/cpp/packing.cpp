@@ -1,0 +1,38 @@
+#include "packing.h"
+
+namespace rnnext {
+
+template <class T>
+PackedMatrix<T>::PackedMatrix(const T* w, index_t n, index_t k, index_t ld)
+    : n_(n), k_(k), panels_((n + panel_width<T>() - 1) / panel_width<T>()) {
+  constexpr index_t nr = panel_width<T>();
+  data_ = AlignedBuffer<T>(checked_mul(checked_mul(panels_, nr), k));
+  T* out = data_.data();
+  for (index_t p = 0; p < panels_; ++p) {
+    const index_t cols = (n - p * nr) < nr ? (n - p * nr) : nr;
+    T* panel = out + p * nr * k;
+    for (index_t j = 0; j < cols; ++j) {
+      const T* row = w + (p * nr + j) * ld;
+      for (index_t kk = 0; kk < k; ++kk) panel[kk * nr + j] = row[kk];
+    }
+  }
+}
+
+template <class T>
+AlignedBuffer<T> pad_bias(const T* b1, const T* b2, index_t n) {
+  AlignedBuffer<T> out(round_up(n, panel_width<T>()));
+  for (index_t i = 0; i < n; ++i) {
+    T v = T(0);
+    if (b1) v += b1[i];
+    if (b2) v += b2[i];
+    out.data()[i] = v;
+  }
+  return out;
+}
+
+template class PackedMatrix<float>;
+template class PackedMatrix<double>;
+template AlignedBuffer<float> pad_bias(const float*, const float*, index_t);
+template AlignedBuffer<double> pad_bias(const double*, const double*, index_t);
+
+}  // namespace rnnext

@@ -1,0 +1,46 @@
+// Weight matrices packed for the micro-kernels.
+//
+// A weight W (N, K) that multiplies row vectors as  y = x W^T  is stored
+// transposed, in column panels of NR = panel_width<T>() outputs:
+//   panel p, row k holds W[p*NR + j, k] for j in [0, NR), zero past N.
+// The micro-kernel then reads each panel as one contiguous stream and every
+// output lane accumulates its dot product in plain k order, which keeps results
+// identical for any row blocking or thread count.
+#pragma once
+
+#include "aligned_buffer.h"
+#include "common.h"
+
+namespace rnnext {
+
+// What a kernel needs to read a packed matrix (plain data, no ownership).
+template <class T>
+struct PackedView {
+  const T* data;
+  index_t n;       // outputs (rows of W)
+  index_t k;       // inputs (columns of W)
+  index_t panels;  // ceil(n / NR)
+};
+
+template <class T>
+class PackedMatrix {
+ public:
+  PackedMatrix() = default;
+  // w: (n, k) row-major with row stride ld (elements).
+  PackedMatrix(const T* w, index_t n, index_t k, index_t ld);
+
+  PackedView<T> view() const { return {data_.data(), n_, k_, panels_}; }
+  index_t n() const { return n_; }
+  index_t k() const { return k_; }
+  index_t padded_n() const { return panels_ * panel_width<T>(); }
+
+ private:
+  index_t n_ = 0, k_ = 0, panels_ = 0;
+  AlignedBuffer<T> data_;
+};
+
+// A bias vector padded with zeros to a whole number of panels.
+template <class T>
+AlignedBuffer<T> pad_bias(const T* b1, const T* b2, index_t n);
+
+}  // namespace rnnext
