@@ -1,1 +1,32 @@
-from ._core import build_info
+"""rnnext: fast recurrent neural networks on the CPU.
+
+The article's network  h_t = f(W_x x_t + W_h h_{t-1} + b),  y_t = W_o h_t,
+run by a C++ core with SIMD kernels chosen at run time, behind a NumPy API.
+"""
+
+from . import functional, reference
+from ._core import build_info as _build_info
+from ._core import get_num_threads, set_num_threads
+from .interop import from_torch
+from .models import RNN
+
+__version__ = _build_info()["version"]
+
+__all__ = [
+    "RNN",
+    "build_info",
+    "from_torch",
+    "functional",
+    "get_num_threads",
+    "reference",
+    "set_num_threads",
+    "__version__",
+]
+
+
+def build_info() -> dict:
+    """Version, compiler, the instruction set chosen at run time
+    (``RNNEXT_FORCE_ISA=scalar|avx2|avx512`` forces one), the ones this CPU
+    supports, the OpenMP version (None when built without OpenMP) and the
+    thread count."""
+    return _build_info()

@@ -1,0 +1,77 @@
+"""Stateless recurrent kernels: the C++ core with a NumPy interface.
+
+Every function takes the weights as arrays, in PyTorch's storage order (see
+``rnnext.RNN`` for the models that own their weights). ``W_x``, ``W_h``, ``b_x``
+and ``b_h`` must all be float32 or all float64: that dtype decides the
+precision, and ``x`` and ``h0`` are cast to it.
+"""
+
+from __future__ import annotations
+
+from typing import Optional, Tuple
+
+import numpy as np
+
+from . import _core
+from ._typing import ArrayLike
+
+__all__ = ["rnn"]
+
+
+def rnn(
+    x: ArrayLike,
+    W_x: ArrayLike,
+    W_h: ArrayLike,
+    b_x: Optional[ArrayLike] = None,
+    b_h: Optional[ArrayLike] = None,
+    h0: Optional[ArrayLike] = None,
+    *,
+    activation: str = "tanh",
+    lengths: Optional[ArrayLike] = None,
+    batch_first: bool = True,
+    reverse: bool = False,
+) -> Tuple[np.ndarray, np.ndarray]:
+    """Elman RNN forward: ``h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h)``.
+
+    Parameters
+    ----------
+    x : array_like, shape (B, T, I), (T, B, I) if not ``batch_first``, or (T, I)
+        The input sequences; a 2-D ``x`` is one unbatched sequence.
+    W_x : array_like, shape (H, I)
+    W_h : array_like, shape (H, H)
+    b_x, b_h : array_like, shape (H,), optional
+        Biases; ``None`` means zero.
+    h0 : array_like, shape (B, H) or (H,) for unbatched input, optional
+        The state before the first step read; ``None`` means zeros.
+    activation : {"tanh", "sigmoid", "relu"}
+    lengths : array_like of int, shape (B,), optional
+        Valid steps of each sequence, ``1 <= lengths[b] <= T``; padding is at
+        the end. Steps past a length are not computed and are zero in
+        ``h_seq``; ``h_n`` is the state after each sequence's last valid step.
+    batch_first : bool
+        Layout of ``x`` and ``h_seq``; the states ignore it.
+    reverse : bool
+        Read each sequence from its last valid step back to step 0. ``h_seq``
+        stays in input time order, and ``h_n`` is the state after step 0.
+
+    Returns
+    -------
+    h_seq : ndarray, shape like ``x`` with H features
+        The hidden state after reading each ``x_t``.
+    h_n : ndarray, shape (B, H), or (H,) for unbatched input
+        The final state.
+
+    Raises
+    ------
+    TypeError
+        Weights that are not all float32 or all float64 (checked first), or
+        data that is not real numbers.
+    ValueError
+        Shapes that do not fit together, bad ``lengths``, an unknown
+        ``activation``. Every error names the argument and is raised before
+        any compute.
+    MemoryError
+        Outputs or workspace that cannot be allocated.
+    """
+    layer = _core.pack_rnn(W_x, W_h, b_x, b_h, activation)
+    return layer.forward(x, h0, lengths, batch_first, reverse)

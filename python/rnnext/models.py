@@ -1,0 +1,372 @@
+"""Recurrent models that own their weights: ``rnnext.RNN``.
+
+A model keeps its parameters as read-only NumPy arrays (change one by
+assigning a new array) and, for speed, packed copies of them in the C++ core,
+rebuilt after an assignment.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any, Dict, Iterator, Optional, Tuple
+
+import numpy as np
+
+from . import _core
+from ._typing import ArrayLike, DTypeLike
+
+__all__ = ["RNN"]
+
+_ACTIVATIONS = ("tanh", "sigmoid", "relu")
+
+
+def _check_int(name: str, value: Any, minimum: int = 1) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
+        raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name}: expected a bool, got {type(value).__name__}")
+    return bool(value)
+
+
+def _check_dtype(value: DTypeLike) -> np.dtype:
+    try:
+        dtype = np.dtype(value)
+    except TypeError:
+        dtype = None
+    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+        raise ValueError(f"dtype: expected 'float32' or 'float64', got {value!r}")
+    return dtype
+
+
+def _frozen(array: np.ndarray) -> np.ndarray:
+    array.setflags(write=False)
+    return array
+
+
+class ParameterDict(Mapping):
+    """The model's parameters by name; ``params[key] = array`` assigns one
+    (shape-checked, cast to the model's dtype). Values are read-only arrays."""
+
+    def __init__(self, model: "RNN") -> None:
+        self._model = model
+
+    def __getitem__(self, key: str) -> np.ndarray:
+        return self._model._params[key]
+
+    def __setitem__(self, key: str, value: ArrayLike) -> None:
+        self._model._assign(key, value)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._model._params)
+
+    def __len__(self) -> int:
+        return len(self._model._params)
+
+    def __repr__(self) -> str:
+        shapes = ", ".join(f"{k!r}: {v.shape}" for k, v in self.items())
+        return f"ParameterDict({{{shapes}}})"
+
+
+def _parameter(name: str, doc: str) -> property:
+    def get(self):
+        return self._params.get(name)
+
+    def set(self, value):
+        if name not in self._params:
+            raise AttributeError(f"{name}: {self!r} has no such parameter")
+        self._assign(name, value)
+
+    return property(get, set, doc=doc)
+
+
+class RNN:
+    """The article's recurrent network: ``h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h)``,
+    with an optional linear head ``y_t = W_o h_t + b_o``.
+
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        I and H.
+    output_size : int, optional
+        O: adds the head ``W_o`` (O, H), ``b_o`` (O,). Without it the outputs
+        are the hidden states.
+    activation : {"tanh", "sigmoid", "relu"}
+    bias : bool
+        Whether the cell has ``b_x`` and ``b_h`` (the head always has ``b_o``).
+    batch_first : bool
+        ``x`` is (B, T, I) when true, (T, B, I) otherwise; states are always
+        (1, B, H).
+    dtype : "float32" or "float64"
+        The dtype of the parameters and of every computation and result.
+    seed : int, optional
+        Seeds the PyTorch-style initialisation ``U(-1/sqrt(H), 1/sqrt(H))``
+        (the head like ``torch.nn.Linear``).
+    """
+
+    W_x = _parameter("W_x", "Input weights, (H, I).")
+    W_h = _parameter("W_h", "Recurrent weights, (H, H).")
+    b_x = _parameter("b_x", "Input bias, (H,); None when bias=False.")
+    b_h = _parameter("b_h", "Recurrent bias, (H,); None when bias=False.")
+    W_o = _parameter("W_o", "Head weights, (O, H); None without a head.")
+    b_o = _parameter("b_o", "Head bias, (O,); None without a head.")
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: Optional[int] = None,
+        *,
+        activation: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = True,
+        dtype: DTypeLike = "float32",
+        seed: Optional[int] = None,
+    ) -> None:
+        input_size = _check_int("input_size", input_size)
+        hidden_size = _check_int("hidden_size", hidden_size)
+        if output_size is not None:
+            output_size = _check_int("output_size", output_size)
+        if not isinstance(activation, str):
+            raise TypeError(f"activation: expected a string, got {type(activation).__name__}")
+        if activation not in _ACTIVATIONS:
+            raise ValueError(f"activation: expected one of 'tanh', 'sigmoid', 'relu', got {activation!r}")
+        dtype = _check_dtype(dtype)
+        self._config = {
+            "input_size": input_size,
+            "hidden_size": hidden_size,
+            "output_size": output_size,
+            "activation": activation,
+            "bias": _check_bool("bias", bias),
+            "batch_first": _check_bool("batch_first", batch_first),
+            "dtype": dtype.name,
+        }
+        if seed is not None:
+            _check_int("seed", seed, minimum=0)
+        self._set_params(self._initial_params(np.random.default_rng(seed)))
+
+    # ------------------------------------------------------------ configuration
+
+    @property
+    def config(self) -> Dict[str, Any]:
+        """The constructor's arguments (except ``seed``); ``from_config`` inverts it."""
+        return dict(self._config)
+
+    @classmethod
+    def from_config(cls, config: Mapping) -> "RNN":
+        """A new model (freshly initialised) with the given configuration."""
+        unknown = sorted(set(config) - set(cls._config_keys()))
+        if unknown:
+            raise ValueError(f"config: unknown keys {unknown} for {cls.__name__}")
+        config = dict(config)
+        return cls(config.pop("input_size"), config.pop("hidden_size"), **config)
+
+    @staticmethod
+    def _config_keys() -> Tuple[str, ...]:
+        return ("input_size", "hidden_size", "output_size", "activation", "bias", "batch_first", "dtype")
+
+    input_size = property(lambda self: self._config["input_size"], doc="I.")
+    hidden_size = property(lambda self: self._config["hidden_size"], doc="H.")
+    output_size = property(lambda self: self._config["output_size"], doc="O, or None without a head.")
+    activation = property(lambda self: self._config["activation"], doc="The cell's nonlinearity.")
+    bias = property(lambda self: self._config["bias"], doc="Whether the cell has biases.")
+    batch_first = property(lambda self: self._config["batch_first"], doc="Layout of x and outputs.")
+    dtype = property(lambda self: np.dtype(self._config["dtype"]), doc="Parameter and compute dtype.")
+
+    def __repr__(self) -> str:
+        c = self._config
+        parts = [str(c["input_size"]), str(c["hidden_size"])]
+        if c["output_size"] is not None:
+            parts.append(f"output_size={c['output_size']}")
+        if c["activation"] != "tanh":
+            parts.append(f"activation={c['activation']!r}")
+        if not c["bias"]:
+            parts.append("bias=False")
+        if not c["batch_first"]:
+            parts.append("batch_first=False")
+        if c["dtype"] != "float32":
+            parts.append(f"dtype={c['dtype']}")
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    # ------------------------------------------------------------ parameters
+
+    def _initial_params(self, rng: np.random.Generator) -> Dict[str, np.ndarray]:
+        c = self._config
+        I, H, O = c["input_size"], c["hidden_size"], c["output_size"]
+        bound = 1.0 / np.sqrt(H)
+        shapes = {"W_x": (H, I), "W_h": (H, H)}
+        if c["bias"]:
+            shapes.update(b_x=(H,), b_h=(H,))
+        params = {k: rng.uniform(-bound, bound, shape) for k, shape in shapes.items()}
+        if O is not None:  # torch.nn.Linear(H, O): kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(H))
+            params["W_o"] = rng.uniform(-bound, bound, (O, H))
+            params["b_o"] = rng.uniform(-bound, bound, (O,))
+        return params
+
+    def _param_shapes(self) -> Dict[str, Tuple[int, ...]]:
+        c = self._config
+        I, H, O = c["input_size"], c["hidden_size"], c["output_size"]
+        shapes = {"W_x": (H, I), "W_h": (H, H)}
+        if c["bias"]:
+            shapes.update(b_x=(H,), b_h=(H,))
+        if O is not None:
+            shapes.update(W_o=(O, H), b_o=(O,))
+        return shapes
+
+    def _checked_param(self, name: str, value: ArrayLike) -> np.ndarray:
+        shapes = self._param_shapes()
+        if name not in shapes:
+            raise KeyError(f"{type(self).__name__} has no parameter {name!r}; it has {list(shapes)}")
+        array = np.asarray(value)
+        if array.dtype.kind not in "fiub":
+            raise TypeError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
+        if array.shape != shapes[name]:
+            raise ValueError(f"{name}: expected shape {shapes[name]}, got {array.shape}")
+        return np.array(array, dtype=self.dtype, copy=True)
+
+    def _set_params(self, params: Dict[str, np.ndarray]) -> None:
+        self._params = {k: _frozen(np.asarray(v, dtype=self.dtype)) for k, v in params.items()}
+        self._packed = None
+
+    def _assign(self, name: str, value: ArrayLike) -> None:
+        array = self._checked_param(name, value)
+        params = dict(self._params)
+        params[name] = array
+        self._set_params(params)
+
+    @property
+    def params(self) -> ParameterDict:
+        """Every parameter by name (``W_x``, ``W_h``, ``b_x``, ``b_h``, ``W_o``, ``b_o``)."""
+        return ParameterDict(self)
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        """Writable copies of the parameters, keyed like ``params``."""
+        return {k: v.copy() for k, v in self._params.items()}
+
+    def load_state_dict(self, state_dict: Mapping, strict: bool = True) -> None:
+        """Replaces the parameters. With ``strict`` the keys must be exactly
+        those of ``params``; otherwise missing keys keep their values and
+        unknown keys are ignored. Shapes are always checked, and nothing is
+        changed unless every value is valid."""
+        expected = set(self._params)
+        given = set(state_dict)
+        if strict and given != expected:
+            raise ValueError(
+                f"state_dict: missing keys {sorted(expected - given)}, "
+                f"unexpected keys {sorted(given - expected)}"
+            )
+        params = dict(self._params)
+        for key in given & expected:
+            params[key] = self._checked_param(key, state_dict[key])
+        self._set_params(params)
+
+    def _packed_weights(self):
+        packed = self._packed  # one read: a concurrent assignment swaps the tuple whole
+        if packed is None:
+            p, c = self._params, self._config
+            layer = _core.pack_rnn(p["W_x"], p["W_h"], p.get("b_x"), p.get("b_h"), c["activation"])
+            head = _core.pack_dense(p["W_o"], p["b_o"]) if "W_o" in p else None
+            packed = self._packed = (layer, head)
+        return packed
+
+    # ------------------------------------------------------------ pickling
+
+    def __getstate__(self) -> Dict[str, Any]:
+        return {"config": dict(self._config), "params": {k: np.array(v) for k, v in self._params.items()}}
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        self._config = dict(state["config"])
+        self._set_params(state["params"])
+
+    # ------------------------------------------------------------ compute
+
+    def _state_in(self, state: Any, name: str, batch: Optional[int]) -> Optional[np.ndarray]:
+        """A model state (1, B, H) / (1, H) as the kernel's (B, H) / (H,)."""
+        if state is None:
+            return None
+        array = np.asarray(state)
+        H = self.hidden_size
+        expected = (1, H) if batch is None else (1, batch, H)
+        if array.shape != expected:
+            layout = "(num_layers, H)" if batch is None else "(num_layers, B, H)"
+            raise ValueError(f"{name}: expected shape {layout} = {expected}, got {array.shape}")
+        return array[0]
+
+    def _batch_of(self, x: np.ndarray) -> Optional[int]:
+        if x.ndim != 3:
+            return None
+        return x.shape[0] if self.batch_first else x.shape[1]
+
+    def __call__(
+        self,
+        x: ArrayLike,
+        h0: Optional[ArrayLike] = None,
+        *,
+        lengths: Optional[ArrayLike] = None,
+        return_sequences: bool = True,
+    ) -> Tuple[np.ndarray, np.ndarray]:
+        """Runs the model over whole sequences.
+
+        Parameters
+        ----------
+        x : array_like, (B, T, I), (T, B, I) if not ``batch_first``, or (T, I)
+        h0 : array_like, (1, B, H) or (1, H), optional
+        lengths : array_like of int, (B,), optional
+            Valid steps per sequence; outputs past them are zero.
+        return_sequences : bool
+            True: one output per step, (B, T, O) (or (B, T, H) without a
+            head). False: one per sequence, (B, O) or (B, H), from the state
+            after each sequence's last valid step (many-to-one).
+
+        Returns
+        -------
+        out : ndarray
+        h_n : ndarray, (1, B, H), or (1, H) for unbatched input
+        """
+        layer, head = self._packed_weights()
+        x = np.asarray(x)
+        if x.ndim in (2, 3):
+            h0 = self._state_in(h0, "h0", self._batch_of(x))
+        out, h_n = layer.forward(x, h0, lengths, self.batch_first, False, head if return_sequences else None)
+        if not return_sequences:
+            out = head.forward(h_n) if head is not None else h_n.copy()
+        return out, h_n[None]
+
+    def predict(
+        self, x: ArrayLike, *, lengths: Optional[ArrayLike] = None, batch_size: Optional[int] = None
+    ) -> np.ndarray:
+        """``self(x, lengths=lengths)[0]``, computed ``batch_size`` sequences at a time."""
+        x = np.asarray(x)
+        if batch_size is None or x.ndim != 3:
+            return self(x, lengths=lengths)[0]
+        batch_size = _check_int("batch_size", batch_size)
+        axis = 0 if self.batch_first else 1
+        lengths = None if lengths is None else np.asarray(lengths)
+        parts = []
+        for start in range(0, max(x.shape[axis], 1), batch_size):
+            part = slice(start, start + batch_size)
+            xs = x[part] if axis == 0 else x[:, part]
+            parts.append(self(xs, lengths=None if lengths is None else lengths[part])[0])
+        return np.concatenate(parts, axis=axis)
+
+    def initial_state(self, batch_size: Optional[int] = None) -> np.ndarray:
+        """Zeros shaped like ``h_n``: (1, batch_size, H), or (1, H) when None."""
+        if batch_size is None:
+            return np.zeros((1, self.hidden_size), self.dtype)
+        return np.zeros((1, _check_int("batch_size", batch_size, 0), self.hidden_size), self.dtype)
+
+    def step(self, x_t: ArrayLike, state: Optional[ArrayLike] = None) -> Tuple[np.ndarray, np.ndarray]:
+        """One time step for streaming: ``x_t`` (B, I) or (I,) and the state
+        (shaped like ``h_n``; None means zeros) -> ``(y_t, state)``, where
+        ``y_t`` is the head's output (or ``h_t`` without a head)."""
+        layer, head = self._packed_weights()
+        if state is not None:
+            x_t = np.asarray(x_t)
+            state = self._state_in(state, "state", x_t.shape[0] if x_t.ndim == 2 else None)
+        y, h = layer.step(x_t, state, head)
+        return y, h[None]
