@@ -36,10 +36,10 @@ def _check_bool(name: str, value: Any) -> bool:
 
 def _check_dtype(value: DTypeLike) -> np.dtype:
     try:
-        dtype = np.dtype(value)
+        dtype = np.dtype(value) if value is not None else None
     except TypeError:
         dtype = None
-    if dtype not in (np.dtype(np.float32), np.dtype(np.float64)):
+    if dtype is None or dtype.type not in (np.float32, np.float64):
         raise ValueError(f"dtype: expected 'float32' or 'float64', got {value!r}")
     return dtype
 

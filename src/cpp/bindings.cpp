@@ -5,6 +5,7 @@
 #include <pybind11/pybind11.h>
 
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -96,37 +97,39 @@ const char* activation_name(Activation a) {
 // shape: that dtype decides the precision of the whole computation.
 struct NamedArray {
   const char* name;
-  py::array array;  // empty when the argument was None
+  std::optional<py::array> array;  // nullopt when the argument was None
 };
 
 bool weights_are_double(const std::vector<NamedArray>& weights) {
   const NamedArray* first = nullptr;
   for (const NamedArray& w : weights) {
     if (!w.array) continue;
-    const py::dtype dt = w.array.dtype();
+    const py::dtype dt = w.array->dtype();
     if (dt.kind() != 'f' || (dt.itemsize() != 4 && dt.itemsize() != 8))
       type_error(std::string(w.name) + ": expected float32 or float64 weights, got dtype " +
-                 dtype_of(w.array));
+                 dtype_of(*w.array));
     if (first == nullptr) first = &w;
-    else if (dt.itemsize() != first->array.dtype().itemsize())
+    else if (dt.itemsize() != first->array->dtype().itemsize())
       type_error(std::string("weights must all be float32 or all float64: ") + first->name + " is " +
-                 dtype_of(first->array) + ", " + w.name + " is " + dtype_of(w.array));
+                 dtype_of(*first->array) + ", " + w.name + " is " + dtype_of(*w.array));
   }
-  return first != nullptr && first->array.dtype().itemsize() == 8;
+  return first != nullptr && first->array->dtype().itemsize() == 8;
 }
 
-py::array optional_array(py::handle obj, const char* name) {
-  return is_none(obj) ? py::array() : as_numeric(obj, name);
-}
-
-template <class T>
-const T* data_or_null(const carray<T>& a) {
-  return a ? a.data() : nullptr;
+std::optional<py::array> optional_array(py::handle obj, const char* name) {
+  if (is_none(obj)) return std::nullopt;
+  return as_numeric(obj, name);
 }
 
 template <class T>
-carray<T> cast_or_empty(const py::array& a) {
-  return a ? carray<T>::ensure(a) : carray<T>();
+std::optional<carray<T>> cast_optional(const std::optional<py::array>& a) {
+  if (!a) return std::nullopt;
+  return carray<T>::ensure(*a);
+}
+
+template <class T>
+const T* data_or_null(const std::optional<carray<T>>& a) {
+  return a ? a->data() : nullptr;
 }
 
 // ---------------------------------------------------------------- sequences
@@ -157,8 +160,9 @@ SequenceInput read_sequence(py::handle x_obj, index_t input_size, bool batch_fir
 }
 
 // A state argument (h0): (B, H), or (H,) for an unbatched input.
-py::array read_state(py::handle obj, const char* name, const SequenceInput& in, index_t hidden) {
-  if (is_none(obj)) return py::array();
+std::optional<py::array> read_state(py::handle obj, const char* name, const SequenceInput& in,
+                                    index_t hidden) {
+  if (is_none(obj)) return std::nullopt;
   py::array h = as_numeric(obj, name);
   if (in.unbatched) expect_shape(h, name, {hidden}, "(hidden_size,) for an unbatched x");
   else expect_shape(h, name, {in.shape.batch, hidden}, "(B, hidden_size)");
@@ -232,12 +236,12 @@ py::tuple elman_forward(const ElmanWeights<T>& w, py::handle x_obj, py::handle h
                         py::handle lengths_obj, bool batch_first, bool reverse, py::handle head_obj) {
   const index_t input = w.input_size(), hidden = w.hidden_size();
   SequenceInput in = read_sequence(x_obj, input, batch_first);
-  py::array h0_any = read_state(h0_obj, "h0", in, hidden);
+  std::optional<py::array> h0_any = read_state(h0_obj, "h0", in, hidden);
   std::vector<index_t> lengths = read_lengths(lengths_obj, in);
   const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
 
   auto x = carray<T>::ensure(in.x);
-  auto h0 = cast_or_empty<T>(h0_any);
+  auto h0 = cast_optional<T>(h0_any);
   const SequenceShape shape = in.shape;
   const index_t rows = checked_mul(shape.batch, shape.steps);
   auto out = new_array<T>(sequence_shape(in, head ? head->out_features() : hidden));
@@ -270,15 +274,14 @@ py::tuple elman_step(const ElmanWeights<T>& w, py::handle x_obj, py::handle h_ob
                 ",) (input_size " + std::to_string(input) + "), got " + shape_of(x_any));
   const bool unbatched = x_any.ndim() == 1;
   const index_t batch = unbatched ? 1 : x_any.shape(0);
-  py::array h_any;
-  if (!is_none(h_obj)) {
-    h_any = as_numeric(h_obj, "state");
-    if (unbatched) expect_shape(h_any, "state", {hidden}, "(hidden_size,) for an unbatched x_t");
-    else expect_shape(h_any, "state", {batch, hidden}, "(B, hidden_size)");
+  std::optional<py::array> h_any = optional_array(h_obj, "state");
+  if (h_any) {
+    if (unbatched) expect_shape(*h_any, "state", {hidden}, "(hidden_size,) for an unbatched x_t");
+    else expect_shape(*h_any, "state", {batch, hidden}, "(B, hidden_size)");
   }
   const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
   auto x = carray<T>::ensure(x_any);
-  auto h = cast_or_empty<T>(h_any);
+  auto h = cast_optional<T>(h_any);
   const index_t out_features = head ? head->out_features() : hidden;
   auto y = unbatched ? new_array<T>({out_features}) : new_array<T>({batch, out_features});
   auto h_next = unbatched ? new_array<T>({hidden}) : new_array<T>({batch, hidden});
@@ -303,20 +306,20 @@ py::object pack_rnn(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj, 
                                   {"b_x", optional_array(b_x_obj, "b_x")},
                                   {"b_h", optional_array(b_h_obj, "b_h")}};
   const bool is_double = weights_are_double(weights);
-  const py::array& W_x = weights[0].array;
+  const py::array& W_x = *weights[0].array;
   if (W_x.ndim() != 2)
     value_error("W_x: expected a 2-D array (hidden_size, input_size), got shape " + shape_of(W_x));
   const index_t hidden = W_x.shape(0), input = W_x.shape(1);
   const std::string h = std::to_string(hidden);
-  expect_shape(weights[1].array, "W_h", {hidden, hidden}, "(hidden_size, hidden_size), hidden_size " + h + " from W_x");
+  expect_shape(*weights[1].array, "W_h", {hidden, hidden}, "(hidden_size, hidden_size), hidden_size " + h + " from W_x");
   for (int i = 2; i < 4; ++i)
     if (weights[i].array)
-      expect_shape(weights[i].array, weights[i].name, {hidden}, "(hidden_size,), hidden_size " + h + " from W_x");
+      expect_shape(*weights[i].array, weights[i].name, {hidden}, "(hidden_size,), hidden_size " + h + " from W_x");
   const Activation activation = parse_activation(activation_obj);
   auto build = [&](auto zero) -> py::object {
     using T = decltype(zero);
-    auto wx = carray<T>::ensure(weights[0].array), wh = carray<T>::ensure(weights[1].array);
-    auto bx = cast_or_empty<T>(weights[2].array), bh = cast_or_empty<T>(weights[3].array);
+    auto wx = carray<T>::ensure(W_x), wh = carray<T>::ensure(*weights[1].array);
+    auto bx = cast_optional<T>(weights[2].array), bh = cast_optional<T>(weights[3].array);
     return py::cast(std::make_unique<ElmanWeights<T>>(wx.data(), wh.data(), data_or_null(bx),
                                                       data_or_null(bh), input, hidden, activation));
   };
@@ -328,15 +331,15 @@ py::object pack_rnn(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj, 
 py::object pack_dense(py::handle W_obj, py::handle b_obj) {
   std::vector<NamedArray> weights{{"W_o", as_numeric(W_obj, "W_o")}, {"b_o", optional_array(b_obj, "b_o")}};
   const bool is_double = weights_are_double(weights);
-  const py::array& W = weights[0].array;
+  const py::array& W = *weights[0].array;
   if (W.ndim() != 2)
     value_error("W_o: expected a 2-D array (output_size, in_features), got shape " + shape_of(W));
   const index_t out = W.shape(0), in = W.shape(1);
-  if (weights[1].array) expect_shape(weights[1].array, "b_o", {out}, "(output_size,) from W_o");
+  if (weights[1].array) expect_shape(*weights[1].array, "b_o", {out}, "(output_size,) from W_o");
   auto build = [&](auto zero) -> py::object {
     using T = decltype(zero);
     auto w = carray<T>::ensure(W);
-    auto b = cast_or_empty<T>(weights[1].array);
+    auto b = cast_optional<T>(weights[1].array);
     return py::cast(std::make_unique<DenseWeights<T>>(w.data(), data_or_null(b), out, in));
   };
   return is_double ? build(double{}) : build(float{});
@@ -367,15 +370,15 @@ py::array dense_reference_py(py::handle x_obj, py::handle W_obj, py::handle b_ob
   std::vector<NamedArray> weights{{"W", as_numeric(W_obj, "W")}, {"b", optional_array(b_obj, "b")}};
   const bool is_double = weights_are_double(weights);
   py::array x_any = as_numeric(x_obj, "x");
-  const py::array& W = weights[0].array;
+  const py::array& W = *weights[0].array;
   if (W.ndim() != 2) value_error("W: expected a 2-D array, got shape " + shape_of(W));
   if (x_any.ndim() != 2 || x_any.shape(1) != W.shape(1))
     value_error("x: expected shape (rows, " + std::to_string(W.shape(1)) + "), got " + shape_of(x_any));
-  if (weights[1].array) expect_shape(weights[1].array, "b", {index_t(W.shape(0))}, "");
+  if (weights[1].array) expect_shape(*weights[1].array, "b", {index_t(W.shape(0))}, "(out_features,)");
   auto run = [&](auto zero) -> py::array {
     using T = decltype(zero);
     auto x = carray<T>::ensure(x_any), w = carray<T>::ensure(W);
-    auto b = cast_or_empty<T>(weights[1].array);
+    auto b = cast_optional<T>(weights[1].array);
     auto y = new_array<T>({x.shape(0), w.shape(0)});
     dense_reference(x.data(), x.shape(0), w.data(), data_or_null(b), w.shape(0), w.shape(1), y.mutable_data());
     return y;
@@ -390,7 +393,7 @@ py::array activation_py(py::handle name, py::handle x_obj) {
   const bool is_double = weights_are_double(arrays);
   auto run = [&](auto zero) -> py::array {
     using T = decltype(zero);
-    auto x = carray<T>::ensure(arrays[0].array);
+    auto x = carray<T>::ensure(*arrays[0].array);
     py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
     activation(f, x.data(), y.mutable_data(), x.size());
     return y;
