@@ -1,0 +1,38 @@
+"""Command line: ``python -m rnnext bench``."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import List, Optional
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m rnnext", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    bench = commands.add_parser("bench", help="time rnnext against NumPy, PyTorch and ONNX Runtime")
+    bench.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    bench.add_argument("--threads", type=int, default=None, help="threads for rnnext and the peers")
+    bench.add_argument("--case", action="append", metavar="B,T,I,H",
+                       help="a forward size to time (repeatable); default: the standard cases")
+    args = parser.parse_args(argv)
+
+    if args.command == "bench":
+        from . import _core, bench as bench_module
+
+        if args.threads is not None:
+            _core.set_num_threads(args.threads)
+        cases = bench_module.FORWARD_CASES
+        if args.case:
+            try:
+                cases = [tuple(int(v) for v in c.split(",")) for c in args.case]
+                if any(len(c) != 4 or min(c) < 1 for c in cases):
+                    raise ValueError
+            except ValueError:
+                parser.error("--case: expected four positive integers B,T,I,H")
+        bench_module.run(cases, rounds=args.rounds)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
