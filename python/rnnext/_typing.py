@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Union
-
-import numpy as np
 import numpy.typing as npt
 
 ArrayLike = npt.ArrayLike
-DTypeLike = Union[str, type, np.dtype, Any]
+DTypeLike = npt.DTypeLike
