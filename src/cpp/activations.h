@@ -130,3 +130,14 @@ RNNEXT_INLINE V activate(V x) {
   else if constexpr (act == Activation::sigmoid) return sigmoid_vec(x);
   else return relu_vec(x);
 }
+
+// dz = g * f'(z), with f'(z) computed from h = f(z), which the forward keeps:
+// tanh' = 1 - h^2, sigmoid' = h (1 - h), relu' = [h > 0] (0 at z = 0, and the
+// gradient is selected, not multiplied, as torch does, so an infinite g
+// past a dead unit stays 0).
+template <Activation act, class V>
+RNNEXT_INLINE V activation_backward(V g, V h) {
+  if constexpr (act == Activation::tanh) return g * (1.0f - h * h);
+  else if constexpr (act == Activation::sigmoid) return g * (h * (1.0f - h));
+  else return select(h > 0.0f, g, V{});
+}

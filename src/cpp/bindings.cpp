@@ -4,6 +4,7 @@
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -299,6 +300,92 @@ py::tuple elman_step(const ElmanWeights<T>& w, py::handle x_obj, py::handle h_ob
   return py::make_tuple(std::move(y), std::move(h_next));
 }
 
+// (h_seq, h_n, cache): the forward, keeping what rnn_backward needs.
+template <class T>
+py::tuple elman_forward_cache(std::shared_ptr<ElmanWeights<T>> w, py::handle x_obj, py::handle h0_obj,
+                              py::handle lengths_obj, bool batch_first, bool reverse) {
+  const index_t input = w->input_size(), hidden = w->hidden_size();
+  SequenceInput in = read_sequence(x_obj, input, batch_first);
+  std::optional<py::array> h0_any = read_state(h0_obj, "h0", in, hidden);
+  std::vector<index_t> lengths = read_lengths(lengths_obj, in);
+  auto x = carray<T>::ensure(in.x);
+  auto h0 = cast_optional<T>(h0_any);
+  auto h_seq = new_array<T>(sequence_shape(in, hidden));
+  auto h_n = in.unbatched ? new_array<T>({hidden}) : new_array<T>({in.shape.batch, hidden});
+  std::unique_ptr<ElmanCache<T>> cache;
+  {
+    py::gil_scoped_release release;
+    cache = std::make_unique<ElmanCache<T>>(w, x.data(), data_or_null(h0), std::move(lengths), in.shape,
+                                            reverse, h_n.mutable_data());
+    cache->unbatched = in.unbatched;
+    if (cache->h_seq.size())
+      std::memcpy(h_seq.mutable_data(), cache->h_seq.data(), sizeof(T) * std::size_t(cache->h_seq.size()));
+  }
+  return py::make_tuple(std::move(h_seq), std::move(h_n), py::cast(std::move(cache)));
+}
+
+// A gradient argument shaped exactly like the forward output it belongs to.
+template <class T>
+std::optional<carray<T>> read_gradient(py::handle obj, const char* name, const std::vector<py::ssize_t>& shape,
+                                       const std::string& meaning) {
+  if (is_none(obj)) return std::nullopt;
+  py::array g = as_numeric(obj, name);
+  bool ok = g.ndim() == py::ssize_t(shape.size());
+  for (std::size_t i = 0; ok && i < shape.size(); ++i) ok = g.shape(i) == shape[i];
+  if (!ok) {
+    std::string expected = "(";
+    for (std::size_t i = 0; i < shape.size(); ++i)
+      expected += std::to_string(shape[i]) + (shape.size() == 1 ? "," : i + 1 < shape.size() ? ", " : "");
+    value_error(std::string(name) + ": expected shape " + expected + ") " + meaning + ", got " + shape_of(g));
+  }
+  return carray<T>::ensure(g);
+}
+
+template <class T>
+py::dict elman_backward(const ElmanCache<T>& cache, py::handle dh_seq_obj, py::handle dh_n_obj) {
+  const ElmanWeights<T>& w = *cache.weights;
+  const index_t input = w.input_size(), hidden = w.hidden_size();
+  const SequenceShape& s = cache.shape;
+  auto per_step = [&](index_t features) -> std::vector<py::ssize_t> {
+    if (cache.unbatched) return {s.steps, features};
+    if (s.batch_first) return {s.batch, s.steps, features};
+    return {s.steps, s.batch, features};
+  };
+  auto per_sequence = [&]() -> std::vector<py::ssize_t> {
+    if (cache.unbatched) return {hidden};
+    return {s.batch, hidden};
+  };
+  auto dh_seq = read_gradient<T>(dh_seq_obj, "dh_seq", per_step(hidden), "like the forward's h_seq");
+  auto dh_n = read_gradient<T>(dh_n_obj, "dh_n", per_sequence(), "like the forward's h_n");
+  auto dx = new_array<T>(per_step(input));
+  auto dW_x = new_array<T>({hidden, input});
+  auto dW_h = new_array<T>({hidden, hidden});
+  auto db = new_array<T>({hidden});
+  auto dh0 = new_array<T>(per_sequence());
+  {
+    py::gil_scoped_release release;
+    w.backward(cache, data_or_null(dh_seq), data_or_null(dh_n),
+               {dx.mutable_data(), dW_x.mutable_data(), dW_h.mutable_data(), db.mutable_data(), dh0.mutable_data()});
+  }
+  py::dict grads;
+  grads["x"] = dx;
+  grads["W_x"] = dW_x;
+  grads["W_h"] = dW_h;
+  grads["b_x"] = db;
+  grads["b_h"] = db.attr("copy")();  // the two biases get equal but separate gradients
+  grads["h0"] = dh0;
+  return grads;
+}
+
+py::dict rnn_backward(py::handle cache, py::handle dh_seq, py::handle dh_n) {
+  if (py::isinstance<ElmanCache<float>>(cache))
+    return elman_backward(cache.cast<const ElmanCache<float>&>(), dh_seq, dh_n);
+  if (py::isinstance<ElmanCache<double>>(cache))
+    return elman_backward(cache.cast<const ElmanCache<double>&>(), dh_seq, dh_n);
+  type_error("cache: expected the cache returned by rnn(..., return_cache=True), got " +
+             py::str(py::type::of(cache).attr("__name__")).cast<std::string>());
+}
+
 py::object pack_rnn(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj, py::handle b_h_obj,
                     py::handle activation_obj) {
   std::vector<NamedArray> weights{{"W_x", as_numeric(W_x_obj, "W_x")},
@@ -320,7 +407,7 @@ py::object pack_rnn(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj, 
     using T = decltype(zero);
     auto wx = carray<T>::ensure(W_x), wh = carray<T>::ensure(*weights[1].array);
     auto bx = cast_optional<T>(weights[2].array), bh = cast_optional<T>(weights[3].array);
-    return py::cast(std::make_unique<ElmanWeights<T>>(wx.data(), wh.data(), data_or_null(bx),
+    return py::cast(std::make_shared<ElmanWeights<T>>(wx.data(), wh.data(), data_or_null(bx),
                                                       data_or_null(bh), input, hidden, activation));
   };
   return is_double ? build(double{}) : build(float{});
@@ -340,7 +427,7 @@ py::object pack_dense(py::handle W_obj, py::handle b_obj) {
     using T = decltype(zero);
     auto w = carray<T>::ensure(W);
     auto b = cast_optional<T>(weights[1].array);
-    return py::cast(std::make_unique<DenseWeights<T>>(w.data(), data_or_null(b), out, in));
+    return py::cast(std::make_shared<DenseWeights<T>>(w.data(), data_or_null(b), out, in));
   };
   return is_double ? build(double{}) : build(float{});
 }
@@ -363,6 +450,30 @@ py::array_t<T> dense_forward(const DenseWeights<T>& w, py::handle x_obj) {
     w.forward(x.data(), rows, y.mutable_data());
   }
   return y;
+}
+
+// (dW, db, dx) of y = x W^T + b, from x (..., in) and dy (..., out).
+template <class T>
+py::tuple dense_backward(const DenseWeights<T>& w, py::handle x_obj, py::handle dy_obj) {
+  const index_t in = w.in_features(), out = w.out_features();
+  py::array x_any = as_numeric(x_obj, "x");
+  if (x_any.ndim() < 1 || x_any.shape(x_any.ndim() - 1) != in)
+    value_error("x: expected shape (..., " + std::to_string(in) + "), got " + shape_of(x_any));
+  std::vector<py::ssize_t> dy_shape(x_any.shape(), x_any.shape() + x_any.ndim());
+  dy_shape.back() = out;
+  auto dy = read_gradient<T>(dy_obj, "dy", dy_shape, "(x's leading axes, out_features)");
+  if (!dy) type_error("dy: expected an array, got None");
+  auto x = carray<T>::ensure(x_any);
+  index_t rows = 1;
+  for (py::ssize_t i = 0; i + 1 < x.ndim(); ++i) rows *= x.shape(i);
+  auto dW = new_array<T>({out, in});
+  auto db = new_array<T>({out});
+  auto dx = new_array<T>(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
+  {
+    py::gil_scoped_release release;
+    w.backward(x.data(), dy->data(), rows, dW.mutable_data(), db.mutable_data(), dx.mutable_data());
+  }
+  return py::make_tuple(std::move(dW), std::move(db), std::move(dx));
 }
 
 // The naive kernel, for tests: x (rows, in), W (out, in), b (out,) or None.
@@ -406,7 +517,9 @@ py::array activation_py(py::handle name, py::handle x_obj) {
 template <class T>
 void bind_layers(py::module_& m, const char* suffix) {
   const std::string dtype = sizeof(T) == 4 ? "float32" : "float64";
-  py::class_<ElmanWeights<T>>(m, ("ElmanWeights" + std::string(suffix)).c_str(),
+  py::class_<ElmanCache<T>>(m, ("RnnCache" + std::string(suffix)).c_str(),
+                            "What rnn_backward needs from a forward (opaque).");
+  py::class_<ElmanWeights<T>, std::shared_ptr<ElmanWeights<T>>>(m, ("ElmanWeights" + std::string(suffix)).c_str(),
                               "Packed Elman RNN weights (made by pack_rnn).")
       .def_property_readonly("input_size", &ElmanWeights<T>::input_size)
       .def_property_readonly("hidden_size", &ElmanWeights<T>::hidden_size)
@@ -416,14 +529,18 @@ void bind_layers(py::module_& m, const char* suffix) {
            py::arg("lengths") = py::none(), py::arg("batch_first") = true, py::arg("reverse") = false,
            py::arg("head") = py::none(),
            "(out, h_n): every hidden state (or the head's output at every valid step) and the final state.")
+      .def("forward_cache", &elman_forward_cache<T>, py::arg("x"), py::arg("h0") = py::none(),
+           py::arg("lengths") = py::none(), py::arg("batch_first") = true, py::arg("reverse") = false,
+           "(h_seq, h_n, cache): the forward, keeping what rnn_backward needs.")
       .def("step", &elman_step<T>, py::arg("x_t"), py::arg("state") = py::none(), py::arg("head") = py::none(),
            "(y_t, h_t) for one time step.");
-  py::class_<DenseWeights<T>>(m, ("DenseWeights" + std::string(suffix)).c_str(),
+  py::class_<DenseWeights<T>, std::shared_ptr<DenseWeights<T>>>(m, ("DenseWeights" + std::string(suffix)).c_str(),
                               "Packed dense-layer weights (made by pack_dense).")
       .def_property_readonly("in_features", &DenseWeights<T>::in_features)
       .def_property_readonly("out_features", &DenseWeights<T>::out_features)
       .def_property_readonly("dtype", [dtype](const DenseWeights<T>&) { return dtype; })
-      .def("forward", &dense_forward<T>, py::arg("x"));
+      .def("forward", &dense_forward<T>, py::arg("x"))
+      .def("backward", &dense_backward<T>, py::arg("x"), py::arg("dy"), "(dW, db, dx) from x and dy.");
 }
 
 py::dict build_info() {
@@ -460,6 +577,8 @@ PYBIND11_MODULE(_core, m) {
   m.def("pack_rnn", &pack_rnn, py::arg("W_x"), py::arg("W_h"), py::arg("b_x") = py::none(),
         py::arg("b_h") = py::none(), py::arg("activation") = "tanh",
         "Checks and packs Elman RNN weights; returns ElmanWeights32 or ElmanWeights64.");
+  m.def("rnn_backward", &rnn_backward, py::arg("cache"), py::arg("dh_seq") = py::none(),
+        py::arg("dh_n") = py::none(), "Backpropagation through time from a forward's cache.");
   m.def("pack_dense", &pack_dense, py::arg("W"), py::arg("b") = py::none(),
         "Checks and packs dense weights; returns DenseWeights32 or DenseWeights64.");
   m.def("dense_reference", &dense_reference_py, py::arg("x"), py::arg("W"), py::arg("b") = py::none());

@@ -1,5 +1,9 @@
 #include "dense.h"
 
+#include <cstring>
+#include <vector>
+
+#include "gradients.h"
 #include "kernels.h"
 #include "threading.h"
 
@@ -7,7 +11,11 @@ namespace rnnext {
 
 template <class T>
 DenseWeights<T>::DenseWeights(const T* W, const T* b, index_t out_features, index_t in_features)
-    : w_(W, out_features, in_features, in_features), bias_(pad_bias<T>(b, nullptr, out_features)) {}
+    : w_(W, out_features, in_features, in_features),
+      W_(checked_mul(out_features, in_features)),
+      bias_(pad_bias<T>(b, nullptr, out_features)) {
+  if (W_.size()) std::memcpy(W_.data(), W, sizeof(T) * std::size_t(W_.size()));
+}
 
 template <class T>
 void DenseWeights<T>::forward(const T* x, index_t rows, T* y) const {
@@ -18,6 +26,29 @@ void DenseWeights<T>::forward(const T* x, index_t rows, T* y) const {
     split_range(rows, index, count, &begin, &end);
     if (begin == end) return;
     DenseArgs<T> args{x + begin * in, in, end - begin, w_.view(), bias_.data(), y + begin * out, out, out};
+    dense(args);
+  });
+}
+
+template <class T>
+void DenseWeights<T>::backward(const T* x, const T* dy, index_t rows, T* dW, T* db, T* dx) const {
+  const index_t in = in_features(), out = out_features();
+  std::vector<const T*> x_rows(rows), dy_rows(rows), w_rows(out);
+  for (index_t r = 0; r < rows; ++r) {
+    x_rows[r] = x + r * in;
+    dy_rows[r] = dy + r * out;
+  }
+  sum_of_outer_products(dy_rows.data(), x_rows.data(), rows, out, in, dW);
+  sum_of_rows(dy_rows.data(), rows, out, db);
+  // dx = dy W: the kernel's a M^T with M = W^T.
+  for (index_t j = 0; j < out; ++j) w_rows[j] = W_.data() + j * in;
+  const PackedMatrix<T> w_t = PackedMatrix<T>::transpose_of_rows(w_rows.data(), out, in);
+  const double flops = 2.0 * double(rows) * double(in) * double(out);
+  run_parallel(threads_for(rows, flops), [&](int index, int count) {
+    index_t begin, end;
+    split_range(rows, index, count, &begin, &end);
+    if (begin == end) return;
+    DenseArgs<T> args{dy + begin * out, out, end - begin, w_t.view(), nullptr, dx + begin * in, in, in};
     dense(args);
   });
 }

@@ -19,8 +19,13 @@ class DenseWeights {
   // x (rows, in) -> y (rows, out), both contiguous.
   void forward(const T* x, index_t rows, T* y) const;
 
+  // From x (rows, in) and dy (rows, out): dW (out, in), db (out,) and
+  // dx (rows, in), each a single product over all rows.
+  void backward(const T* x, const T* dy, index_t rows, T* dW, T* db, T* dx) const;
+
  private:
   PackedMatrix<T> w_;
+  AlignedBuffer<T> W_;  // unpacked copy, for the transpose backward packs
   AlignedBuffer<T> bias_;
 };
 

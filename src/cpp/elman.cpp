@@ -1,9 +1,23 @@
 #include "elman.h"
 
+#include <cstring>
+
+#include "gradients.h"
 #include "kernels.h"
 #include "threading.h"
 
 namespace rnnext {
+
+namespace {
+
+template <class T>
+AlignedBuffer<T> copy_of(const T* data, index_t count) {
+  AlignedBuffer<T> out(count);
+  if (count) std::memcpy(out.data(), data, sizeof(T) * std::size_t(count));
+  return out;
+}
+
+}  // namespace
 
 template <class T>
 ElmanWeights<T>::ElmanWeights(const T* W_x, const T* W_h, const T* b_x, const T* b_h,
@@ -11,6 +25,8 @@ ElmanWeights<T>::ElmanWeights(const T* W_x, const T* W_h, const T* b_x, const T*
     : activation_(activation),
       w_x_(W_x, hidden_size, input_size, input_size),
       w_h_(W_h, hidden_size, hidden_size, hidden_size),
+      W_x_(copy_of(W_x, checked_mul(hidden_size, input_size))),
+      W_h_(copy_of(W_h, checked_mul(hidden_size, hidden_size))),
       bias_(pad_bias(b_x, b_h, hidden_size)),
       zeros_(round_up(hidden_size, panel_width<T>())) {}
 
@@ -53,7 +69,96 @@ void ElmanWeights<T>::forward(const T* x, const T* h0, const index_t* lengths,
   });
 }
 
+template <class T>
+void ElmanWeights<T>::backward(const ElmanCache<T>& cache, const T* dh_seq, const T* dh_n,
+                               const ElmanGradients<T>& grads) const {
+  const SequenceShape shape = cache.shape;
+  const index_t batch = shape.batch, steps = shape.steps;
+  const index_t input = input_size(), hidden = hidden_size();
+  const index_t padded = w_h_.padded_n();
+  const index_t* lengths = cache.lengths_or_null();
+  auto length = [&](index_t b) { return lengths ? lengths[b] : steps; };
+  const T* h0 = cache.h0_or_null();
+
+  // 1. The sequential part: dz for every valid step, and dh0.
+  AlignedBuffer<T> dz(checked_mul(checked_mul(batch, steps), padded));
+  std::vector<const T*> w_h_rows(hidden);
+  for (index_t i = 0; i < hidden; ++i) w_h_rows[i] = W_h_.data() + i * hidden;
+  const PackedMatrix<T> w_h_t = PackedMatrix<T>::transpose_of_rows(w_h_rows.data(), hidden, hidden);
+  ElmanBackwardArgs<T> args{};
+  args.h_seq = cache.h_seq.data();
+  args.h_stride_b = shape.stride_b(hidden);
+  args.h_stride_t = shape.stride_t(hidden);
+  args.dh_seq = dh_seq;
+  args.dh_n = dh_n;
+  args.dz = dz.data();
+  args.dh0 = grads.dh0;
+  args.lengths = lengths;
+  args.steps = steps;
+  args.hidden_size = hidden;
+  args.w_h_t = w_h_t.view();
+  args.activation = activation_;
+  args.reverse = cache.reverse;
+  const double loop_flops = 2.0 * double(batch) * double(steps) * double(hidden) * double(hidden);
+  run_parallel(threads_for(batch, loop_flops), [&](int index, int count) {
+    ElmanBackwardArgs<T> mine = args;
+    split_range(batch, index, count, &mine.batch_begin, &mine.batch_end);
+    if (mine.batch_begin < mine.batch_end) elman_backward_slice(mine);
+  });
+
+  // 2. Every valid step as one row: its dz, its input and the state it read.
+  std::vector<const T*> dz_rows, x_rows, prev_rows;
+  for (index_t b = 0; b < batch; ++b)
+    for (index_t t = 0; t < length(b); ++t) {
+      const index_t t_prev = cache.reverse ? t + 1 : t - 1;
+      const bool first = cache.reverse ? t_prev >= length(b) : t_prev < 0;
+      dz_rows.push_back(dz.data() + (b * steps + t) * padded);
+      x_rows.push_back(cache.x.data() + b * shape.stride_b(input) + t * shape.stride_t(input));
+      prev_rows.push_back(first ? (h0 ? h0 + b * hidden : zeros_.data())
+                                : cache.h_seq.data() + b * shape.stride_b(hidden) + t_prev * shape.stride_t(hidden));
+    }
+  const index_t rows = index_t(dz_rows.size());
+
+  // 3. Weight and bias gradients: single products over all rows.
+  sum_of_outer_products(dz_rows.data(), x_rows.data(), rows, hidden, input, grads.dW_x);
+  sum_of_outer_products(dz_rows.data(), prev_rows.data(), rows, hidden, hidden, grads.dW_h);
+  sum_of_rows(dz_rows.data(), rows, hidden, grads.db);
+
+  // 4. dx = dz W_x, per sequence (its valid rows are evenly strided in x).
+  std::vector<const T*> w_x_rows(hidden);
+  for (index_t i = 0; i < hidden; ++i) w_x_rows[i] = W_x_.data() + i * input;
+  const PackedMatrix<T> w_x_t = PackedMatrix<T>::transpose_of_rows(w_x_rows.data(), hidden, input);
+  const double dx_flops = 2.0 * double(rows) * double(hidden) * double(input);
+  run_parallel(threads_for(batch, dx_flops), [&](int index, int count) {
+    index_t begin, end;
+    split_range(batch, index, count, &begin, &end);
+    for (index_t b = begin; b < end; ++b) {
+      T* dx = grads.dx + b * shape.stride_b(input);
+      DenseArgs<T> product{dz.data() + b * steps * padded, padded, length(b), w_x_t.view(), nullptr,
+                           dx, shape.stride_t(input), input};
+      dense(product);
+      for (index_t t = length(b); t < steps; ++t)
+        for (index_t j = 0; j < input; ++j) dx[t * shape.stride_t(input) + j] = T(0);
+    }
+  });
+}
+
+template <class T>
+ElmanCache<T>::ElmanCache(std::shared_ptr<const ElmanWeights<T>> w, const T* x_in, const T* h0_in,
+                          std::vector<index_t> lengths_in, SequenceShape shape_in, bool reverse_in, T* h_n)
+    : weights(std::move(w)),
+      shape(shape_in),
+      reverse(reverse_in),
+      x(copy_of(x_in, checked_mul(checked_mul(shape_in.batch, shape_in.steps), weights->input_size()))),
+      h0(h0_in ? copy_of(h0_in, checked_mul(shape_in.batch, weights->hidden_size())) : AlignedBuffer<T>()),
+      lengths(std::move(lengths_in)),
+      h_seq(checked_mul(checked_mul(shape_in.batch, shape_in.steps), weights->hidden_size())) {
+  weights->forward(x.data(), h0_or_null(), lengths_or_null(), shape, reverse, h_seq.data(), h_n);
+}
+
 template class ElmanWeights<float>;
 template class ElmanWeights<double>;
+template struct ElmanCache<float>;
+template struct ElmanCache<double>;
 
 }  // namespace rnnext

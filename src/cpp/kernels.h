@@ -50,12 +50,36 @@ struct ElmanArgs {
   bool reverse;
 };
 
+// Backpropagation through time for batch rows [batch_begin, batch_end): the
+// sequential part only. Walking the forward's steps backwards,
+//   dz_t      = (dh_seq[t] + dh_{t}) * f'(z_t)       (f' from h_t)
+//   dh_{t-1}  = dz_t W_h                              (one product per step)
+// writes dz rows (b*steps + t) * padded hidden, and dh0 rows (B, H). The
+// weight and input gradients are single products over all rows afterwards.
+template <class T>
+struct ElmanBackwardArgs {
+  const T* h_seq;  // forward states, layout of ElmanArgs::h_seq
+  index_t h_stride_b, h_stride_t;
+  const T* dh_seq;  // same layout as h_seq, or null (zero)
+  const T* dh_n;    // (B, H), or null (zero)
+  T* dz;
+  T* dh0;
+  const index_t* lengths;
+  index_t batch_begin, batch_end;
+  index_t steps, hidden_size;
+  PackedView<T> w_h_t;  // W_h^T packed: y = dz W_h
+  Activation activation;
+  bool reverse;
+};
+
 struct KernelTable {
   const char* isa;
   void (*dense_f32)(const DenseArgs<float>&);
   void (*dense_f64)(const DenseArgs<double>&);
   void (*elman_forward_f32)(const ElmanArgs<float>&);
   void (*elman_forward_f64)(const ElmanArgs<double>&);
+  void (*elman_backward_f32)(const ElmanBackwardArgs<float>&);
+  void (*elman_backward_f64)(const ElmanBackwardArgs<double>&);
   // Elementwise activation, exposed for accuracy tests.
   void (*activation_f32)(Activation, const float*, float*, index_t);
   void (*activation_f64)(Activation, const double*, double*, index_t);
@@ -71,6 +95,8 @@ inline void dense(const DenseArgs<float>& a) { kernels().dense_f32(a); }
 inline void dense(const DenseArgs<double>& a) { kernels().dense_f64(a); }
 inline void elman_forward_slice(const ElmanArgs<float>& a) { kernels().elman_forward_f32(a); }
 inline void elman_forward_slice(const ElmanArgs<double>& a) { kernels().elman_forward_f64(a); }
+inline void elman_backward_slice(const ElmanBackwardArgs<float>& a) { kernels().elman_backward_f32(a); }
+inline void elman_backward_slice(const ElmanBackwardArgs<double>& a) { kernels().elman_backward_f64(a); }
 inline void activation(Activation f, const float* x, float* y, index_t n) {
   kernels().activation_f32(f, x, y, n);
 }

@@ -52,6 +52,8 @@ const KernelTable& table() {
       &dense_kernel<double>,
       &elman_forward_kernel<float>,
       &elman_forward_kernel<double>,
+      &elman_backward_kernel<float>,
+      &elman_backward_kernel<double>,
       &activation_kernel<float>,
       &activation_kernel<double>,
   };

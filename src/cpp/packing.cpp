@@ -3,10 +3,13 @@
 namespace rnnext {
 
 template <class T>
-PackedMatrix<T>::PackedMatrix(const T* w, index_t n, index_t k, index_t ld)
-    : n_(n), k_(k), panels_((n + panel_width<T>() - 1) / panel_width<T>()) {
+PackedMatrix<T>::PackedMatrix(index_t n, index_t k)
+    : n_(n), k_(k), panels_((n + panel_width<T>() - 1) / panel_width<T>()),
+      data_(checked_mul(checked_mul(panels_, panel_width<T>()), k)) {}
+
+template <class T>
+PackedMatrix<T>::PackedMatrix(const T* w, index_t n, index_t k, index_t ld) : PackedMatrix(n, k) {
   constexpr index_t nr = panel_width<T>();
-  data_ = AlignedBuffer<T>(checked_mul(checked_mul(panels_, nr), k));
   T* out = data_.data();
   for (index_t p = 0; p < panels_; ++p) {
     const index_t cols = (n - p * nr) < nr ? (n - p * nr) : nr;
@@ -16,6 +19,21 @@ PackedMatrix<T>::PackedMatrix(const T* w, index_t n, index_t k, index_t ld)
       for (index_t kk = 0; kk < k; ++kk) panel[kk * nr + j] = row[kk];
     }
   }
+}
+
+template <class T>
+PackedMatrix<T> PackedMatrix<T>::transpose_of_rows(const T* const* rows, index_t count, index_t width) {
+  constexpr index_t nr = panel_width<T>();
+  PackedMatrix<T> m(width, count);
+  for (index_t p = 0; p < m.panels_; ++p) {
+    const index_t cols = (width - p * nr) < nr ? (width - p * nr) : nr;
+    T* panel = m.data_.data() + p * nr * count;
+    for (index_t kk = 0; kk < count; ++kk) {
+      const T* src = rows[kk] + p * nr;
+      for (index_t j = 0; j < cols; ++j) panel[kk * nr + j] = src[j];
+    }
+  }
+  return m;
 }
 
 template <class T>

@@ -26,8 +26,12 @@ template <class T>
 class PackedMatrix {
  public:
   PackedMatrix() = default;
-  // w: (n, k) row-major with row stride ld (elements).
+  // Packs W for y = x W^T; w: (n, k) row-major with row stride ld (elements).
   PackedMatrix(const T* w, index_t n, index_t k, index_t ld);
+  // Packs M = R^T for y = x M^T = x R, where R has `count` rows of `width`
+  // elements given by pointers (rows of a weight for backward products, or
+  // the valid rows of a batch for weight gradients): n = width, k = count.
+  static PackedMatrix transpose_of_rows(const T* const* rows, index_t count, index_t width);
 
   PackedView<T> view() const { return {data_.data(), n_, k_, panels_}; }
   index_t n() const { return n_; }
@@ -35,6 +39,7 @@ class PackedMatrix {
   index_t padded_n() const { return panels_ * panel_width<T>(); }
 
  private:
+  PackedMatrix(index_t n, index_t k);  // zero-filled, to be written by a packing function
   index_t n_ = 0, k_ = 0, panels_ = 0;
   AlignedBuffer<T> data_;
 };

@@ -90,3 +90,112 @@ void elman_forward_kernel(const ElmanArgs<T>& a) {
     case Activation::relu: return elman_forward_rows<T, Activation::relu>(a);
   }
 }
+
+// The backward step's epilogue: acc = dz_t W_h = dh_{t-1} from the recurrence;
+// adds the output gradient at t-1 and multiplies by f'(z_{t-1}), writing
+// dz_{t-1} while the tile is in registers. At the first step (no t-1) it
+// writes dh0 instead.
+template <class T, Activation act>
+struct ElmanBackwardEpilogue {
+  T* const* out;           // dz_{t-1} rows (padded), or dh0 rows (hidden_size)
+  const T* const* dh_out;  // dh_seq[t-1] rows, null entries when absent
+  const T* const* h;       // h_{t-1} rows; null when writing dh0
+  index_t hidden_size;
+  index_t row0 = 0;
+  RNNEXT_INLINE void set_rows(index_t i) { row0 = i; }
+  RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
+    constexpr int nv = tile_shape<T>::vectors_per_panel;
+    constexpr int lanes = simd<T>::lanes;
+    const index_t i = row0 + r, col0 = panel * panel_width<T>();
+    for (int v = 0; v < nv; ++v) {
+      const index_t col = col0 + v * lanes;
+      if (col >= hidden_size) break;
+      const index_t n = hidden_size - col < lanes ? hidden_size - col : lanes;
+      vec<T> g = acc[v];
+      if (h[i] == nullptr) {  // dh0
+        if (n == lanes) store(out[i] + col, g);
+        else store_partial(out[i] + col, g, n);
+        continue;
+      }
+      if (dh_out[i]) g += n == lanes ? load(dh_out[i] + col) : load_partial(dh_out[i] + col, n);
+      const vec<T> hv = n == lanes ? load(h[i] + col) : load_partial(h[i] + col, n);
+      store(out[i] + col, activation_backward<act>(g, hv));  // dz rows are padded
+    }
+  }
+};
+
+// The sequential part of BPTT for batch rows [batch_begin, batch_end).
+// Shapes (per sequence b): dz rows (T, Hp) in xproj's layout, dh0 (H).
+template <class T, Activation act>
+void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
+  const index_t hidden = a.hidden_size;
+  const index_t padded = a.w_h_t.panels * panel_width<T>();
+  constexpr int lanes = simd<T>::lanes;
+  auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
+  auto offset = [&](index_t b, index_t t) { return b * a.h_stride_b + t * a.h_stride_t; };
+  auto dz_row = [&](index_t b, index_t t) { return a.dz + (b * a.steps + t) * padded; };
+  // Step s of the forward (0 = first step read) is time t of sequence b.
+  auto time_of = [&](index_t b, index_t s) { return a.reverse ? length(b) - 1 - s : s; };
+
+  index_t max_length = 0;
+  for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
+  if (max_length == 0) {  // no steps: h_n is h0
+    for (index_t b = a.batch_begin; b < a.batch_end; ++b)
+      for (index_t j = 0; j < hidden; ++j) a.dh0[b * hidden + j] = a.dh_n ? a.dh_n[b * hidden + j] : T(0);
+    return;
+  }
+
+  constexpr index_t chunk = 64;
+  const T* dz_in[chunk];
+  T* out[chunk];
+  const T* dh_out[chunk];
+  const T* h_prev[chunk];
+  ElmanBackwardEpilogue<T, act> epilogue{out, dh_out, h_prev, hidden};
+  for (index_t s = max_length - 1; s >= 0; --s) {
+    index_t count = 0;
+    auto flush = [&] {
+      gemm_rows<T>(count, a.w_h_t, [&](index_t i) { return dz_in[i]; }, epilogue);
+      count = 0;
+    };
+    for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
+      const index_t len = length(b);
+      if (s >= len) continue;
+      const index_t t = time_of(b, s);
+      T* dz = dz_row(b, t);
+      if (s == len - 1) {  // this sequence's last step: dz from dh_seq and dh_n alone
+        const T* g_seq = a.dh_seq ? a.dh_seq + offset(b, t) : nullptr;
+        const T* g_n = a.dh_n ? a.dh_n + b * hidden : nullptr;
+        const T* h = a.h_seq + offset(b, t);
+        for (index_t col = 0; col < hidden; col += lanes) {
+          const index_t n = hidden - col < lanes ? hidden - col : lanes;
+          vec<T> g{};
+          if (g_seq) g += load_partial(g_seq + col, n);
+          if (g_n) g += load_partial(g_n + col, n);
+          store(dz + col, activation_backward<act>(g, load_partial(h + col, n)));
+        }
+      }
+      dz_in[count] = dz;
+      if (s > 0) {
+        const index_t t_prev = time_of(b, s - 1);
+        out[count] = dz_row(b, t_prev);
+        dh_out[count] = a.dh_seq ? a.dh_seq + offset(b, t_prev) : nullptr;
+        h_prev[count] = a.h_seq + offset(b, t_prev);
+      } else {
+        out[count] = a.dh0 + b * hidden;
+        dh_out[count] = nullptr;
+        h_prev[count] = nullptr;
+      }
+      if (++count == chunk) flush();
+    }
+    if (count > 0) flush();
+  }
+}
+
+template <class T>
+void elman_backward_kernel(const ElmanBackwardArgs<T>& a) {
+  switch (a.activation) {
+    case Activation::tanh: return elman_backward_rows<T, Activation::tanh>(a);
+    case Activation::sigmoid: return elman_backward_rows<T, Activation::sigmoid>(a);
+    case Activation::relu: return elman_backward_rows<T, Activation::relu>(a);
+  }
+}

@@ -53,6 +53,15 @@ RNNEXT_INLINE void store_partial(T* p, vec<T> v, index_t n) {
   for (index_t i = 0; i < n; ++i) p[i] = lanes[i];
 }
 
+// Loads the first n lanes (0 <= n <= lanes), zero in the others; for the last,
+// partial panel of an unpadded row.
+template <class T>
+RNNEXT_INLINE vec<T> load_partial(const T* p, index_t n) {
+  T lanes[simd<T>::lanes] = {};
+  for (index_t i = 0; i < n; ++i) lanes[i] = p[i];
+  return load(lanes);
+}
+
 template <class T>
 RNNEXT_INLINE vec<T> splat(T x) {
   return vec<T>{} + x;

@@ -1,0 +1,44 @@
+#include "gradients.h"
+
+#include <vector>
+
+#include "aligned_buffer.h"
+#include "kernels.h"
+#include "packing.h"
+#include "threading.h"
+
+namespace rnnext {
+
+template <class T>
+void sum_of_outer_products(const T* const* dy_rows, const T* const* x_rows, index_t count, index_t n_out,
+                           index_t n_in, T* dW) {
+  // dW = dY^T X: the kernel computes a M^T with a = rows of dY^T (n_out rows of
+  // `count`) and M = X^T packed (n_in outputs, k = count).
+  AlignedBuffer<T> dy_t(checked_mul(n_out, count));
+  for (index_t r = 0; r < count; ++r)
+    for (index_t j = 0; j < n_out; ++j) dy_t.data()[j * count + r] = dy_rows[r][j];
+  const PackedMatrix<T> x_t = PackedMatrix<T>::transpose_of_rows(x_rows, count, n_in);
+  const double flops = 2.0 * double(count) * double(n_out) * double(n_in);
+  run_parallel(threads_for(n_out, flops), [&](int index, int threads) {
+    index_t begin, end;
+    split_range(n_out, index, threads, &begin, &end);
+    if (begin == end) return;
+    DenseArgs<T> args{dy_t.data() + begin * count, count, end - begin, x_t.view(), nullptr,
+                      dW + begin * n_in, n_in, n_in};
+    dense(args);
+  });
+}
+
+template <class T>
+void sum_of_rows(const T* const* rows, index_t count, index_t n, T* db) {
+  for (index_t j = 0; j < n; ++j) db[j] = T(0);
+  for (index_t r = 0; r < count; ++r)
+    for (index_t j = 0; j < n; ++j) db[j] += rows[r][j];
+}
+
+template void sum_of_outer_products(const float* const*, const float* const*, index_t, index_t, index_t, float*);
+template void sum_of_outer_products(const double* const*, const double* const*, index_t, index_t, index_t, double*);
+template void sum_of_rows(const float* const*, index_t, index_t, float*);
+template void sum_of_rows(const double* const*, index_t, index_t, double*);
+
+}  // namespace rnnext
