@@ -8,6 +8,7 @@ from . import functional, reference
 from ._core import build_info as _build_info
 from ._core import get_num_threads, set_num_threads
 from .interop import from_torch
+from .io import from_bytes, load
 from .models import RNN
 
 __version__ = _build_info()["version"]
@@ -15,8 +16,10 @@ __version__ = _build_info()["version"]
 __all__ = [
     "RNN",
     "build_info",
+    "from_bytes",
     "from_torch",
     "functional",
+    "load",
     "get_num_threads",
     "reference",
     "set_num_threads",

@@ -8,14 +8,14 @@ precision, and ``x`` and ``h0`` are cast to it.
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _core
 from ._typing import ArrayLike
 
-__all__ = ["rnn"]
+__all__ = ["rnn", "rnn_backward"]
 
 
 def rnn(
@@ -30,7 +30,8 @@ def rnn(
     lengths: Optional[ArrayLike] = None,
     batch_first: bool = True,
     reverse: bool = False,
-) -> Tuple[np.ndarray, np.ndarray]:
+    return_cache: bool = False,
+) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, Any]]:
     """Elman RNN forward: ``h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h)``.
 
     Parameters
@@ -53,6 +54,10 @@ def rnn(
     reverse : bool
         Read each sequence from its last valid step back to step 0. ``h_seq``
         stays in input time order, and ``h_n`` is the state after step 0.
+    return_cache : bool
+        Also return an opaque cache for ``rnn_backward``. It holds copies of
+        the inputs and every state, so later changes to the arrays passed in
+        do not affect the gradients.
 
     Returns
     -------
@@ -60,6 +65,8 @@ def rnn(
         The hidden state after reading each ``x_t``.
     h_n : ndarray, shape (B, H), or (H,) for unbatched input
         The final state.
+    cache : object
+        Only with ``return_cache=True``.
 
     Raises
     ------
@@ -74,4 +81,36 @@ def rnn(
         Outputs or workspace that cannot be allocated.
     """
     layer = _core.pack_rnn(W_x, W_h, b_x, b_h, activation)
+    if return_cache:
+        return layer.forward_cache(x, h0, lengths, batch_first, reverse)
     return layer.forward(x, h0, lengths, batch_first, reverse)
+
+
+def rnn_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
+    """Backpropagation through time for ``rnn(..., return_cache=True)``.
+
+    Parameters
+    ----------
+    cache : object
+        The cache the forward returned.
+    dh_seq : array_like, shaped like the forward's ``h_seq``, optional
+        The gradient of the loss with respect to every hidden state; entries
+        past a sequence's length are ignored. ``None`` means zero.
+    dh_n : array_like, shaped like the forward's ``h_n``, optional
+        The gradient with respect to the final state. ``None`` means zero.
+
+    Returns
+    -------
+    dict
+        ``"x"``, ``"W_x"``, ``"W_h"``, ``"b_x"``, ``"b_h"``, ``"h0"``: the
+        gradients, shaped like the forward's arguments (also those that were
+        ``None``). ``"x"`` is zero past each sequence's length.
+
+    Notes
+    -----
+    Inside the time loop only ``dh_{t-1} = (dh_t * f'(z_t)) W_h`` runs, fused
+    with the activation's derivative; the weight and input gradients are then
+    single matrix products over all valid steps. Gradients are bitwise
+    identical for a given instruction set, whatever the thread count.
+    """
+    return _core.rnn_backward(cache, dh_seq, dh_n)

@@ -7,12 +7,13 @@ rebuilt after an assignment.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from typing import Any, Dict, Iterator, Optional, Tuple
+from typing import IO, Any, Callable, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from . import _core
+from . import _core, generate as _generate, io as _io, train as _train
 from ._typing import ArrayLike, DTypeLike
 
 __all__ = ["RNN"]
@@ -370,3 +371,123 @@ class RNN:
             state = self._state_in(state, "state", x_t.shape[0] if x_t.ndim == 2 else None)
         y, h = layer.step(x_t, state, head)
         return y, h[None]
+
+    def generate(self, x0: ArrayLike, steps: int, *, h0: Optional[ArrayLike] = None, mode: str = "continuous",
+                 temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:
+        """One-to-many: runs the prompt ``x0``, then feeds each output back as
+        the next input for ``steps`` steps (built on ``step``).
+
+        Parameters
+        ----------
+        x0 : array_like
+            The prompt, laid out like ``x``: (B, T0, I), (T0, B, I) when not
+            batch first, or (T0, I). In the token modes an integer ``x0`` with
+            one axis fewer holds class ids, (B, T0) ((T0, B)) or (T0,).
+        steps : int
+            Items to generate; the first is the output after the prompt's
+            last step.
+        h0 : array_like, optional
+            The state before the prompt, shaped like ``h_n``.
+        mode : {"continuous", "greedy", "sample"}
+            ``continuous`` feeds each output back as it is and returns them,
+            (B, steps, O). ``greedy`` and ``sample`` read each output as logits
+            over O classes, feed the chosen class back one-hot and return the
+            int64 ids, (B, steps). Either way O must equal ``input_size``.
+            Results are laid out like ``x`` ((steps, B, ...) when not batch
+            first; no batch axis for an unbatched prompt).
+        temperature : float
+            ``sample`` draws from softmax(logits / temperature).
+        seed : int, optional
+            Seeds ``sample``.
+        """
+        return _generate.generate(self, x0, steps, h0=h0, mode=mode, temperature=temperature, seed=seed)
+
+    # ------------------------------------------------------------ training
+
+    def loss_and_grads(self, x: ArrayLike, target: ArrayLike, *, loss: str = "mse", h0: Optional[ArrayLike] = None,
+                       lengths: Optional[ArrayLike] = None, return_sequences: Optional[bool] = None
+                       ) -> Tuple[float, Dict[str, np.ndarray]]:
+        """The loss on (x, target) and its gradient for every parameter.
+
+        ``loss`` is ``"mse"`` (mean over valid steps x outputs) or
+        ``"cross_entropy"`` (softmax over the last axis against integer class
+        ids, mean over valid steps), both as torch's ``reduction="mean"``.
+        Targets follow ``x``'s layout. With ``return_sequences=None`` their
+        shape decides: ids (B,) or values (B, O) train on each sequence's last
+        valid step; ids (B, T) or values (B, T, O) on every valid step.
+        Returns ``(loss, grads)``, ``grads`` keyed like ``params``.
+        """
+        loss = _train.check_loss(loss)
+        batch = _train.Batch(self, x, target, loss, lengths, return_sequences)
+        value, grads, _, _ = _train.loss_and_grads(self, batch, loss, _train.batched_state(self, h0, batch))
+        return value, grads
+
+    def fit(self, x: ArrayLike, y: ArrayLike, *, loss: str, epochs: int = 1, batch_size: int = 32,
+            optimizer: str = "adam", lr: float = 1e-3, clip_norm: Optional[float] = None,
+            tbptt: Optional[int] = None, lengths: Optional[ArrayLike] = None,
+            validation_data: Optional[Sequence] = None, shuffle: bool = True,
+            callbacks: Optional[Iterable[Callable[[int, Dict[str, float]], Any]]] = None,
+            seed: Optional[int] = None, progress: bool = True) -> Dict[str, List[float]]:
+        """Trains the model in place on mini-batches of sequences.
+
+        Parameters
+        ----------
+        x, y : array_like
+            Inputs and targets, read as in ``loss_and_grads``.
+        loss : {"mse", "cross_entropy"}
+        epochs, batch_size : int
+        optimizer : {"adam", "sgd"}
+            Adam with torch's defaults, or SGD with momentum 0.9; a fresh
+            optimizer state for every call.
+        lr : float
+        clip_norm : float, optional
+            Scales the gradients of each update so their global norm is at
+            most ``clip_norm`` (the cure for exploding gradients).
+        tbptt : int, optional
+            Truncated backpropagation through time: each batch is cut into
+            chunks of ``tbptt`` steps, one update per chunk; the state is
+            carried from chunk to chunk, the gradient is not. Per-step
+            targets only.
+        lengths : array_like of int, (B,), optional
+        validation_data : (x, y) or (x, y, lengths), optional
+            Its loss is computed after every epoch.
+        shuffle : bool
+            Shuffle the sequences every epoch (seeded by ``seed``).
+        callbacks : iterable of callables, optional
+            Each called as ``callback(epoch, logs)`` after every epoch;
+            returning True stops training.
+        progress : bool
+            Show a tqdm progress bar with the running loss.
+
+        Returns
+        -------
+        dict
+            ``"loss"`` (each epoch's mean over counted elements) and, with
+            validation data, ``"val_loss"``: one value per epoch.
+
+        Raises
+        ------
+        FloatingPointError
+            When the loss or a gradient stops being finite, naming the epoch
+            and batch, before the update that would spread it.
+        """
+        return _train.fit(self, x, y, loss=loss, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
+                          lr=lr, clip_norm=clip_norm, tbptt=tbptt, lengths=lengths,
+                          validation_data=validation_data, shuffle=shuffle, callbacks=callbacks, seed=seed,
+                          progress=progress)
+
+    def evaluate(self, x: ArrayLike, y: ArrayLike, *, loss: str, lengths: Optional[ArrayLike] = None,
+                 batch_size: Optional[int] = None) -> float:
+        """The loss over a data set (the mean over every counted element)."""
+        return _train.evaluate(self, x, y, loss=loss, lengths=lengths, batch_size=batch_size)
+
+    # ------------------------------------------------------------ files
+
+    def save(self, file: Union[str, "os.PathLike[str]", IO[bytes]]) -> None:
+        """Writes the model as a safetensors file (path or binary file object);
+        ``rnnext.load`` reads it back."""
+        _io.save(self, file)
+
+    def to_bytes(self) -> bytes:
+        """The model file's bytes; ``rnnext.from_bytes`` reads them back."""
+        return _io.to_bytes(self)

@@ -1,0 +1,80 @@
+"""One-to-many generation: a model's outputs fed back as its next inputs."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any, Optional
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import RNN
+
+MODES = ("continuous", "greedy", "sample")
+
+
+def one_hot(ids: np.ndarray, size: int, dtype: np.dtype) -> np.ndarray:
+    out = np.zeros(ids.shape + (size,), dtype)
+    np.put_along_axis(out, ids[..., None], 1, axis=-1)
+    return out
+
+
+def generate(model: "RNN", x0: Any, steps: int, *, h0: Any = None, mode: str = "continuous",
+             temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:
+    """See ``RNN.generate``."""
+    if mode not in MODES:
+        raise ValueError(f"mode: expected one of {', '.join(map(repr, MODES))}, got {mode!r}")
+    if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
+        raise TypeError(f"steps: expected an int, got {type(steps).__name__}")
+    if steps < 0:
+        raise ValueError(f"steps: expected an int >= 0, got {steps}")
+    if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)):
+        raise TypeError(f"temperature: expected a number, got {type(temperature).__name__}")
+    if not (math.isfinite(temperature) and temperature > 0):
+        raise ValueError(f"temperature: expected a number > 0, got {temperature}")
+    I = model.input_size
+    O = model.output_size if model.output_size is not None else model.hidden_size
+    if O != I:
+        raise ValueError(f"generate feeds each output back as the next input, so it needs output size {O} "
+                         f"== input_size {I}")
+    x0 = np.asarray(x0)
+    if mode != "continuous" and x0.dtype.kind in "iu" and x0.ndim in (1, 2):
+        if x0.size and (x0.min() < 0 or x0.max() >= I):
+            raise ValueError(f"x0: class ids must be in [0, {I}), got {x0[(x0 < 0) | (x0 >= I)].flat[0]}")
+        x0 = one_hot(x0, I, model.dtype)
+    if x0.ndim not in (2, 3) or x0.shape[-1] != I:
+        raise ValueError(f"x0: expected a prompt shaped like x, (B, T0, {I}) or (T0, {I}), "
+                         f"or class ids (B, T0) / (T0,) in the token modes; got {x0.shape}")
+    unbatched = x0.ndim == 2
+    time_axis = 0 if unbatched or not model.batch_first else 1
+    if x0.shape[time_axis] < 1:
+        raise ValueError("x0: the prompt needs at least one step")
+    rng = np.random.default_rng(seed)
+
+    out, state = model(x0, h0)
+    y = np.take(out, -1, axis=time_axis)  # the output after the prompt's last step
+    items = []
+    for k in range(steps):
+        if mode == "continuous":
+            item = y
+            feed = y
+        else:
+            if mode == "greedy":
+                item = np.argmax(y, axis=-1)
+            else:
+                logits = y.astype(np.float64) / temperature
+                p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+                cdf = np.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
+                u = rng.random(cdf.shape[:-1] + (1,))
+                item = np.minimum((cdf < u).sum(axis=-1), O - 1)
+            item = np.asarray(item, np.int64)
+            feed = one_hot(item, I, model.dtype)
+        items.append(item)
+        if k + 1 < steps:
+            y, state = model.step(feed, state)
+    if not items:
+        shape = (0,) if unbatched else ((x0.shape[0], 0) if model.batch_first else (0, x0.shape[1]))
+        if mode == "continuous":
+            shape = shape + (O,)
+        return np.zeros(shape, model.dtype if mode == "continuous" else np.int64)
+    return np.stack(items, axis=time_axis)

@@ -1,0 +1,164 @@
+"""Model files: safetensors with the configuration as JSON in its metadata.
+
+No pickle anywhere: a file holds named arrays and strings, and everything in
+it is checked against the configuration it claims before a model is built,
+so a truncated, corrupted, inconsistent or hostile file raises ValueError.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import IO, TYPE_CHECKING, Any, Dict, Union
+
+import numpy as np
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import RNN
+
+__all__ = ["save", "load", "to_bytes", "from_bytes"]
+
+FORMAT = "rnnext"
+FORMAT_VERSION = "1"
+MAX_HEADER_BYTES = 100 * 2**20
+SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+
+PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
+
+
+def _model_classes() -> Dict[str, type]:
+    from .models import RNN
+
+    return {"RNN": RNN}
+
+
+def to_bytes(model: "RNN") -> bytes:
+    """The model as a safetensors file, in memory."""
+    from safetensors.numpy import save as save_arrays
+
+    from . import __version__
+
+    metadata = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "class": type(model).__name__,
+        "config": json.dumps(model.config, sort_keys=True),
+        "rnnext_version": __version__,
+    }
+    tensors = {k: np.ascontiguousarray(v) for k, v in model._params.items()}
+    return save_arrays(tensors, metadata=metadata)
+
+
+def save(model: "RNN", file: PathOrFile) -> None:
+    """Writes the model to a path or a binary file object."""
+    data = to_bytes(model)
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "wb") as f:
+            f.write(data)
+    elif hasattr(file, "write"):
+        file.write(data)
+    else:
+        raise TypeError(f"file: expected a path or a binary file object, got {type(file).__name__}")
+
+
+def load(file: PathOrFile) -> "RNN":
+    """Reads a model saved by ``save`` (a path or a binary file object); returns
+    an instance of the class that was saved."""
+    if isinstance(file, (str, os.PathLike)):
+        with open(file, "rb") as f:
+            data = f.read()
+    elif hasattr(file, "read"):
+        data = file.read()
+    else:
+        raise TypeError(f"file: expected a path or a binary file object, got {type(file).__name__}")
+    return from_bytes(data)
+
+
+def _invalid(reason: str) -> ValueError:
+    return ValueError(f"not a valid rnnext model file: {reason}")
+
+
+def _read_header(data: bytes) -> Dict[str, Any]:
+    if len(data) < 8:
+        raise _invalid(f"{len(data)} bytes is too short for a safetensors header")
+    size = int.from_bytes(data[:8], "little")
+    if size > min(len(data) - 8, MAX_HEADER_BYTES):
+        raise _invalid(f"the header claims {size} bytes, the file has {len(data) - 8} after the size field")
+    try:
+        header = json.loads(bytes(data[8:8 + size]).decode("utf-8"))
+    except (ValueError, RecursionError) as e:  # UnicodeDecodeError and JSONDecodeError are ValueErrors
+        raise _invalid(f"the header is not JSON ({e})") from None
+    if not isinstance(header, dict):
+        raise _invalid("the header is not a JSON object")
+    return header
+
+
+def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RNN":
+    """A model from the bytes of a model file (see ``to_bytes``)."""
+    if not isinstance(data, (bytes, bytearray, memoryview)):
+        raise TypeError(f"data: expected bytes, got {type(data).__name__}")
+    data = bytes(data)
+    header = _read_header(data)
+    meta = header.pop("__metadata__", None)
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise _invalid("no rnnext metadata (format) in the header")
+    if meta.get("format_version") != FORMAT_VERSION:
+        raise _invalid(f"format_version {meta.get('format_version')!r}; this rnnext reads {FORMAT_VERSION!r}")
+    classes = _model_classes()
+    cls = classes.get(meta.get("class"))
+    if cls is None:
+        raise _invalid(f"unknown model class {meta.get('class')!r}; expected one of {sorted(classes)}")
+    try:
+        config = json.loads(meta.get("config", ""))
+    except (ValueError, RecursionError, TypeError) as e:
+        raise _invalid(f"the configuration is not JSON ({e})") from None
+    if not isinstance(config, dict):
+        raise _invalid("the configuration is not a JSON object")
+    missing = sorted(set(cls._config_keys()) - set(config))
+    if missing:
+        raise _invalid(f"the configuration lacks {missing}")
+    try:
+        model = cls.from_config(config)
+    except (TypeError, ValueError) as e:
+        raise _invalid(f"bad configuration: {e}") from None
+
+    # The tensors the configuration implies, and nothing else.
+    shapes = model._param_shapes()
+    if set(header) != set(shapes):
+        raise _invalid(f"tensors {sorted(header)} do not match the parameters {sorted(shapes)} of {model!r}")
+    data_size = len(data) - 8 - int.from_bytes(data[:8], "little")
+    extents = []
+    for name, info in header.items():
+        if not isinstance(info, dict):
+            raise _invalid(f"tensor {name!r} has no description")
+        dtype = SAFETENSORS_DTYPES.get(info.get("dtype"))
+        if dtype is None or dtype != model.dtype:
+            raise _invalid(f"tensor {name!r} has dtype {info.get('dtype')!r}, the model is {model.dtype}")
+        shape, offsets = info.get("shape"), info.get("data_offsets")
+        if not isinstance(shape, list) or tuple(shape) != shapes[name]:
+            raise _invalid(f"tensor {name!r} has shape {shape!r}, expected {list(shapes[name])}")
+        if (not isinstance(offsets, list) or len(offsets) != 2
+                or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
+            raise _invalid(f"tensor {name!r} has bad data_offsets {offsets!r}")
+        start, end = offsets
+        if not 0 <= start <= end <= data_size or end - start != int(np.prod(shapes[name])) * dtype.itemsize:
+            raise _invalid(f"tensor {name!r} has data_offsets {offsets!r} that do not fit its shape "
+                           f"or the file ({data_size} bytes of data)")
+        extents.append((start, end))
+    extents.sort()
+    position = 0
+    for start, end in extents:
+        if start != position:
+            raise _invalid("tensor data overlaps or leaves gaps")
+        position = end
+    if position != data_size:
+        raise _invalid(f"{data_size - position} bytes of trailing data")
+
+    from safetensors.numpy import load as load_arrays
+
+    try:
+        tensors = load_arrays(data)
+    except Exception as e:  # the safetensors parser found something the checks above did not
+        raise _invalid(str(e)) from None
+    model.load_state_dict(tensors)
+    return model
