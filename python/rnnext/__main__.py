@@ -1,4 +1,4 @@
-"""Command line: ``python -m rnnext bench``."""
+"""Command line: ``python -m rnnext bench`` and ``python -m rnnext demo``."""
 
 from __future__ import annotations
 
@@ -15,7 +15,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     bench.add_argument("--threads", type=int, default=None, help="threads for rnnext and the peers")
     bench.add_argument("--case", action="append", metavar="B,T,I,H",
                        help="a forward size to time (repeatable); default: the standard cases")
+    demo = commands.add_parser("demo", help="train one small model per application shape of the article")
+    demo.add_argument("--plot", metavar="FILE.png", help="draw the loss curves (needs matplotlib)")
     args = parser.parse_args(argv)
+
+    if args.command == "demo":
+        from . import demo as demo_module
+
+        return demo_module.main(plot=args.plot)
 
     if args.command == "bench":
         from . import _core, bench as bench_module
