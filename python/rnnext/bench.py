@@ -20,6 +20,8 @@ from .models import RNN
 # (B, T, I, H) of the forward benchmark.
 FORWARD_CASES: List[Tuple[int, int, int, int]] = [(1, 100, 64, 64), (32, 100, 256, 256), (64, 50, 512, 512)]
 STEP_SIZE = 128  # I = H of the streaming benchmark, B = 1
+# (B, T, I, H) of the training benchmark: forward + backward of the whole sequence.
+TRAINING_CASES: List[Tuple[int, int, int, int]] = [(1, 100, 64, 64), (8, 100, 128, 128), (64, 50, 512, 512)]
 
 
 # ---------------------------------------------------------------- problems
@@ -146,6 +148,66 @@ FORWARD_PEERS: Dict[str, Callable[[Problem], Callable[[], np.ndarray]]] = {
 }
 
 
+# ---------------------------------------------------------------- training
+# Forward, then backward of sum(h_seq): every gradient, inputs included.
+# Each returns dL/dW_h.
+
+
+def rnnext_training(p: Problem) -> Callable[[], np.ndarray]:
+    from .functional import rnn, rnn_backward
+
+    ones = np.ones(p.shape[:2] + (p.shape[3],), np.float32)
+
+    def run():
+        _, _, cache = rnn(p.x, p.W_x, p.W_h, p.b_x, p.b_h, return_cache=True)
+        return rnn_backward(cache, ones)["W_h"]
+
+    return run
+
+
+def torch_training(p: Problem) -> Callable[[], np.ndarray]:
+    import torch
+
+    torch.set_num_threads(_core.get_num_threads())
+    module = torch.nn.RNN(p.shape[2], p.shape[3], batch_first=True)
+    with torch.no_grad():
+        for name, value in (("weight_ih_l0", p.W_x), ("weight_hh_l0", p.W_h), ("bias_ih_l0", p.b_x),
+                            ("bias_hh_l0", p.b_h)):
+            getattr(module, name).copy_(torch.from_numpy(value))
+    x = torch.from_numpy(p.x).requires_grad_(True)
+
+    def run():
+        module.zero_grad()
+        x.grad = None
+        module(x)[0].sum().backward()
+        return module.weight_hh_l0.grad.numpy()
+
+    return run
+
+
+TRAINING_PEERS: Dict[str, Callable[[Problem], Callable[[], np.ndarray]]] = {
+    "rnnext": rnnext_training,
+    "torch": torch_training,
+}
+
+
+def available_training_peers(p: Problem, names: Optional[Sequence[str]] = None) -> Dict[str, Callable[[], np.ndarray]]:
+    """The training peers that import; when torch does, rnnext's gradient is checked against it."""
+    fns = {}
+    for name, factory in TRAINING_PEERS.items():
+        if names is not None and name not in names and not (name == "torch" and "rnnext" in names):
+            continue
+        try:
+            fns[name] = factory(p)
+        except ImportError:
+            continue
+    if "rnnext" in fns and "torch" in fns:
+        ours, theirs = fns["rnnext"](), fns["torch"]()
+        if not np.allclose(ours, theirs, rtol=1e-3, atol=1e-3 * np.abs(theirs).max()):
+            raise AssertionError(f"rnnext's gradient disagrees with torch's at {p.shape}")
+    return {k: v for k, v in fns.items() if names is None or k in names}
+
+
 # ---------------------------------------------------------------- streaming
 
 
@@ -259,6 +321,16 @@ def run(cases: Sequence[Tuple[int, int, int, int]] = FORWARD_CASES, rounds: int 
                     + [f"{times[best_peer] / times['rnnext']:.2f}x ({best_peer})"])
     header = ["B, T, I, H"] + names + ["rnnext vs numpy_loop", "vs numpy_hoisted", "vs best peer"]
     print_fn(_format_table(header, rows))
+
+    rows = []
+    for case in TRAINING_CASES:
+        fns = available_training_peers(Problem(*case))
+        times = time_interleaved(fns, rounds=rounds)
+        results.setdefault("training", {})[case] = times
+        ratio = f"{times['torch'] / times['rnnext']:.1f}x" if "torch" in times else "-"
+        rows.append([", ".join(map(str, case))] + [f"{t * 1e3:.3g}" for t in times.values()] + [ratio])
+    print_fn("\nTraining: forward + backward of the whole sequence (every gradient), milliseconds:\n")
+    print_fn(_format_table(["B, T, I, H"] + list(fns) + ["rnnext vs torch"], rows))
 
     step = time_interleaved(step_peers(), rounds=rounds)
     results["step"] = step

@@ -22,8 +22,8 @@ struct tile_shape {
 //   a:      `rows` pointers to k elements each
 //   panel:  the first packed panel (k * NR elements); the next ones follow
 template <class T, int rows, int panels, class Epilogue>
-RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, const T* panel, index_t first_panel,
-                             Epilogue& epilogue) {
+RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, const T* panel, index_t panel_size,
+                             index_t first_panel, Epilogue& epilogue) {
   using V = vec<T>;
   constexpr int nv = tile_shape<T>::vectors_per_panel;
   constexpr index_t nr = panel_width<T>();
@@ -31,7 +31,6 @@ RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, const T* panel, index
   V acc[rows][panels * nv];
   for (int r = 0; r < rows; ++r)
     for (int j = 0; j < panels * nv; ++j) acc[r][j] = V{};
-  const index_t panel_size = k * nr;
   for (index_t kk = 0; kk < k; ++kk) {
     V b[panels * nv];
     for (int p = 0; p < panels; ++p)
@@ -52,22 +51,21 @@ template <class T, class Epilogue, class RowA>
 RNNEXT_INLINE void gemm_rows(index_t m, const PackedView<T>& w, RowA row_a, Epilogue& epilogue) {
   constexpr int mr = tile_shape<T>::rows;
   constexpr int np = tile_shape<T>::panels;
-  constexpr index_t nr = panel_width<T>();
-  const index_t k = w.k;
+  const index_t k = w.k, stride = w.panel_stride;
   index_t i = 0;
   for (; i + mr <= m; i += mr) {
     const T* a[mr];
     for (int r = 0; r < mr; ++r) a[r] = row_a(i + r);
     epilogue.set_rows(i);
     for (index_t p = 0; p < w.panels; ++p)
-      gemm_tile<T, mr, 1>(a, k, w.data + p * k * nr, p, epilogue);
+      gemm_tile<T, mr, 1>(a, k, w.data + p * stride, stride, p, epilogue);
   }
   for (; i < m; ++i) {
     const T* a[1] = {row_a(i)};
     epilogue.set_rows(i);
     index_t p = 0;
-    for (; p + np <= w.panels; p += np) gemm_tile<T, 1, np>(a, k, w.data + p * k * nr, p, epilogue);
-    for (; p < w.panels; ++p) gemm_tile<T, 1, 1>(a, k, w.data + p * k * nr, p, epilogue);
+    for (; p + np <= w.panels; p += np) gemm_tile<T, 1, np>(a, k, w.data + p * stride, stride, p, epilogue);
+    for (; p < w.panels; ++p) gemm_tile<T, 1, 1>(a, k, w.data + p * stride, stride, p, epilogue);
   }
 }
 
@@ -106,8 +104,34 @@ struct BiasEpilogue {
   }
 };
 
+// c[r] += acc: a later block of a cache-blocked reduction.
+template <class T>
+struct AccumulateEpilogue {
+  const DenseArgs<T>& args;
+  index_t row0 = 0;
+  RNNEXT_INLINE void set_rows(index_t i) { row0 = i; }
+  RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
+    constexpr int nv = tile_shape<T>::vectors_per_panel;
+    constexpr int lanes = simd<T>::lanes;
+    T* out = args.c + (row0 + r) * args.ldc;
+    for (int v = 0; v < nv; ++v) {
+      const index_t col = panel * panel_width<T>() + v * lanes;
+      if (col >= args.n_store) break;
+      const index_t n = args.n_store - col < lanes ? args.n_store - col : lanes;
+      if (n == lanes) store(out + col, load(out + col) + acc[v]);
+      else store_partial(out + col, load_partial(out + col, n) + acc[v], n);
+    }
+  }
+};
+
 template <class T>
 void dense_kernel(const DenseArgs<T>& args) {
-  BiasEpilogue<T> epilogue{args};
-  gemm_rows<T>(args.m, args.w, [&](index_t i) { return args.a + i * args.lda; }, epilogue);
+  auto row = [&](index_t i) { return args.a + i * args.lda; };
+  if (args.accumulate) {
+    AccumulateEpilogue<T> epilogue{args};
+    gemm_rows<T>(args.m, args.w, row, epilogue);
+  } else {
+    BiasEpilogue<T> epilogue{args};
+    gemm_rows<T>(args.m, args.w, row, epilogue);
+  }
 }

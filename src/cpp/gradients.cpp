@@ -19,13 +19,19 @@ void sum_of_outer_products(const T* const* dy_rows, const T* const* x_rows, inde
     for (index_t j = 0; j < n_out; ++j) dy_t.data()[j * count + r] = dy_rows[r][j];
   const PackedMatrix<T> x_t = PackedMatrix<T>::transpose_of_rows(x_rows, count, n_in);
   const double flops = 2.0 * double(count) * double(n_out) * double(n_in);
+  // The reduction over rows (often B*T, thousands) runs in blocks that keep a
+  // block of every panel in cache; later blocks accumulate into dW.
+  constexpr index_t block = 256;
   run_parallel(threads_for(n_out, flops), [&](int index, int threads) {
     index_t begin, end;
     split_range(n_out, index, threads, &begin, &end);
     if (begin == end) return;
-    DenseArgs<T> args{dy_t.data() + begin * count, count, end - begin, x_t.view(), nullptr,
-                      dW + begin * n_in, n_in, n_in};
-    dense(args);
+    for (index_t k0 = 0; k0 == 0 || k0 < count; k0 += block) {
+      const index_t size = count - k0 < block ? count - k0 : block;
+      DenseArgs<T> args{dy_t.data() + begin * count + k0, count, end - begin, x_t.view().block(k0, size),
+                        nullptr, dW + begin * n_in, n_in, n_in, k0 > 0};
+      dense(args);
+    }
   });
 }
 

@@ -8,7 +8,7 @@
 
 namespace rnnext {
 
-// Dense layer on m rows:  c[r, :] = a[r, :] · W^T + bias.
+// Dense layer on m rows:  c[r, :] = a[r, :] · W^T + bias  (or c += a W^T).
 //   a: rows of w.k elements, row r at a + r*lda
 //   c: rows of ldc elements; n_store columns are written (w.n, or the padded
 //      width when c is a padded workspace)
@@ -22,6 +22,7 @@ struct DenseArgs {
   T* c;
   index_t ldc;
   index_t n_store;
+  bool accumulate = false;  // c += a W^T (bias ignored): a later block of a long reduction
 };
 
 // Elman recurrence h_t = f(x_t W_x^T + b + h_{t-1} W_h^T) for the batch rows

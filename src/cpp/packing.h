@@ -17,9 +17,15 @@ namespace rnnext {
 template <class T>
 struct PackedView {
   const T* data;
-  index_t n;       // outputs (rows of W)
-  index_t k;       // inputs (columns of W)
-  index_t panels;  // ceil(n / NR)
+  index_t n;             // outputs (rows of W)
+  index_t k;             // inputs (columns of W)
+  index_t panels;        // ceil(n / NR)
+  index_t panel_stride;  // elements from one panel to the next
+
+  // Inputs [k0, k0 + count) only: a block of the reduction, for cache blocking.
+  PackedView block(index_t k0, index_t count) const {
+    return {data + k0 * panel_width<T>(), n, count, panels, panel_stride};
+  }
 };
 
 template <class T>
@@ -33,7 +39,7 @@ class PackedMatrix {
   // the valid rows of a batch for weight gradients): n = width, k = count.
   static PackedMatrix transpose_of_rows(const T* const* rows, index_t count, index_t width);
 
-  PackedView<T> view() const { return {data_.data(), n_, k_, panels_}; }
+  PackedView<T> view() const { return {data_.data(), n_, k_, panels_, k_ * panel_width<T>()}; }
   index_t n() const { return n_; }
   index_t k() const { return k_; }
   index_t padded_n() const { return panels_ * panel_width<T>(); }

@@ -62,9 +62,12 @@ RNNEXT_INLINE vec<T> load_partial(const T* p, index_t n) {
   return load(lanes);
 }
 
+// Every lane x. Written x - 0, which is exactly x for every x (-0 and NaN
+// included), so the compiler folds it to one broadcast; 0 + x is not x for
+// x = -0 and would leave a real addition in the inner loop.
 template <class T>
 RNNEXT_INLINE vec<T> splat(T x) {
-  return vec<T>{} + x;
+  return x - vec<T>{};
 }
 
 // a ? b : c lane by lane; a is the integer mask of a vector comparison.

@@ -1,0 +1,33 @@
+"""python -m rnnext demo runs its three parts and its models learn."""
+
+import re
+import subprocess
+import sys
+
+import pytest
+
+from rnnext import demo
+
+
+def test_demo_learns():
+    lines = []
+    assert demo.main(say=lines.append) == 0
+    text = "\n".join(lines)
+    accuracy = float(re.search(r"held-out accuracy ([\d.]+)%", text).group(1))
+    assert accuracy > 90
+    rms, baseline = map(float, re.search(r"RMS error ([\d.]+) \(repeating the last prompt value: ([\d.]+)", text).groups())
+    assert rms < 0.5 * baseline
+    assert "(vanishes)" in text and "(explodes)" in text
+    clipped = float(re.search(r"clip_norm=1.0 .*accuracy ([\d.]+)%", text).group(1))
+    unclipped = float(re.search(r"without clipping .*accuracy ([\d.]+)%", text).group(1))
+    assert clipped > unclipped + 15
+
+
+def test_demo_command_with_plot(tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "curves.png"
+    result = subprocess.run([sys.executable, "-m", "rnnext", "demo", "--plot", str(png)], capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "Many to one" in result.stdout and "One to many" in result.stdout
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
