@@ -11,7 +11,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnext", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     bench = commands.add_parser("bench", help="time rnnext against NumPy, PyTorch and ONNX Runtime")
-    bench.add_argument("--rounds", type=int, default=5, help="interleaved timing rounds (default 5)")
+    bench.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
+    bench.add_argument("--plot", metavar="FILE.png", help="draw rnnext against the peers (needs matplotlib)")
+    bench.add_argument("--quick", action="store_true", help="only the sizes with B <= 8, forward and streaming")
     bench.add_argument("--threads", type=int, default=None, help="threads for rnnext and the peers")
     bench.add_argument("--case", action="append", metavar="B,T,I,H",
                        help="a forward size to time (repeatable); default: the standard cases")
@@ -37,7 +39,16 @@ def main(argv: Optional[List[str]] = None) -> int:
                     raise ValueError
             except ValueError:
                 parser.error("--case: expected four positive integers B,T,I,H")
-        bench_module.run(cases, rounds=args.rounds)
+        training = True
+        if args.quick:
+            cases = [c for c in cases if c[0] <= 8]
+            training = False
+        if args.plot:
+            try:
+                import matplotlib  # noqa: F401
+            except ImportError:
+                parser.error("--plot needs matplotlib: pip install matplotlib")
+        bench_module.run(cases, rounds=args.rounds, plot=args.plot, training=training)
     return 0
 
 

@@ -17,11 +17,24 @@ import numpy as np
 from . import _core, reference
 from .models import RNN
 
-# (B, T, I, H) of the forward benchmark.
-FORWARD_CASES: List[Tuple[int, int, int, int]] = [(1, 100, 64, 64), (32, 100, 256, 256), (64, 50, 512, 512)]
+# (B, T, I, H) of the forward and training benchmarks: the rows of the speed
+# issue and of PEERS.md, from latency-bound (B = 1) to matrix-product bound.
+FORWARD_CASES: List[Tuple[int, int, int, int]] = [
+    (1, 100, 64, 64), (1, 100, 256, 256), (1, 1000, 128, 128), (8, 100, 128, 128),
+    (32, 100, 256, 256), (64, 50, 512, 512), (128, 50, 1024, 1024), (256, 20, 256, 256),
+]
+TRAINING_CASES = FORWARD_CASES
 STEP_SIZE = 128  # I = H of the streaming benchmark, B = 1
-# (B, T, I, H) of the training benchmark: forward + backward of the whole sequence.
-TRAINING_CASES: List[Tuple[int, int, int, int]] = [(1, 100, 64, 64), (8, 100, 128, 128), (64, 50, 512, 512)]
+
+# Targets of the speed work (see the README).
+CEILING_GFLOPS = 300.0  # fp32 matrix multiply on 2 threads of the reference machine
+TARGET_STEP_US = 1.7
+
+
+def flops(case: Tuple[int, int, int, int], gates: int = 1) -> float:
+    """2 T B G H (I + H): the multiply-adds of a forward."""
+    B, T, I, H = case
+    return 2.0 * T * B * gates * H * (I + H)
 
 
 # ---------------------------------------------------------------- problems
@@ -138,6 +151,27 @@ def onnxruntime_rnn(p: Problem) -> Callable[[], np.ndarray]:
     return lambda: session.run(["Y_h"], {"X": x})[0][0]
 
 
+def jax_rnn(p: Problem) -> Callable[[], np.ndarray]:
+    """jax.lax.scan under jit, the input product hoisted out of the loop."""
+    import jax
+    import jax.numpy as jnp
+
+    x, W_x, W_h, b = (jnp.asarray(a) for a in (p.x, p.W_x, p.W_h, p.b_x + p.b_h))
+
+    @jax.jit
+    def forward(x, W_x, W_h, b):
+        xp = jnp.einsum("bti,hi->tbh", x, W_x) + b
+
+        def step(h, xt):
+            h = jnp.tanh(xt + h @ W_h.T)
+            return h, None
+
+        h, _ = jax.lax.scan(step, jnp.zeros((x.shape[0], W_h.shape[0]), x.dtype), xp)
+        return h
+
+    return lambda: np.asarray(forward(x, W_x, W_h, b).block_until_ready())
+
+
 FORWARD_PEERS: Dict[str, Callable[[Problem], Callable[[], np.ndarray]]] = {
     "rnnext": rnnext_model,
     "rnnext.functional": rnnext_functional,
@@ -145,6 +179,7 @@ FORWARD_PEERS: Dict[str, Callable[[Problem], Callable[[], np.ndarray]]] = {
     "numpy_hoisted": numpy_hoisted,
     "torch": torch_rnn,
     "onnxruntime": onnxruntime_rnn,
+    "jax": jax_rnn,
 }
 
 
@@ -239,8 +274,16 @@ def step_peers(size: int = STEP_SIZE) -> Dict[str, Callable[[], object]]:
     except ImportError:
         pass
     try:
-        run = onnxruntime_rnn(p)
-        peers["onnxruntime"] = run
+        peers["onnxruntime"] = onnxruntime_rnn(p)
+    except ImportError:
+        pass
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        step = jax.jit(lambda x, h, W_x, W_h, b: jnp.tanh(x @ W_x.T + h @ W_h.T + b))
+        args = [jnp.asarray(a) for a in (x_t, h, p.W_x, p.W_h, p.b_x + p.b_h)]
+        peers["jax"] = lambda: step(*args).block_until_ready()
     except ImportError:
         pass
     del state
@@ -303,41 +346,101 @@ def _format_table(header: List[str], rows: List[List[str]]) -> str:
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
 
 
-def run(cases: Sequence[Tuple[int, int, int, int]] = FORWARD_CASES, rounds: int = 5,
-        print_fn: Callable[[str], None] = print) -> Dict[str, Dict]:
-    """Runs the forward and streaming benchmarks, prints Markdown tables and
-    returns the timings (seconds)."""
+def _ratio_vs_best(times: Dict[str, float]) -> Tuple[str, float]:
+    peers = {k: v for k, v in times.items() if not k.startswith("rnnext")}
+    best = min(peers, key=peers.get)
+    return best, peers[best] / times["rnnext"]
+
+
+def forward_target(case: Tuple[int, int, int, int], times: Dict[str, float]) -> str:
+    """The speed issue's targets for a forward row, and whether this run met them."""
+    B, T, I, H = case
+    _, ratio = _ratio_vs_best(times)
+    gflops = flops(case) / times["rnnext"] / 1e9
+    checks = [f"faster than all: {'yes' if ratio > 1 else 'NO'}"]
+    if B <= 8:
+        checks.append(f">=3x best: {'yes' if ratio >= 3 else 'NO'}")
+    if B * H >= 64 * 512:
+        checks.append(f">=75% ceiling: {'yes' if gflops >= 0.75 * CEILING_GFLOPS else 'NO'}")
+    return "; ".join(checks)
+
+
+def training_target(case: Tuple[int, int, int, int], times: Dict[str, float]) -> str:
+    if "torch" not in times:
+        return "-"
+    need = 10.0 if case[0] <= 8 else 1.2
+    ratio = times["torch"] / times["rnnext"]
+    return f">={need:g}x torch: {'yes' if ratio >= need else 'NO'}"
+
+
+def run(cases: Sequence[Tuple[int, int, int, int]] = FORWARD_CASES, rounds: int = 3,
+        print_fn: Callable[[str], None] = print, plot: Optional[str] = None,
+        training: bool = True, streaming: bool = True) -> Dict[str, Dict]:
+    """Runs the forward, training and streaming benchmarks, prints Markdown
+    tables (with the targets of the speed work) and returns the timings
+    (seconds); with ``plot``, also draws them."""
     info = _core.build_info()
-    print_fn(f"rnnext {info['version']}, {info['isa']} kernels, {info['num_threads']} threads; "
-             f"float32 tanh RNN, milliseconds per forward (best round's median)\n")
-    results: Dict[str, Dict] = {"forward": {}, "step": {}}
-    names: List[str] = []
-    rows = []
+    print_fn(f"rnnext {info['version']}, {info['isa']} kernels, {info['num_threads']} threads; float32 tanh RNN; "
+             f"milliseconds per call (best round's median of {rounds} interleaved rounds)\n")
+    results: Dict[str, Dict] = {"forward": {}, "training": {}, "step": {}}
+    rows, names = [], []
     for case in cases:
         fns = available_forward_peers(Problem(*case))
         times = time_interleaved(fns, rounds=rounds)
         results["forward"][case] = times
-        names = list(fns)
-        peers = [n for n in names if not n.startswith("rnnext")]
-        best_peer = min(peers, key=times.get)
-        rows.append([", ".join(map(str, case))] + [f"{times[n] * 1e3:.3g}" for n in names]
-                    + [f"{times[n] / times['rnnext']:.1f}x" for n in ("numpy_loop", "numpy_hoisted")]
-                    + [f"{times[best_peer] / times['rnnext']:.2f}x ({best_peer})"])
-    header = ["B, T, I, H"] + names + ["rnnext vs numpy_loop", "vs numpy_hoisted", "vs best peer"]
-    print_fn(_format_table(header, rows))
+        names = names or list(fns)
+        best, ratio = _ratio_vs_best(times)
+        rows.append([", ".join(map(str, case))] + [f"{times[n] * 1e3:.3g}" if n in times else "-" for n in names]
+                    + [f"{flops(case) / times['rnnext'] / 1e9:.0f}", f"{ratio:.2f}x ({best})",
+                       forward_target(case, times)])
+    print_fn("Forward:\n")
+    print_fn(_format_table(["B, T, I, H"] + names + ["rnnext GFLOP/s", "vs best peer", "targets"], rows))
 
-    rows = []
-    for case in TRAINING_CASES:
-        fns = available_training_peers(Problem(*case))
-        times = time_interleaved(fns, rounds=rounds)
-        results.setdefault("training", {})[case] = times
-        ratio = f"{times['torch'] / times['rnnext']:.1f}x" if "torch" in times else "-"
-        rows.append([", ".join(map(str, case))] + [f"{t * 1e3:.3g}" for t in times.values()] + [ratio])
-    print_fn("\nTraining: forward + backward of the whole sequence (every gradient), milliseconds:\n")
-    print_fn(_format_table(["B, T, I, H"] + list(fns) + ["rnnext vs torch"], rows))
+    if training:
+        rows, names = [], []
+        for case in cases:
+            fns = available_training_peers(Problem(*case))
+            times = time_interleaved(fns, rounds=rounds)
+            results["training"][case] = times
+            names = names or list(fns)
+            ratio = f"{times['torch'] / times['rnnext']:.1f}x" if "torch" in times else "-"
+            rows.append([", ".join(map(str, case))] + [f"{times[n] * 1e3:.3g}" for n in names]
+                        + [ratio, training_target(case, times)])
+        print_fn("\nTraining: forward + backward of the whole sequence (every gradient):\n")
+        print_fn(_format_table(["B, T, I, H"] + names + ["rnnext vs torch", "targets"], rows))
 
-    step = time_interleaved(step_peers(), rounds=rounds)
-    results["step"] = step
-    print_fn(f"\nStreaming, microseconds per one-step call (B=1, I=H={STEP_SIZE}):\n")
-    print_fn(_format_table(list(step), [[f"{t * 1e6:.2f}" for t in step.values()]]))
+    if streaming:
+        step = time_interleaved(step_peers(), rounds=rounds)
+        results["step"] = step
+        print_fn(f"\nStreaming, microseconds per one-step call (B=1, I=H={STEP_SIZE}):\n")
+        met = "yes" if step["rnnext"] * 1e6 <= TARGET_STEP_US else "NO"
+        print_fn(_format_table(list(step) + ["targets"],
+                               [[f"{t * 1e6:.2f}" for t in step.values()] + [f"<={TARGET_STEP_US} us: {met}"]]))
+    if plot:
+        draw(results, plot)
+        print_fn(f"\nChart written to {plot}")
     return results
+
+
+def draw(results: Dict[str, Dict], path: str) -> None:
+    """Milliseconds per call of every implementation across sizes (log scale)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(k, v) for k, v in (("forward", results["forward"]), ("training", results["training"])) if v]
+    fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 4.5), squeeze=False)
+    for ax, (title, table) in zip(axes[0], panels):
+        cases = list(table)
+        names = sorted({n for times in table.values() for n in times}, key=lambda n: (not n.startswith("rnnext"), n))
+        width = 0.8 / len(names)
+        for i, name in enumerate(names):
+            values = [table[c].get(name, np.nan) * 1e3 for c in cases]
+            ax.bar(np.arange(len(cases)) + i * width, values, width, label=name)
+        ax.set_xticks(np.arange(len(cases)) + 0.4 - width / 2)
+        ax.set_xticklabels([f"{c[0]}, {c[1]}\n{c[2]}x{c[3]}" for c in cases], fontsize=7)
+        ax.set(yscale="log", ylabel="ms per call (lower is better)", title=f"{title}: B, T / I x H")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
