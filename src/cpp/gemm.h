@@ -10,11 +10,17 @@ template <class T>
 struct tile_shape {
   static constexpr int lanes = simd<T>::lanes;
   static constexpr int vectors_per_panel = int(panel_width<T>()) / lanes;
-  // Eight accumulator vectors in every configuration: enough independent FMA
-  // chains to hide latency, few enough to stay in registers on SSE/AVX2.
-  static constexpr int rows = vectors_per_panel >= 8 ? 1 : 8 / vectors_per_panel;  // MR
+  // Accumulator vectors per tile: 16 of AVX-512's 32 registers, 8 of the 16
+  // of SSE/AVX2. Enough independent FMA chains to hide their latency, and
+  // each loaded weight vector is reused by `rows` rows.
+  static constexpr int accumulators = RNNEXT_VBYTES == 64 ? 16 : 8;
+  static constexpr int rows = vectors_per_panel >= accumulators ? 1 : accumulators / vectors_per_panel;  // MR
   static constexpr int panels = rows;  // NP for single-row tiles
 };
+
+// Weight panels processed together before moving to the next rows: about
+// this many bytes of them, so they stay in L2 while every row passes by.
+constexpr index_t kPanelGroupBytes = 512 * 1024;
 
 // rows x (panels * NR) tile:  acc[r] = a[r, 0:k] · W^T[0:k, tile columns].
 // Each output lane is a plain k-ordered sum of products, whatever the tile
@@ -52,20 +58,24 @@ RNNEXT_INLINE void gemm_rows(index_t m, const PackedView<T>& w, RowA row_a, Epil
   constexpr int mr = tile_shape<T>::rows;
   constexpr int np = tile_shape<T>::panels;
   const index_t k = w.k, stride = w.panel_stride;
-  index_t i = 0;
-  for (; i + mr <= m; i += mr) {
-    const T* a[mr];
-    for (int r = 0; r < mr; ++r) a[r] = row_a(i + r);
-    epilogue.set_rows(i);
-    for (index_t p = 0; p < w.panels; ++p)
-      gemm_tile<T, mr, 1>(a, k, w.data + p * stride, stride, p, epilogue);
-  }
-  for (; i < m; ++i) {
-    const T* a[1] = {row_a(i)};
-    epilogue.set_rows(i);
-    index_t p = 0;
-    for (; p + np <= w.panels; p += np) gemm_tile<T, 1, np>(a, k, w.data + p * stride, stride, p, epilogue);
-    for (; p < w.panels; ++p) gemm_tile<T, 1, 1>(a, k, w.data + p * stride, stride, p, epilogue);
+  const index_t panel_bytes = k * kPanelBytes;
+  const index_t group = panel_bytes > 0 && panel_bytes < kPanelGroupBytes ? kPanelGroupBytes / panel_bytes : 1;
+  for (index_t g0 = 0; g0 < w.panels; g0 += group) {
+    const index_t g1 = g0 + group < w.panels ? g0 + group : w.panels;
+    index_t i = 0;
+    for (; i + mr <= m; i += mr) {
+      const T* a[mr];
+      for (int r = 0; r < mr; ++r) a[r] = row_a(i + r);
+      epilogue.set_rows(i);
+      for (index_t p = g0; p < g1; ++p) gemm_tile<T, mr, 1>(a, k, w.data + p * stride, stride, p, epilogue);
+    }
+    for (; i < m; ++i) {
+      const T* a[1] = {row_a(i)};
+      epilogue.set_rows(i);
+      index_t p = g0;
+      for (; p + np <= g1; p += np) gemm_tile<T, 1, np>(a, k, w.data + p * stride, stride, p, epilogue);
+      for (; p < g1; ++p) gemm_tile<T, 1, 1>(a, k, w.data + p * stride, stride, p, epilogue);
+    }
   }
 }
 
