@@ -364,13 +364,10 @@ class RNN:
     def step(self, x_t: ArrayLike, state: Optional[ArrayLike] = None) -> Tuple[np.ndarray, np.ndarray]:
         """One time step for streaming: ``x_t`` (B, I) or (I,) and the state
         (shaped like ``h_n``; None means zeros) -> ``(y_t, state)``, where
-        ``y_t`` is the head's output (or ``h_t`` without a head)."""
-        layer, head = self._packed_weights()
-        if state is not None:
-            x_t = np.asarray(x_t)
-            state = self._state_in(state, "state", x_t.shape[0] if x_t.ndim == 2 else None)
-        y, h = layer.step(x_t, state, head)
-        return y, h[None]
+        ``y_t`` is the head's output (or ``h_t`` without a head). Kept lean:
+        one C++ call, which checks the arguments."""
+        layer, head = self._packed or self._packed_weights()
+        return layer.step_model(x_t, state, head)
 
     def generate(self, x0: ArrayLike, steps: int, *, h0: Optional[ArrayLike] = None, mode: str = "continuous",
                  temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:

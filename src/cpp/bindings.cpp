@@ -386,6 +386,45 @@ py::dict rnn_backward(py::handle cache, py::handle dh_seq, py::handle dh_n) {
              py::str(py::type::of(cache).attr("__name__")).cast<std::string>());
 }
 
+// model.step: the state has the model's layout, (1, B, H) or (1, H), and the
+// result too. The streaming hot path: a few microseconds matter here, so a
+// step small enough to take less time than releasing the GIL keeps it.
+template <class T>
+py::tuple elman_step_model(const ElmanWeights<T>& w, py::handle x_obj, py::handle state_obj, py::handle head_obj) {
+  const index_t input = w.input_size(), hidden = w.hidden_size();
+  py::array x_any = as_numeric(x_obj, "x_t");
+  if ((x_any.ndim() != 1 && x_any.ndim() != 2) || x_any.shape(x_any.ndim() - 1) != input)
+    value_error("x_t: expected shape (B, " + std::to_string(input) + ") or (" + std::to_string(input) +
+                ",) (input_size " + std::to_string(input) + "), got " + shape_of(x_any));
+  const bool unbatched = x_any.ndim() == 1;
+  const index_t batch = unbatched ? 1 : x_any.shape(0);
+  std::optional<py::array> state_any = optional_array(state_obj, "state");
+  if (state_any) {
+    if (unbatched) expect_shape(*state_any, "state", {1, hidden}, "(num_layers, H)");
+    else expect_shape(*state_any, "state", {1, batch, hidden}, "(num_layers, B, H)");
+  }
+  const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
+  auto x = carray<T>::ensure(x_any);
+  auto h = cast_optional<T>(state_any);
+  const index_t out_features = head ? head->out_features() : hidden;
+  auto y = unbatched ? new_array<T>({out_features}) : new_array<T>({batch, out_features});
+  auto state = unbatched ? new_array<T>({1, hidden}) : new_array<T>({1, batch, hidden});
+  auto compute = [&] {
+    const SequenceShape shape{batch, 1, true};
+    T* h_next = state.mutable_data();
+    w.forward(x.data(), data_or_null(h), nullptr, shape, false, head ? h_next : y.mutable_data(), h_next);
+    if (head) head->forward(h_next, batch, y.mutable_data());
+  };
+  const double work = double(batch) * double(hidden) * double(input + hidden + out_features);
+  if (work > 1 << 18) {
+    py::gil_scoped_release release;
+    compute();
+  } else {
+    compute();
+  }
+  return py::make_tuple(std::move(y), std::move(state));
+}
+
 py::object pack_rnn(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj, py::handle b_h_obj,
                     py::handle activation_obj) {
   std::vector<NamedArray> weights{{"W_x", as_numeric(W_x_obj, "W_x")},
@@ -533,7 +572,9 @@ void bind_layers(py::module_& m, const char* suffix) {
            py::arg("lengths") = py::none(), py::arg("batch_first") = true, py::arg("reverse") = false,
            "(h_seq, h_n, cache): the forward, keeping what rnn_backward needs.")
       .def("step", &elman_step<T>, py::arg("x_t"), py::arg("state") = py::none(), py::arg("head") = py::none(),
-           "(y_t, h_t) for one time step.");
+           "(y_t, h_t) for one time step.")
+      .def("step_model", &elman_step_model<T>, py::arg("x_t"), py::arg("state") = py::none(),
+           py::arg("head") = py::none(), "(y_t, state) for one time step, states shaped (1, B, H).");
   py::class_<DenseWeights<T>, std::shared_ptr<DenseWeights<T>>>(m, ("DenseWeights" + std::string(suffix)).c_str(),
                               "Packed dense-layer weights (made by pack_dense).")
       .def_property_readonly("in_features", &DenseWeights<T>::in_features)

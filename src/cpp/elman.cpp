@@ -37,7 +37,12 @@ void ElmanWeights<T>::forward(const T* x, const T* h0, const index_t* lengths,
   const index_t input = input_size(), hidden = hidden_size();
   if (batch == 0) return;
   // Workspace: the input projection of every step, computed before the loop.
-  AlignedBuffer<T> xproj(checked_mul(checked_mul(batch, steps), w_h_.padded_n()));
+  // A streaming step's fits on the stack: no allocation on that hot path.
+  const index_t xproj_size = checked_mul(checked_mul(batch, steps), w_h_.padded_n());
+  constexpr index_t kStackElements = 4096;
+  alignas(64) T stack[kStackElements];
+  AlignedBuffer<T> heap(xproj_size > kStackElements ? xproj_size : 0);
+  T* xproj = xproj_size > kStackElements ? heap.data() : stack;
 
   ElmanArgs<T> args{};
   args.x = x;
@@ -56,7 +61,7 @@ void ElmanWeights<T>::forward(const T* x, const T* h0, const index_t* lengths,
   args.w_h = w_h_.view();
   args.bias = bias_.data();
   args.zeros = zeros_.data();
-  args.xproj = xproj.data();
+  args.xproj = xproj;
   args.activation = activation_;
   args.reverse = reverse;
 
