@@ -175,3 +175,23 @@ def test_thread_count_does_not_change_results(rng, dtype, threads, batch_first):
     for other in results[1:]:
         np.testing.assert_array_equal(results[0][0], other[0])
         np.testing.assert_array_equal(results[0][1], other[1])
+
+
+@pytest.mark.parametrize("dtype", DTYPES, ids=lambda d: d.__name__)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+def test_hidden_sliced_threads_match_reference_and_one_thread(rng, dtype, threads, reverse):
+    """Few sequences and many hidden units: threads split the hidden units and
+    meet after every step. Same results, bitwise, as one thread."""
+    B, T, I, H = 2, 30, 20, 300
+    w = rnn_weights(rng, I, H, dtype)
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    lengths = np.array([30, 11])
+    results = []
+    for n in (1, 2, 3):
+        rx.set_num_threads(n)
+        results.append(F.rnn(x, lengths=lengths, reverse=reverse, **w))
+    for other in results[1:]:
+        np.testing.assert_array_equal(results[0][0], other[0])
+        np.testing.assert_array_equal(results[0][1], other[1])
+    rx.set_num_threads(2)
+    check(dtype, x, w, "hidden-sliced", lengths=lengths, reverse=reverse)

@@ -30,48 +30,100 @@ ElmanWeights<T>::ElmanWeights(const T* W_x, const T* W_h, const T* b_x, const T*
       bias_(pad_bias(b_x, b_h, hidden_size)),
       zeros_(round_up(hidden_size, panel_width<T>())) {}
 
+namespace {
+
+// Between the steps of a hidden-sliced recurrence. An orphaned OpenMP barrier
+// binds to the team actually running (which may be smaller than asked for),
+// and libgomp spins before it sleeps, so a step's wait stays short.
+void team_barrier(void*) {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
+}  // namespace
+
 template <class T>
 void ElmanWeights<T>::forward(const T* x, const T* h0, const index_t* lengths,
                               SequenceShape shape, bool reverse, T* h_seq, T* h_n) const {
   const index_t batch = shape.batch, steps = shape.steps;
   const index_t input = input_size(), hidden = hidden_size();
+  const index_t padded = w_h_.padded_n();
   if (batch == 0) return;
+  auto length = [&](index_t b) { return lengths ? lengths[b] : steps; };
+  auto h_row = [&](index_t b, index_t t) { return h_seq + b * shape.stride_b(hidden) + t * shape.stride_t(hidden); };
+
   // Workspace: the input projection of every step, computed before the loop.
   // A streaming step's fits on the stack: no allocation on that hot path.
-  const index_t xproj_size = checked_mul(checked_mul(batch, steps), w_h_.padded_n());
+  const index_t xproj_size = checked_mul(checked_mul(batch, steps), padded);
   constexpr index_t kStackElements = 4096;
   alignas(64) T stack[kStackElements];
   AlignedBuffer<T> heap(xproj_size > kStackElements ? xproj_size : 0);
   T* xproj = xproj_size > kStackElements ? heap.data() : stack;
 
+  // Outputs past each length are zero; the recurrence never touches them.
+  index_t rows = 0;
+  for (index_t b = 0; b < batch; ++b) {
+    rows += length(b);
+    for (index_t t = length(b); t < steps; ++t)
+      for (index_t j = 0; j < hidden; ++j) h_row(b, t)[j] = T(0);
+  }
+
+  // 1. The input projection of every valid step: one product, its rows
+  // (sequence-major) split evenly over the threads whatever the batch size.
+  const double projection_flops = 2.0 * double(rows) * double(input) * double(hidden);
+  run_parallel(threads_for(rows, projection_flops), [&](int index, int count) {
+    index_t begin, end, first = 0;
+    split_range(rows, index, count, &begin, &end);
+    for (index_t b = 0; b < batch && first < end; first += length(b), ++b) {
+      const index_t lo = begin > first ? begin : first;
+      const index_t hi = end < first + length(b) ? end : first + length(b);
+      if (lo >= hi) continue;
+      const index_t t0 = lo - first;
+      DenseArgs<T> projection{x + b * shape.stride_b(input) + t0 * shape.stride_t(input), shape.stride_t(input),
+                              hi - lo, w_x_.view(), bias_.data(), xproj + (b * steps + t0) * padded, padded,
+                              padded};
+      dense(projection);
+    }
+  });
+
+  // 2. The recurrence.
   ElmanArgs<T> args{};
-  args.x = x;
-  args.x_stride_b = shape.stride_b(input);
-  args.x_stride_t = shape.stride_t(input);
   args.h0 = h0;
   args.h_seq = h_seq;
   args.h_stride_b = shape.stride_b(hidden);
   args.h_stride_t = shape.stride_t(hidden);
   args.h_n = h_n;
   args.lengths = lengths;
+  args.batch_end = batch;
+  args.panel_end = w_h_.view().panels;
   args.steps = steps;
-  args.input_size = input;
   args.hidden_size = hidden;
-  args.w_x = w_x_.view();
   args.w_h = w_h_.view();
-  args.bias = bias_.data();
   args.zeros = zeros_.data();
   args.xproj = xproj;
   args.activation = activation_;
   args.reverse = reverse;
-
-  // Threads own whole sequences for the whole loop: no barrier per step.
-  const double flops = 2.0 * double(batch) * double(steps) * double(hidden) * double(input + hidden);
-  run_parallel(threads_for(batch, flops), [&](int index, int count) {
-    ElmanArgs<T> mine = args;
-    split_range(batch, index, count, &mine.batch_begin, &mine.batch_end);
-    if (mine.batch_begin < mine.batch_end) elman_forward_slice(mine);
-  });
+  const double step_flops = 2.0 * double(batch) * double(hidden) * double(hidden);
+  const int threads = threads_for(args.panel_end, step_flops * double(steps));
+  if (threads > 1 && batch < 2 * threads && step_flops >= double(1 << 17)) {
+    // Few sequences, many hidden units: each thread owns a slice of W_h, kept
+    // in its own cache for all steps, and computes those units of every
+    // sequence; the threads meet after each step.
+    run_parallel(threads, [&](int index, int count) {
+      ElmanArgs<T> mine = args;
+      split_range(args.panel_end, index, count, &mine.panel_begin, &mine.panel_end);
+      mine.barrier = count > 1 ? &team_barrier : nullptr;
+      elman_forward_slice(mine);
+    });
+  } else {
+    // Threads own whole sequences for the whole loop: no barrier per step.
+    run_parallel(threads_for(batch, step_flops * double(steps)), [&](int index, int count) {
+      ElmanArgs<T> mine = args;
+      split_range(batch, index, count, &mine.batch_begin, &mine.batch_end);
+      if (mine.batch_begin < mine.batch_end) elman_forward_slice(mine);
+    });
+  }
 }
 
 template <class T>

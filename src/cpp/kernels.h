@@ -25,30 +25,32 @@ struct DenseArgs {
   bool accumulate = false;  // c += a W^T (bias ignored): a later block of a long reduction
 };
 
-// Elman recurrence h_t = f(x_t W_x^T + b + h_{t-1} W_h^T) for the batch rows
-// [batch_begin, batch_end): one thread's share, whole sequences, all steps.
-//   x[b, t, :]     at x + b*x_stride_b + t*x_stride_t          (input_size)
+// Elman recurrence h_t = f(xproj_t + h_{t-1} W_h^T) for the batch rows
+// [batch_begin, batch_end) and the hidden units of panels [panel_begin,
+// panel_end): one thread's share, all steps. xproj_t = x_t W_x^T + b is
+// computed before, for every step at once.
 //   h_seq[b, t, :] at h_seq + b*h_stride_b + t*h_stride_t      (hidden_size)
 //   h0, h_n        (B, hidden_size) rows; h0 null means zeros
-//   xproj          workspace, row (b, t) at (b*steps + t) * padded hidden
-// Steps past lengths[b] are not computed and are written as zeros.
+//   xproj          row (b, t) at (b*steps + t) * padded hidden
+// Steps past lengths[b] are not touched (the driver zeroes them).
 template <class T>
 struct ElmanArgs {
-  const T* x;
-  index_t x_stride_b, x_stride_t;
   const T* h0;
   T* h_seq;
   index_t h_stride_b, h_stride_t;
   T* h_n;
   const index_t* lengths;  // (B,), or null: every sequence has `steps` steps
   index_t batch_begin, batch_end;
-  index_t steps, input_size, hidden_size;
-  PackedView<T> w_x, w_h;
-  const T* bias;     // b_x + b_h, padded
-  const T* zeros;    // hidden_size zeros, the state before step 0 without h0
-  T* xproj;
+  index_t panel_begin, panel_end;
+  index_t steps, hidden_size;
+  PackedView<T> w_h;
+  const T* zeros;  // hidden_size zeros, the state before step 0 without h0
+  const T* xproj;
   Activation activation;
   bool reverse;
+  // Called after every step when threads share the rows (hidden-unit slices).
+  void (*barrier)(void*);
+  void* barrier_state;
 };
 
 // Backpropagation through time for batch rows [batch_begin, batch_end): the

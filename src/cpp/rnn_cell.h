@@ -21,39 +21,35 @@ struct ElmanEpilogue {
   }
 };
 
-// Forward over all steps for batch rows [batch_begin, batch_end).
-// Shapes (per sequence b, L = lengths[b]):
-//   x[b, 0:L]  (L, I) -> xproj rows (L, Hp)  one product over the whole sequence
-//   h_{t-1}    (H)    -> h_seq[b, t] (H)      one product per step
+// The recurrence over all steps for batch rows [batch_begin, batch_end) and
+// hidden units [panel_begin, panel_end) * NR: one thread's share, either whole
+// sequences (no synchronisation at all) or, for small batches, a slice of the
+// hidden units of every sequence (a.barrier between steps, since each step
+// reads the whole previous state). The input projection is already in xproj.
+// Shapes per step: h_{t-1} (rows, H) . W_h^T slice (H, cols) -> h_t[:, cols].
 template <class T, Activation act>
 void elman_forward_rows(const ElmanArgs<T>& a) {
   const index_t hidden = a.hidden_size;
   const index_t padded = a.w_h.panels * panel_width<T>();
+  const index_t col0 = a.panel_begin * panel_width<T>();
+  const index_t col1 = a.panel_end * panel_width<T>() < hidden ? a.panel_end * panel_width<T>() : hidden;
   auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + b * a.h_stride_b + t * a.h_stride_t; };
   auto xproj_row = [&](index_t b, index_t t) { return a.xproj + (b * a.steps + t) * padded; };
+  PackedView<T> w_h = a.w_h;
+  w_h.data += a.panel_begin * w_h.panel_stride;
+  w_h.panels = a.panel_end - a.panel_begin;
 
-  // 1. Input projection of every valid step, and zeros past each length.
   index_t max_length = 0;
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = length(b);
-    max_length = len > max_length ? len : max_length;
-    DenseArgs<T> projection{a.x + b * a.x_stride_b, a.x_stride_t, len, a.w_x, a.bias,
-                            xproj_row(b, 0), padded, padded};
-    dense_kernel(projection);
-    for (index_t t = len; t < a.steps; ++t) {
-      T* row = h_row(b, t);
-      for (index_t j = 0; j < hidden; ++j) row[j] = T(0);
-    }
-  }
+  for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
 
-  // 2. The recurrence. Rows still running at step s are gathered in chunks;
-  // with `reverse`, sequence b reads its step len-1-s at iteration s.
+  // Rows still running at step s are gathered in chunks; with `reverse`,
+  // sequence b reads its step len-1-s at iteration s.
   constexpr index_t chunk = 64;
   const T* prev[chunk];
   T* out[chunk];
   const T* proj[chunk];
-  ElmanEpilogue<T, act> epilogue{out, proj, hidden};
+  ElmanEpilogue<T, act> epilogue{out, proj, col1 - col0};
   for (index_t s = 0; s < max_length; ++s) {
     index_t count = 0;
     for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
@@ -62,23 +58,24 @@ void elman_forward_rows(const ElmanArgs<T>& a) {
       const index_t t = a.reverse ? len - 1 - s : s;
       const index_t t_prev = a.reverse ? t + 1 : t - 1;
       prev[count] = s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : h_row(b, t_prev);
-      out[count] = h_row(b, t);
-      proj[count] = xproj_row(b, t);
+      out[count] = h_row(b, t) + col0;
+      proj[count] = xproj_row(b, t) + col0;
       if (++count == chunk) {
-        gemm_rows<T>(count, a.w_h, [&](index_t i) { return prev[i]; }, epilogue);
+        gemm_rows<T>(count, w_h, [&](index_t i) { return prev[i]; }, epilogue);
         count = 0;
       }
     }
-    if (count > 0) gemm_rows<T>(count, a.w_h, [&](index_t i) { return prev[i]; }, epilogue);
+    if (count > 0) gemm_rows<T>(count, w_h, [&](index_t i) { return prev[i]; }, epilogue);
+    if (a.barrier) a.barrier(a.barrier_state);
   }
 
-  // 3. Final states: after step len-1, or after step 0 when reversed.
+  // Final states: after step len-1, or after step 0 when reversed.
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
     const index_t len = length(b);
     const T* last = len == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros)
                              : h_row(b, a.reverse ? 0 : len - 1);
     T* dst = a.h_n + b * hidden;
-    for (index_t j = 0; j < hidden; ++j) dst[j] = last[j];
+    for (index_t j = col0; j < col1; ++j) dst[j] = last[j];
   }
 }
 
