@@ -12,7 +12,7 @@ namespace {
 
 template <class T>
 AlignedBuffer<T> copy_of(const T* data, index_t count) {
-  AlignedBuffer<T> out(count);
+  AlignedBuffer<T> out(count, AlignedBuffer<T>::uninitialized);
   if (count) std::memcpy(out.data(), data, sizeof(T) * std::size_t(count));
   return out;
 }
@@ -58,7 +58,7 @@ void ElmanWeights<T>::forward(const T* x, const T* h0, const index_t* lengths,
   const index_t xproj_size = checked_mul(checked_mul(batch, steps), padded);
   constexpr index_t kStackElements = 4096;
   alignas(64) T stack[kStackElements];
-  AlignedBuffer<T> heap(xproj_size > kStackElements ? xproj_size : 0);
+  AlignedBuffer<T> heap(xproj_size > kStackElements ? xproj_size : 0, AlignedBuffer<T>::uninitialized);
   T* xproj = xproj_size > kStackElements ? heap.data() : stack;
 
   // Outputs past each length are zero; the recurrence never touches them.
@@ -138,7 +138,7 @@ void ElmanWeights<T>::backward(const ElmanCache<T>& cache, const T* dh_seq, cons
   const T* h0 = cache.h0_or_null();
 
   // 1. The sequential part: dz for every valid step, and dh0.
-  AlignedBuffer<T> dz(checked_mul(checked_mul(batch, steps), padded));
+  AlignedBuffer<T> dz(checked_mul(checked_mul(batch, steps), padded), AlignedBuffer<T>::uninitialized);
   std::vector<const T*> w_h_rows(hidden);
   for (index_t i = 0; i < hidden; ++i) w_h_rows[i] = W_h_.data() + i * hidden;
   const PackedMatrix<T> w_h_t = PackedMatrix<T>::transpose_of_rows(w_h_rows.data(), hidden, hidden);
@@ -209,7 +209,8 @@ ElmanCache<T>::ElmanCache(std::shared_ptr<const ElmanWeights<T>> w, const T* x_i
       x(copy_of(x_in, checked_mul(checked_mul(shape_in.batch, shape_in.steps), weights->input_size()))),
       h0(h0_in ? copy_of(h0_in, checked_mul(shape_in.batch, weights->hidden_size())) : AlignedBuffer<T>()),
       lengths(std::move(lengths_in)),
-      h_seq(checked_mul(checked_mul(shape_in.batch, shape_in.steps), weights->hidden_size())) {
+      h_seq(checked_mul(checked_mul(shape_in.batch, shape_in.steps), weights->hidden_size()),
+            AlignedBuffer<T>::uninitialized) {
   weights->forward(x.data(), h0_or_null(), lengths_or_null(), shape, reverse, h_seq.data(), h_n);
 }
 

@@ -14,7 +14,7 @@ void sum_of_outer_products(const T* const* dy_rows, const T* const* x_rows, inde
                            index_t n_in, T* dW) {
   // dW = dY^T X: the kernel computes a M^T with a = rows of dY^T (n_out rows of
   // `count`) and M = X^T packed (n_in outputs, k = count).
-  AlignedBuffer<T> dy_t(checked_mul(n_out, count));
+  AlignedBuffer<T> dy_t(checked_mul(n_out, count), AlignedBuffer<T>::uninitialized);
   const double flops = 2.0 * double(count) * double(n_out) * double(n_in);
   run_parallel(threads_for(n_out, double(count) * double(n_out)), [&](int index, int threads) {
     index_t begin, end;
@@ -23,8 +23,8 @@ void sum_of_outer_products(const T* const* dy_rows, const T* const* x_rows, inde
     constexpr index_t tile = 32;
     for (index_t r0 = 0; r0 < count; r0 += tile)
       for (index_t j0 = begin; j0 < end; j0 += tile)
-        for (index_t r = r0; r < r0 + tile && r < count; ++r)
-          for (index_t j = j0; j < j0 + tile && j < end; ++j) dy_t.data()[j * count + r] = dy_rows[r][j];
+        for (index_t j = j0; j < j0 + tile && j < end; ++j)  // writes along a row of dy_t
+          for (index_t r = r0; r < r0 + tile && r < count; ++r) dy_t.data()[j * count + r] = dy_rows[r][j];
   });
   const PackedMatrix<T> x_t = PackedMatrix<T>::transpose_of_rows(x_rows, count, n_in);
   // The reduction over rows (often B*T, thousands) runs in blocks that keep a

@@ -1,5 +1,7 @@
 #include "packing.h"
 
+#include "threading.h"
+
 namespace rnnext {
 
 template <class T>
@@ -25,14 +27,19 @@ template <class T>
 PackedMatrix<T> PackedMatrix<T>::transpose_of_rows(const T* const* rows, index_t count, index_t width) {
   constexpr index_t nr = panel_width<T>();
   PackedMatrix<T> m(width, count);
-  for (index_t p = 0; p < m.panels_; ++p) {
-    const index_t cols = (width - p * nr) < nr ? (width - p * nr) : nr;
-    T* panel = m.data_.data() + p * nr * count;
-    for (index_t kk = 0; kk < count; ++kk) {
-      const T* src = rows[kk] + p * nr;
-      for (index_t j = 0; j < cols; ++j) panel[kk * nr + j] = src[j];
+  // Large when it packs a batch's rows for a weight gradient: threads take panels.
+  run_parallel(threads_for(m.panels_, double(count) * double(width)), [&](int index, int threads) {
+    index_t begin, end;
+    split_range(m.panels_, index, threads, &begin, &end);
+    for (index_t p = begin; p < end; ++p) {
+      const index_t cols = (width - p * nr) < nr ? (width - p * nr) : nr;
+      T* panel = m.data_.data() + p * nr * count;
+      for (index_t kk = 0; kk < count; ++kk) {
+        const T* src = rows[kk] + p * nr;
+        for (index_t j = 0; j < cols; ++j) panel[kk * nr + j] = src[j];
+      }
     }
-  }
+  });
   return m;
 }
 
