@@ -156,12 +156,25 @@ void ElmanWeights<T>::backward(const ElmanCache<T>& cache, const T* dh_seq, cons
   args.w_h_t = w_h_t.view();
   args.activation = activation_;
   args.reverse = cache.reverse;
-  const double loop_flops = 2.0 * double(batch) * double(steps) * double(hidden) * double(hidden);
-  run_parallel(threads_for(batch, loop_flops), [&](int index, int count) {
-    ElmanBackwardArgs<T> mine = args;
-    split_range(batch, index, count, &mine.batch_begin, &mine.batch_end);
-    if (mine.batch_begin < mine.batch_end) elman_backward_slice(mine);
-  });
+  args.batch_end = batch;
+  args.panel_end = w_h_t.view().panels;
+  // Threads by shape, as in the forward.
+  const double step_flops = 2.0 * double(batch) * double(hidden) * double(hidden);
+  const int threads = threads_for(args.panel_end, step_flops * double(steps));
+  if (threads > 1 && batch < 2 * threads && step_flops >= double(1 << 17)) {
+    run_parallel(threads, [&](int index, int count) {
+      ElmanBackwardArgs<T> mine = args;
+      split_range(args.panel_end, index, count, &mine.panel_begin, &mine.panel_end);
+      mine.barrier = count > 1 ? &team_barrier : nullptr;
+      elman_backward_slice(mine);
+    });
+  } else {
+    run_parallel(threads_for(batch, step_flops * double(steps)), [&](int index, int count) {
+      ElmanBackwardArgs<T> mine = args;
+      split_range(batch, index, count, &mine.batch_begin, &mine.batch_end);
+      if (mine.batch_begin < mine.batch_end) elman_backward_slice(mine);
+    });
+  }
 
   // 2. Every valid step as one row: its dz, its input and the state it read.
   std::vector<const T*> dz_rows, x_rows, prev_rows;

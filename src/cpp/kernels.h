@@ -69,10 +69,13 @@ struct ElmanBackwardArgs {
   T* dh0;
   const index_t* lengths;
   index_t batch_begin, batch_end;
+  index_t panel_begin, panel_end;
   index_t steps, hidden_size;
   PackedView<T> w_h_t;  // W_h^T packed: y = dz W_h
   Activation activation;
   bool reverse;
+  void (*barrier)(void*);  // as in ElmanArgs
+  void* barrier_state;
 };
 
 struct KernelTable {

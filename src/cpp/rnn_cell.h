@@ -121,70 +121,81 @@ struct ElmanBackwardEpilogue {
   }
 };
 
-// The sequential part of BPTT for batch rows [batch_begin, batch_end).
-// Shapes (per sequence b): dz rows (T, Hp) in xproj's layout, dh0 (H).
+// The sequential part of BPTT for batch rows [batch_begin, batch_end) and
+// hidden units [panel_begin, panel_end) * NR (a slice when threads share the
+// rows; a.barrier then runs after each step, since each step reads whole dz
+// rows). Shapes (per sequence b): dz rows (T, Hp) in xproj's layout, dh0 (H).
 template <class T, Activation act>
 void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
   const index_t hidden = a.hidden_size;
   const index_t padded = a.w_h_t.panels * panel_width<T>();
+  const index_t col0 = a.panel_begin * panel_width<T>();
+  const index_t col1 = a.panel_end * panel_width<T>() < hidden ? a.panel_end * panel_width<T>() : hidden;
   constexpr int lanes = simd<T>::lanes;
   auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
   auto offset = [&](index_t b, index_t t) { return b * a.h_stride_b + t * a.h_stride_t; };
   auto dz_row = [&](index_t b, index_t t) { return a.dz + (b * a.steps + t) * padded; };
   // Step s of the forward (0 = first step read) is time t of sequence b.
   auto time_of = [&](index_t b, index_t s) { return a.reverse ? length(b) - 1 - s : s; };
+  PackedView<T> w_h_t = a.w_h_t;
+  w_h_t.data += a.panel_begin * w_h_t.panel_stride;
+  w_h_t.panels = a.panel_end - a.panel_begin;
 
   index_t max_length = 0;
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
   if (max_length == 0) {  // no steps: h_n is h0
     for (index_t b = a.batch_begin; b < a.batch_end; ++b)
-      for (index_t j = 0; j < hidden; ++j) a.dh0[b * hidden + j] = a.dh_n ? a.dh_n[b * hidden + j] : T(0);
+      for (index_t j = col0; j < col1; ++j) a.dh0[b * hidden + j] = a.dh_n ? a.dh_n[b * hidden + j] : T(0);
     return;
   }
+
+  // Each sequence's last step: dz from dh_seq and dh_n alone, before the loop.
+  for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
+    const index_t t = time_of(b, length(b) - 1);
+    const T* g_seq = a.dh_seq ? a.dh_seq + offset(b, t) : nullptr;
+    const T* g_n = a.dh_n ? a.dh_n + b * hidden : nullptr;
+    const T* h = a.h_seq + offset(b, t);
+    T* dz = dz_row(b, t);
+    for (index_t col = col0; col < col1; col += lanes) {
+      const index_t n = col1 - col < lanes ? col1 - col : lanes;
+      vec<T> g{};
+      if (g_seq) g += load_partial(g_seq + col, n);
+      if (g_n) g += load_partial(g_n + col, n);
+      store(dz + col, activation_backward<act>(g, load_partial(h + col, n)));
+    }
+  }
+  if (a.barrier) a.barrier(a.barrier_state);
 
   constexpr index_t chunk = 64;
   const T* dz_in[chunk];
   T* out[chunk];
   const T* dh_out[chunk];
   const T* h_prev[chunk];
-  ElmanBackwardEpilogue<T, act> epilogue{out, dh_out, h_prev, hidden};
+  ElmanBackwardEpilogue<T, act> epilogue{out, dh_out, h_prev, col1 - col0};
   for (index_t s = max_length - 1; s >= 0; --s) {
     index_t count = 0;
     auto flush = [&] {
-      gemm_rows<T>(count, a.w_h_t, [&](index_t i) { return dz_in[i]; }, epilogue);
+      gemm_rows<T>(count, w_h_t, [&](index_t i) { return dz_in[i]; }, epilogue);
       count = 0;
     };
     for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
       const index_t len = length(b);
       if (s >= len) continue;
-      const index_t t = time_of(b, s);
-      T* dz = dz_row(b, t);
-      if (s == len - 1) {  // this sequence's last step: dz from dh_seq and dh_n alone
-        const T* g_seq = a.dh_seq ? a.dh_seq + offset(b, t) : nullptr;
-        const T* g_n = a.dh_n ? a.dh_n + b * hidden : nullptr;
-        const T* h = a.h_seq + offset(b, t);
-        for (index_t col = 0; col < hidden; col += lanes) {
-          const index_t n = hidden - col < lanes ? hidden - col : lanes;
-          vec<T> g{};
-          if (g_seq) g += load_partial(g_seq + col, n);
-          if (g_n) g += load_partial(g_n + col, n);
-          store(dz + col, activation_backward<act>(g, load_partial(h + col, n)));
-        }
-      }
-      dz_in[count] = dz;
+      dz_in[count] = dz_row(b, time_of(b, s));
       if (s > 0) {
         const index_t t_prev = time_of(b, s - 1);
-        out[count] = dz_row(b, t_prev);
-        dh_out[count] = a.dh_seq ? a.dh_seq + offset(b, t_prev) : nullptr;
-        h_prev[count] = a.h_seq + offset(b, t_prev);
+        out[count] = dz_row(b, t_prev) + col0;
+        dh_out[count] = a.dh_seq ? a.dh_seq + offset(b, t_prev) + col0 : nullptr;
+        h_prev[count] = a.h_seq + offset(b, t_prev) + col0;
       } else {
-        out[count] = a.dh0 + b * hidden;
+        out[count] = a.dh0 + b * hidden + col0;
         dh_out[count] = nullptr;
         h_prev[count] = nullptr;
       }
       if (++count == chunk) flush();
     }
     if (count > 0) flush();
+    if (a.barrier) a.barrier(a.barrier_state);
   }
 }
 
