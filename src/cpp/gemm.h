@@ -36,6 +36,7 @@ RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, const T* panel, index
   V acc[rows][panels * nv];
   for (int r = 0; r < rows; ++r)
     for (int j = 0; j < panels * nv; ++j) acc[r][j] = V{};
+#pragma GCC unroll 4
   for (index_t kk = 0; kk < k; ++kk) {
     V b[panels * nv];
     for (int p = 0; p < panels; ++p)
