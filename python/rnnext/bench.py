@@ -312,10 +312,11 @@ def time_interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 5, repe
     best = {name: float("inf") for name in fns}
     for _ in range(rounds):
         for name, fn in fns.items():
-            # Thread pools of the previous library (ONNX Runtime's, torch's)
-            # spin for a while after their last call; let them go to sleep
-            # rather than charge their spinning to the next library.
-            time.sleep(0.05)
+            # Thread pools of the previous library (OpenBLAS's under NumPy,
+            # ONNX Runtime's, torch's) spin for up to ~0.1 s after their last
+            # call; let them go to sleep rather than charge their spinning to
+            # the next library.
+            time.sleep(0.25)
             median = float(np.median([_time_once(fn, numbers[name]) for _ in range(repeats)]))
             best[name] = min(best[name], median)
     return best

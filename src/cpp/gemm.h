@@ -50,6 +50,8 @@ RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, const T* panel, index
     for (int p = 0; p < panels; ++p) epilogue(r, first_panel + p, &acc[r][p * nv]);
 }
 
+constexpr int floor_pow2(int n) { return n >= 2 ? 2 * floor_pow2(n / 2) : 1; }
+
 // Panels [p, end) for one block of `rows` rows, `panels` at a time, then
 // halving for the leftover panels.
 template <class T, int rows, int panels, class Epilogue>
@@ -70,7 +72,7 @@ RNNEXT_INLINE void gemm_row_blocks(index_t i, index_t m, const PackedView<T>& w,
                                    RowA& row_a, Epilogue& epilogue) {
   constexpr int nv = tile_shape<T>::vectors_per_panel;
   constexpr int per_row = tile_shape<T>::accumulators / nv;
-  constexpr int panels = per_row / rows > 1 ? per_row / rows : 1;
+  constexpr int panels = floor_pow2(per_row / rows > 1 ? per_row / rows : 1);  // halves evenly
   for (; i + rows <= m; i += rows) {
     const T* a[rows];
     for (int r = 0; r < rows; ++r) a[r] = row_a(i + r);
