@@ -105,7 +105,8 @@ def rnnext_functional(p: Problem) -> Callable[[], np.ndarray]:
     return lambda: rnn(p.x, p.W_x, p.W_h, p.b_x, p.b_h)[1]
 
 
-def torch_rnn(p: Problem) -> Callable[[], np.ndarray]:
+def _torch_module(p: Problem):
+    """torch.nn.RNN with the problem's weights, on rnnext's thread count."""
     import torch
 
     torch.set_num_threads(_core.get_num_threads())
@@ -114,6 +115,13 @@ def torch_rnn(p: Problem) -> Callable[[], np.ndarray]:
         for name, value in (("weight_ih_l0", p.W_x), ("weight_hh_l0", p.W_h), ("bias_ih_l0", p.b_x),
                             ("bias_hh_l0", p.b_h)):
             getattr(module, name).copy_(torch.from_numpy(value))
+    return module
+
+
+def torch_rnn(p: Problem) -> Callable[[], np.ndarray]:
+    import torch
+
+    module = _torch_module(p)
     x = torch.from_numpy(p.x)
 
     def run():
@@ -203,12 +211,7 @@ def rnnext_training(p: Problem) -> Callable[[], np.ndarray]:
 def torch_training(p: Problem) -> Callable[[], np.ndarray]:
     import torch
 
-    torch.set_num_threads(_core.get_num_threads())
-    module = torch.nn.RNN(p.shape[2], p.shape[3], batch_first=True)
-    with torch.no_grad():
-        for name, value in (("weight_ih_l0", p.W_x), ("weight_hh_l0", p.W_h), ("bias_ih_l0", p.b_x),
-                            ("bias_hh_l0", p.b_h)):
-            getattr(module, name).copy_(torch.from_numpy(value))
+    module = _torch_module(p)
     x = torch.from_numpy(p.x).requires_grad_(True)
 
     def run():
