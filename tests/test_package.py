@@ -112,3 +112,28 @@ def test_fork_after_parallel_run(threads):
         pytest.fail("the forked child hung")
     assert child.exitcode == 0
     np.testing.assert_array_equal(queue.get(timeout=5), expected)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="needs Linux /proc")
+def test_repeated_calls_keep_memory_flat():
+    """Workspaces are recycled per thread, within a bound: many forward and
+    backward calls do not grow the process."""
+    def rss():
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((16, 50, 64)).astype(np.float32)
+    W_x = rng.standard_normal((128, 64)).astype(np.float32) * 0.1
+    W_h = rng.standard_normal((128, 128)).astype(np.float32) * 0.1
+
+    def work():
+        h_seq, _, cache = rx.functional.rnn(x, W_x, W_h, return_cache=True)
+        rx.functional.rnn_backward(cache, np.ones_like(h_seq))
+
+    for _ in range(20):
+        work()
+    before = rss()
+    for _ in range(300):
+        work()
+    assert rss() - before < 32 * 2**20

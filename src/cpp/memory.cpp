@@ -9,8 +9,8 @@ namespace {
 
 // Blocks this large are worth keeping: the kernel would otherwise map and
 // zero fresh pages for them on every call (a tenth of a large backward pass).
-constexpr std::size_t kRecycleBytes = std::size_t(1) << 20;
-constexpr std::size_t kMaxBlocks = 8;
+constexpr std::size_t kRecycleBytes = std::size_t(128) << 10;  // glibc maps blocks from here up
+constexpr std::size_t kMaxBlocks = 16;
 constexpr std::size_t kMaxCachedBytes = std::size_t(512) << 20;
 
 struct Block {
