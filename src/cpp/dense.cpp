@@ -33,13 +33,10 @@ void DenseWeights<T>::forward(const T* x, index_t rows, T* y) const {
 template <class T>
 void DenseWeights<T>::backward(const T* x, const T* dy, index_t rows, T* dW, T* db, T* dx) const {
   const index_t in = in_features(), out = out_features();
-  std::vector<const T*> x_rows(rows), dy_rows(rows), w_rows(out);
-  for (index_t r = 0; r < rows; ++r) {
-    x_rows[r] = x + r * in;
-    dy_rows[r] = dy + r * out;
-  }
-  sum_of_outer_products(dy_rows.data(), x_rows.data(), rows, out, in, dW);
-  sum_of_rows(dy_rows.data(), rows, out, db);
+  std::vector<const T*> x_rows(rows), w_rows(out);
+  for (index_t r = 0; r < rows; ++r) x_rows[r] = x + r * in;
+  sum_of_outer_products(dy, out, x_rows.data(), rows, out, in, dW);
+  sum_of_rows(dy, out, rows, out, db);
   // dx = dy W: the kernel's a M^T with M = W^T.
   for (index_t j = 0; j < out; ++j) w_rows[j] = W_.data() + j * in;
   const PackedMatrix<T> w_t = PackedMatrix<T>::transpose_of_rows(w_rows.data(), out, in);

@@ -176,29 +176,38 @@ void ElmanWeights<T>::backward(const ElmanCache<T>& cache, const T* dh_seq, cons
     });
   }
 
-  // 2. Every valid step as one row: its dz, its input and the state it read.
-  std::vector<const T*> dz_rows, x_rows, prev_rows;
+  // 2. Every step as one row of the weight-gradient products: its dz, its
+  // input and the state it read. Steps past a length get zero rows on both
+  // sides (0 * 0: padding never reaches a gradient, even when it holds NaN).
+  const index_t rows = checked_mul(batch, steps);
+  AlignedBuffer<T> zero_row(input > hidden ? input : hidden);
+  std::vector<const T*> x_rows(rows), prev_rows(rows);
   for (index_t b = 0; b < batch; ++b)
-    for (index_t t = 0; t < length(b); ++t) {
+    for (index_t t = 0; t < steps; ++t) {
+      const index_t r = b * steps + t;
+      if (t >= length(b)) {
+        std::memset(dz.data() + r * padded, 0, sizeof(T) * std::size_t(padded));
+        x_rows[r] = prev_rows[r] = zero_row.data();
+        continue;
+      }
       const index_t t_prev = cache.reverse ? t + 1 : t - 1;
       const bool first = cache.reverse ? t_prev >= length(b) : t_prev < 0;
-      dz_rows.push_back(dz.data() + (b * steps + t) * padded);
-      x_rows.push_back(cache.x.data() + b * shape.stride_b(input) + t * shape.stride_t(input));
-      prev_rows.push_back(first ? (h0 ? h0 + b * hidden : zeros_.data())
-                                : cache.h_seq.data() + b * shape.stride_b(hidden) + t_prev * shape.stride_t(hidden));
+      x_rows[r] = cache.x.data() + b * shape.stride_b(input) + t * shape.stride_t(input);
+      prev_rows[r] = first ? (h0 ? h0 + b * hidden : zeros_.data())
+                           : cache.h_seq.data() + b * shape.stride_b(hidden) + t_prev * shape.stride_t(hidden);
     }
-  const index_t rows = index_t(dz_rows.size());
 
-  // 3. Weight and bias gradients: single products over all rows.
-  sum_of_outer_products(dz_rows.data(), x_rows.data(), rows, hidden, input, grads.dW_x);
-  sum_of_outer_products(dz_rows.data(), prev_rows.data(), rows, hidden, hidden, grads.dW_h);
-  sum_of_rows(dz_rows.data(), rows, hidden, grads.db);
+  // 3. Weight and bias gradients: single products over all rows, reading dz's
+  // columns in place.
+  sum_of_outer_products(dz.data(), padded, x_rows.data(), rows, hidden, input, grads.dW_x);
+  sum_of_outer_products(dz.data(), padded, prev_rows.data(), rows, hidden, hidden, grads.dW_h);
+  sum_of_rows(dz.data(), padded, rows, hidden, grads.db);
 
   // 4. dx = dz W_x, per sequence (its valid rows are evenly strided in x).
   std::vector<const T*> w_x_rows(hidden);
   for (index_t i = 0; i < hidden; ++i) w_x_rows[i] = W_x_.data() + i * input;
   const PackedMatrix<T> w_x_t = PackedMatrix<T>::transpose_of_rows(w_x_rows.data(), hidden, input);
-  const double dx_flops = 2.0 * double(rows) * double(hidden) * double(input);
+  const double dx_flops = 2.0 * double(rows) * double(hidden) * double(input);  // at most
   run_parallel(threads_for(batch, dx_flops), [&](int index, int count) {
     index_t begin, end;
     split_range(batch, index, count, &begin, &end);

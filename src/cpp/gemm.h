@@ -24,10 +24,11 @@ constexpr index_t kPanelGroupBytes = 512 * 1024;
 // rows x (panels * NR) tile:  acc[r] = a[r, 0:k] · W^T[0:k, tile columns].
 // Each output lane is a plain k-ordered sum of products, whatever the tile
 // shape, so results do not depend on how rows are grouped.
-//   a:      `rows` pointers to k elements each
+//   a:      `rows` pointers to k elements each, a_step apart (1: contiguous rows;
+//           more: columns of a row-major matrix, read as rows without a transpose)
 //   panel:  the first packed panel (k * NR elements); the next ones follow
 template <class T, int rows, int panels, class Epilogue>
-RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, const T* panel, index_t panel_size,
+RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, index_t a_step, const T* panel, index_t panel_size,
                              index_t first_panel, Epilogue& epilogue) {
   using V = vec<T>;
   constexpr int nv = tile_shape<T>::vectors_per_panel;
@@ -42,7 +43,7 @@ RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, const T* panel, index
     for (int p = 0; p < panels; ++p)
       for (int v = 0; v < nv; ++v) b[p * nv + v] = load(panel + p * panel_size + kk * nr + v * lanes);
     for (int r = 0; r < rows; ++r) {
-      const V av = splat(a[r][kk]);
+      const V av = splat(a[r][kk * a_step]);
       for (int j = 0; j < panels * nv; ++j) acc[r][j] += av * b[j];
     }
   }
@@ -55,11 +56,11 @@ constexpr int floor_pow2(int n) { return n >= 2 ? 2 * floor_pow2(n / 2) : 1; }
 // Panels [p, end) for one block of `rows` rows, `panels` at a time, then
 // halving for the leftover panels.
 template <class T, int rows, int panels, class Epilogue>
-RNNEXT_INLINE void gemm_panels(const T* const* a, const PackedView<T>& w, index_t p, index_t end,
+RNNEXT_INLINE void gemm_panels(const T* const* a, index_t a_step, const PackedView<T>& w, index_t p, index_t end,
                                Epilogue& epilogue) {
   for (; p + panels <= end; p += panels)
-    gemm_tile<T, rows, panels>(a, w.k, w.data + p * w.panel_stride, w.panel_stride, p, epilogue);
-  if constexpr (panels > 1) gemm_panels<T, rows, panels / 2>(a, w, p, end, epilogue);
+    gemm_tile<T, rows, panels>(a, w.k, a_step, w.data + p * w.panel_stride, w.panel_stride, p, epilogue);
+  if constexpr (panels > 1) gemm_panels<T, rows, panels / 2>(a, a_step, w, p, end, epilogue);
 }
 
 // Rows [i, m) in blocks of `rows`, then halving for the leftover rows. Fewer
@@ -69,7 +70,7 @@ RNNEXT_INLINE void gemm_panels(const T* const* a, const PackedView<T>& w, index_
 // it fell in, nor therefore on the thread count.
 template <class T, int rows, class Epilogue, class RowA>
 RNNEXT_INLINE void gemm_row_blocks(index_t i, index_t m, const PackedView<T>& w, index_t g0, index_t g1,
-                                   RowA& row_a, Epilogue& epilogue) {
+                                   RowA& row_a, index_t a_step, Epilogue& epilogue) {
   constexpr int nv = tile_shape<T>::vectors_per_panel;
   constexpr int per_row = tile_shape<T>::accumulators / nv;
   constexpr int panels = floor_pow2(per_row / rows > 1 ? per_row / rows : 1);  // halves evenly
@@ -77,20 +78,21 @@ RNNEXT_INLINE void gemm_row_blocks(index_t i, index_t m, const PackedView<T>& w,
     const T* a[rows];
     for (int r = 0; r < rows; ++r) a[r] = row_a(i + r);
     epilogue.set_rows(i);
-    gemm_panels<T, rows, panels>(a, w, g0, g1, epilogue);
+    gemm_panels<T, rows, panels>(a, a_step, w, g0, g1, epilogue);
   }
-  if constexpr (rows > 1) gemm_row_blocks<T, rows / 2>(i, m, w, g0, g1, row_a, epilogue);
+  if constexpr (rows > 1) gemm_row_blocks<T, rows / 2>(i, m, w, g0, g1, row_a, a_step, epilogue);
 }
 
 // Runs the epilogue over every tile of an (m rows) x (all panels) product;
-// row_a(i) points to row i of A (w.k elements).
+// row_a(i) points to row i of A (w.k elements, a_step apart).
 template <class T, class Epilogue, class RowA>
-RNNEXT_INLINE void gemm_rows(index_t m, const PackedView<T>& w, RowA row_a, Epilogue& epilogue) {
+RNNEXT_INLINE void gemm_rows(index_t m, const PackedView<T>& w, RowA row_a, Epilogue& epilogue,
+                             index_t a_step = 1) {
   const index_t panel_bytes = w.k * kPanelBytes;
   const index_t group = panel_bytes > 0 && panel_bytes < kPanelGroupBytes ? kPanelGroupBytes / panel_bytes : 1;
   for (index_t g0 = 0; g0 < w.panels; g0 += group) {
     const index_t g1 = g0 + group < w.panels ? g0 + group : w.panels;
-    gemm_row_blocks<T, tile_shape<T>::rows>(0, m, w, g0, g1, row_a, epilogue);
+    gemm_row_blocks<T, tile_shape<T>::rows>(0, m, w, g0, g1, row_a, a_step, epilogue);
   }
 }
 
@@ -154,9 +156,9 @@ void dense_kernel(const DenseArgs<T>& args) {
   auto row = [&](index_t i) { return args.a + i * args.lda; };
   if (args.accumulate) {
     AccumulateEpilogue<T> epilogue{args};
-    gemm_rows<T>(args.m, args.w, row, epilogue);
+    gemm_rows<T>(args.m, args.w, row, epilogue, args.a_step);
   } else {
     BiasEpilogue<T> epilogue{args};
-    gemm_rows<T>(args.m, args.w, row, epilogue);
+    gemm_rows<T>(args.m, args.w, row, epilogue, args.a_step);
   }
 }

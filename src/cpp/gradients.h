@@ -7,16 +7,16 @@
 
 namespace rnnext {
 
-// dW (n_out, n_in) = sum over r of dy[r]^T x[r], for `count` rows given by
-// pointers (dy rows of n_out, x rows of n_in elements). Threads split the
-// rows of dW, so no reduction is needed and every element is a sum in row
-// order: results do not depend on the thread count.
+// dW (n_out, n_in) = sum over r < count of dy[r]^T x[r]: dy rows of n_out
+// elements, dy_step apart; x rows (n_in elements) by pointers. Threads split
+// the rows of dW, so nothing is reduced across threads and every element is a
+// sum in row order: results do not depend on the thread count.
 template <class T>
-void sum_of_outer_products(const T* const* dy_rows, const T* const* x_rows, index_t count, index_t n_out,
+void sum_of_outer_products(const T* dy, index_t dy_step, const T* const* x_rows, index_t count, index_t n_out,
                            index_t n_in, T* dW);
 
-// db (n) = sum over r of dy[r], in row order.
+// db (n) = sum over r < count of dy[r] (rows dy_step apart), in row order.
 template <class T>
-void sum_of_rows(const T* const* rows, index_t count, index_t n, T* db);
+void sum_of_rows(const T* dy, index_t dy_step, index_t count, index_t n, T* db);
 
 }  // namespace rnnext

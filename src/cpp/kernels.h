@@ -9,6 +9,7 @@
 namespace rnnext {
 
 // Dense layer on m rows:  c[r, :] = a[r, :] · W^T + bias  (or c += a W^T).
+// With a_step > 1, "row" r of A is column r of a row-major matrix.
 //   a: rows of w.k elements, row r at a + r*lda
 //   c: rows of ldc elements; n_store columns are written (w.n, or the padded
 //      width when c is a padded workspace)
@@ -23,6 +24,7 @@ struct DenseArgs {
   index_t ldc;
   index_t n_store;
   bool accumulate = false;  // c += a W^T (bias ignored): a later block of a long reduction
+  index_t a_step = 1;       // between consecutive elements of an A row (lda for A^T)
 };
 
 // Elman recurrence h_t = f(xproj_t + h_{t-1} W_h^T) for the batch rows
