@@ -1,5 +1,5 @@
 // The Elman cell of the article,  h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h).
-// Forward (and, later, backward) of one thread's batch rows, side by side.
+// Forward and backward of one thread's share of the time loop, side by side.
 // Included from kernels_impl.h inside an instruction-set namespace.
 #pragma once
 
