@@ -4,21 +4,26 @@
 
 namespace rnnext {
 
+// Uninitialised: both packing functions write every element, padding included.
 template <class T>
 PackedMatrix<T>::PackedMatrix(index_t n, index_t k)
     : n_(n), k_(k), panels_((n + panel_width<T>() - 1) / panel_width<T>()),
-      data_(checked_mul(checked_mul(panels_, panel_width<T>()), k)) {}
+      data_(checked_mul(checked_mul(panels_, panel_width<T>()), k), AlignedBuffer<T>::uninitialized) {}
 
 template <class T>
 PackedMatrix<T>::PackedMatrix(const T* w, index_t n, index_t k, index_t ld) : PackedMatrix(n, k) {
   constexpr index_t nr = panel_width<T>();
+  constexpr index_t block = 32;  // 32 x 32 blocks: reads and writes stay within a few cache lines
   T* out = data_.data();
   for (index_t p = 0; p < panels_; ++p) {
     const index_t cols = (n - p * nr) < nr ? (n - p * nr) : nr;
     T* panel = out + p * nr * k;
-    for (index_t j = 0; j < cols; ++j) {
-      const T* row = w + (p * nr + j) * ld;
-      for (index_t kk = 0; kk < k; ++kk) panel[kk * nr + j] = row[kk];
+    for (index_t k0 = 0; k0 < k; k0 += block) {
+      const index_t k1 = k0 + block < k ? k0 + block : k;
+      for (index_t kk = k0; kk < k1; ++kk) {
+        for (index_t j = 0; j < cols; ++j) panel[kk * nr + j] = w[(p * nr + j) * ld + kk];
+        for (index_t j = cols; j < nr; ++j) panel[kk * nr + j] = T(0);
+      }
     }
   }
 }
@@ -37,6 +42,7 @@ PackedMatrix<T> PackedMatrix<T>::transpose_of_rows(const T* const* rows, index_t
       for (index_t kk = 0; kk < count; ++kk) {
         const T* src = rows[kk] + p * nr;
         for (index_t j = 0; j < cols; ++j) panel[kk * nr + j] = src[j];
+        for (index_t j = cols; j < nr; ++j) panel[kk * nr + j] = T(0);
       }
     }
   });

@@ -45,7 +45,7 @@ class PackedMatrix {
   index_t padded_n() const { return panels_ * panel_width<T>(); }
 
  private:
-  PackedMatrix(index_t n, index_t k);  // zero-filled, to be written by a packing function
+  PackedMatrix(index_t n, index_t k);  // uninitialised, for a packing function to fill
   index_t n_ = 0, k_ = 0, panels_ = 0;
   AlignedBuffer<T> data_;
 };
