@@ -133,6 +133,14 @@ const T* data_or_null(const std::optional<carray<T>>& a) {
   return a ? a->data() : nullptr;
 }
 
+// An argument as a C-contiguous array of T: as it is when it already is one
+// (the streaming hot path), else checked and converted.
+template <class T>
+carray<T> as_carray(py::handle obj, const char* name) {
+  if (py::isinstance<carray<T>>(obj)) return py::reinterpret_borrow<carray<T>>(obj);
+  return carray<T>::ensure(as_numeric(obj, name));
+}
+
 // ---------------------------------------------------------------- sequences
 
 // How x is laid out, read from its shape (and checked against input_size).
@@ -392,20 +400,19 @@ py::dict rnn_backward(py::handle cache, py::handle dh_seq, py::handle dh_n) {
 template <class T>
 py::tuple elman_step_model(const ElmanWeights<T>& w, py::handle x_obj, py::handle state_obj, py::handle head_obj) {
   const index_t input = w.input_size(), hidden = w.hidden_size();
-  py::array x_any = as_numeric(x_obj, "x_t");
-  if ((x_any.ndim() != 1 && x_any.ndim() != 2) || x_any.shape(x_any.ndim() - 1) != input)
+  carray<T> x = as_carray<T>(x_obj, "x_t");
+  if ((x.ndim() != 1 && x.ndim() != 2) || x.shape(x.ndim() - 1) != input)
     value_error("x_t: expected shape (B, " + std::to_string(input) + ") or (" + std::to_string(input) +
-                ",) (input_size " + std::to_string(input) + "), got " + shape_of(x_any));
-  const bool unbatched = x_any.ndim() == 1;
-  const index_t batch = unbatched ? 1 : x_any.shape(0);
-  std::optional<py::array> state_any = optional_array(state_obj, "state");
-  if (state_any) {
-    if (unbatched) expect_shape(*state_any, "state", {1, hidden}, "(num_layers, H)");
-    else expect_shape(*state_any, "state", {1, batch, hidden}, "(num_layers, B, H)");
+                ",) (input_size " + std::to_string(input) + "), got " + shape_of(x));
+  const bool unbatched = x.ndim() == 1;
+  const index_t batch = unbatched ? 1 : x.shape(0);
+  std::optional<carray<T>> h;
+  if (!is_none(state_obj)) {
+    h = as_carray<T>(state_obj, "state");
+    if (unbatched) expect_shape(*h, "state", {1, hidden}, "(num_layers, H)");
+    else expect_shape(*h, "state", {1, batch, hidden}, "(num_layers, B, H)");
   }
   const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
-  auto x = carray<T>::ensure(x_any);
-  auto h = cast_optional<T>(state_any);
   const index_t out_features = head ? head->out_features() : hidden;
   auto y = unbatched ? new_array<T>({out_features}) : new_array<T>({batch, out_features});
   auto state = unbatched ? new_array<T>({1, hidden}) : new_array<T>({1, batch, hidden});
