@@ -41,6 +41,32 @@ void team_barrier(void*) {
 #endif
 }
 
+// Runs a time loop (forward or backward; args cover every row and hidden
+// unit) with threads chosen by shape. Few sequences and many hidden units:
+// each thread owns a slice of W_h, kept in its own cache for all steps, and
+// computes those units of every sequence; the threads meet after each step.
+// Otherwise threads own whole sequences for the whole loop: no barrier at all.
+template <class Args, class Slice>
+void run_recurrence(const Args& args, Slice slice) {
+  const index_t batch = args.batch_end, hidden = args.hidden_size, panels = args.panel_end;
+  const double step_flops = 2.0 * double(batch) * double(hidden) * double(hidden);
+  const int threads = threads_for(panels, step_flops * double(args.steps));
+  if (threads > 1 && batch < 2 * threads && step_flops >= double(1 << 17)) {
+    run_parallel(threads, [&](int index, int count) {
+      Args mine = args;
+      split_range(panels, index, count, &mine.panel_begin, &mine.panel_end);
+      mine.barrier = count > 1 ? &team_barrier : nullptr;
+      slice(mine);
+    });
+  } else {
+    run_parallel(threads_for(batch, step_flops * double(args.steps)), [&](int index, int count) {
+      Args mine = args;
+      split_range(batch, index, count, &mine.batch_begin, &mine.batch_end);
+      if (mine.batch_begin < mine.batch_end) slice(mine);
+    });
+  }
+}
+
 }  // namespace
 
 template <class T>
@@ -104,26 +130,7 @@ void ElmanWeights<T>::forward(const T* x, const T* h0, const index_t* lengths,
   args.xproj = xproj;
   args.activation = activation_;
   args.reverse = reverse;
-  const double step_flops = 2.0 * double(batch) * double(hidden) * double(hidden);
-  const int threads = threads_for(args.panel_end, step_flops * double(steps));
-  if (threads > 1 && batch < 2 * threads && step_flops >= double(1 << 17)) {
-    // Few sequences, many hidden units: each thread owns a slice of W_h, kept
-    // in its own cache for all steps, and computes those units of every
-    // sequence; the threads meet after each step.
-    run_parallel(threads, [&](int index, int count) {
-      ElmanArgs<T> mine = args;
-      split_range(args.panel_end, index, count, &mine.panel_begin, &mine.panel_end);
-      mine.barrier = count > 1 ? &team_barrier : nullptr;
-      elman_forward_slice(mine);
-    });
-  } else {
-    // Threads own whole sequences for the whole loop: no barrier per step.
-    run_parallel(threads_for(batch, step_flops * double(steps)), [&](int index, int count) {
-      ElmanArgs<T> mine = args;
-      split_range(batch, index, count, &mine.batch_begin, &mine.batch_end);
-      if (mine.batch_begin < mine.batch_end) elman_forward_slice(mine);
-    });
-  }
+  run_recurrence(args, [](const ElmanArgs<T>& a) { elman_forward_slice(a); });
 }
 
 template <class T>
@@ -158,23 +165,7 @@ void ElmanWeights<T>::backward(const ElmanCache<T>& cache, const T* dh_seq, cons
   args.reverse = cache.reverse;
   args.batch_end = batch;
   args.panel_end = w_h_t.view().panels;
-  // Threads by shape, as in the forward.
-  const double step_flops = 2.0 * double(batch) * double(hidden) * double(hidden);
-  const int threads = threads_for(args.panel_end, step_flops * double(steps));
-  if (threads > 1 && batch < 2 * threads && step_flops >= double(1 << 17)) {
-    run_parallel(threads, [&](int index, int count) {
-      ElmanBackwardArgs<T> mine = args;
-      split_range(args.panel_end, index, count, &mine.panel_begin, &mine.panel_end);
-      mine.barrier = count > 1 ? &team_barrier : nullptr;
-      elman_backward_slice(mine);
-    });
-  } else {
-    run_parallel(threads_for(batch, step_flops * double(steps)), [&](int index, int count) {
-      ElmanBackwardArgs<T> mine = args;
-      split_range(batch, index, count, &mine.batch_begin, &mine.batch_end);
-      if (mine.batch_begin < mine.batch_end) elman_backward_slice(mine);
-    });
-  }
+  run_recurrence(args, [](const ElmanBackwardArgs<T>& a) { elman_backward_slice(a); });
 
   // 2. Every step as one row of the weight-gradient products: its dz, its
   // input and the state it read. Steps past a length get zero rows on both

@@ -6,6 +6,21 @@
 #include "activations.h"
 #include "gemm.h"
 
+// The hidden units [col0, col1) of panels [panel_begin, panel_end) of a packed
+// recurrent weight, and the view of just those panels: one thread's slice.
+template <class T>
+struct HiddenSlice {
+  PackedView<T> w;
+  index_t col0, col1;
+  HiddenSlice(PackedView<T> all, index_t panel_begin, index_t panel_end, index_t hidden)
+      : w(all),
+        col0(panel_begin * panel_width<T>()),
+        col1(panel_end * panel_width<T>() < hidden ? panel_end * panel_width<T>() : hidden) {
+    w.data += panel_begin * w.panel_stride;
+    w.panels = panel_end - panel_begin;
+  }
+};
+
 // The step's epilogue: h_t = f(acc + xproj_t), written straight to the
 // output row while the tile is in registers.
 template <class T, Activation act>
@@ -31,14 +46,12 @@ template <class T, Activation act>
 void elman_forward_rows(const ElmanArgs<T>& a) {
   const index_t hidden = a.hidden_size;
   const index_t padded = a.w_h.panels * panel_width<T>();
-  const index_t col0 = a.panel_begin * panel_width<T>();
-  const index_t col1 = a.panel_end * panel_width<T>() < hidden ? a.panel_end * panel_width<T>() : hidden;
+  const HiddenSlice<T> slice(a.w_h, a.panel_begin, a.panel_end, hidden);
+  const index_t col0 = slice.col0, col1 = slice.col1;
+  const PackedView<T>& w_h = slice.w;
   auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + b * a.h_stride_b + t * a.h_stride_t; };
   auto xproj_row = [&](index_t b, index_t t) { return a.xproj + (b * a.steps + t) * padded; };
-  PackedView<T> w_h = a.w_h;
-  w_h.data += a.panel_begin * w_h.panel_stride;
-  w_h.panels = a.panel_end - a.panel_begin;
 
   index_t max_length = 0;
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
@@ -129,17 +142,15 @@ template <class T, Activation act>
 void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
   const index_t hidden = a.hidden_size;
   const index_t padded = a.w_h_t.panels * panel_width<T>();
-  const index_t col0 = a.panel_begin * panel_width<T>();
-  const index_t col1 = a.panel_end * panel_width<T>() < hidden ? a.panel_end * panel_width<T>() : hidden;
+  const HiddenSlice<T> slice(a.w_h_t, a.panel_begin, a.panel_end, hidden);
+  const index_t col0 = slice.col0, col1 = slice.col1;
+  const PackedView<T>& w_h_t = slice.w;
   constexpr int lanes = simd<T>::lanes;
   auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
   auto offset = [&](index_t b, index_t t) { return b * a.h_stride_b + t * a.h_stride_t; };
   auto dz_row = [&](index_t b, index_t t) { return a.dz + (b * a.steps + t) * padded; };
   // Step s of the forward (0 = first step read) is time t of sequence b.
   auto time_of = [&](index_t b, index_t s) { return a.reverse ? length(b) - 1 - s : s; };
-  PackedView<T> w_h_t = a.w_h_t;
-  w_h_t.data += a.panel_begin * w_h_t.panel_stride;
-  w_h_t.panels = a.panel_end - a.panel_begin;
 
   index_t max_length = 0;
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
