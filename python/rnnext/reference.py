@@ -11,7 +11,7 @@ from typing import Optional, Tuple
 
 import numpy as np
 
-__all__ = ["activate", "rnn", "dense"]
+__all__ = ["activate", "rnn", "lstm", "gru", "dense"]
 
 
 def activate(name: str, z: np.ndarray) -> np.ndarray:
@@ -24,6 +24,39 @@ def activate(name: str, z: np.ndarray) -> np.ndarray:
     if name == "relu":
         return np.where(np.isnan(z), z, np.maximum(z, 0))
     raise ValueError(f"activation: expected one of 'tanh', 'sigmoid', 'relu', got {name!r}")
+
+
+def sigmoid(z: np.ndarray) -> np.ndarray:
+    return activate("sigmoid", z)
+
+
+def _prepare(x, W_x, W_h, b_x, b_h, states, lengths, batch_first, gates):
+    """Common argument handling: the weights' dtype, batch-major x, zero defaults."""
+    W_x = np.asarray(W_x)
+    dtype = W_x.dtype
+    W_h = np.asarray(W_h, dtype)
+    H = W_h.shape[1]
+    assert W_h.shape == (gates * H, H) and W_x.shape[0] == gates * H
+    b_x = np.zeros(gates * H, dtype) if b_x is None else np.asarray(b_x, dtype)
+    b_h = np.zeros(gates * H, dtype) if b_h is None else np.asarray(b_h, dtype)
+    x = np.asarray(x, dtype)
+    unbatched = x.ndim == 2
+    if unbatched:
+        x = x[None]
+    elif not batch_first:
+        x = x.transpose(1, 0, 2)
+    B, T, _ = x.shape
+    states = [np.zeros((B, H), dtype) if s is None else np.asarray(s, dtype).reshape(B, H) for s in states]
+    lengths = np.full(B, T) if lengths is None else np.asarray(lengths).reshape(B)
+    return x, W_x, W_h, b_x, b_h, states, lengths, unbatched, H
+
+
+def _finish(h_seq, finals, unbatched, batch_first):
+    if unbatched:
+        return h_seq[0], [f[0] for f in finals]
+    if not batch_first:
+        h_seq = h_seq.transpose(1, 0, 2)
+    return h_seq, finals
 
 
 def rnn(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, activation="tanh", lengths=None,
@@ -59,6 +92,78 @@ def rnn(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, activation="tanh", lengths=
         return h_seq[0], h_n[0]
     if not batch_first:
         h_seq = h_seq.transpose(1, 0, 2)
+    return h_seq, h_n
+
+
+def lstm(x, W_x, W_h, b_x=None, b_h=None, h0=None, c0=None, *, lengths=None, batch_first=True,
+         reverse=False) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+    """PyTorch's LSTM, gate blocks i, f, g, o stacked along the weights' first axis:
+
+        i = sigmoid(W_xi x_t + b_xi + W_hi h_{t-1} + b_hi)
+        f = sigmoid(W_xf x_t + b_xf + W_hf h_{t-1} + b_hf)
+        g = tanh(W_xg x_t + b_xg + W_hg h_{t-1} + b_hg)
+        o = sigmoid(W_xo x_t + b_xo + W_ho h_{t-1} + b_ho)
+        c_t = f * c_{t-1} + i * g
+        h_t = o * tanh(c_t)
+
+    one step at a time. Returns ``(h_seq, (h_n, c_n))``.
+    """
+    x, W_x, W_h, b_x, b_h, (h0, c0), lengths, unbatched, H = _prepare(
+        x, W_x, W_h, b_x, b_h, (h0, c0), lengths, batch_first, 4)
+    B, T, _ = x.shape
+    h_seq = np.zeros((B, T, H), x.dtype)
+    h_n = np.zeros((B, H), x.dtype)
+    c_n = np.zeros((B, H), x.dtype)
+    for b in range(B):
+        steps = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
+        h, c = h0[b], c0[b]
+        for t in steps:
+            z = W_x @ x[b, t] + b_x + W_h @ h + b_h
+            i, f, g, o = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
+            c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
+            h = sigmoid(o) * np.tanh(c)
+            h_seq[b, t] = h
+        h_n[b], c_n[b] = h, c
+    h_seq, (h_n, c_n) = _finish(h_seq, [h_n, c_n], unbatched, batch_first)
+    return h_seq, (h_n, c_n)
+
+
+def gru(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, lengths=None, batch_first=True, reverse=False,
+        linear_before_reset=True) -> Tuple[np.ndarray, np.ndarray]:
+    """PyTorch's GRU, gate blocks r, z, n stacked along the weights' first axis:
+
+        r = sigmoid(W_xr x_t + b_xr + W_hr h_{t-1} + b_hr)
+        z = sigmoid(W_xz x_t + b_xz + W_hz h_{t-1} + b_hz)
+        n = tanh(W_xn x_t + b_xn + r * (W_hn h_{t-1} + b_hn))     linear_before_reset=True
+        n = tanh(W_xn x_t + b_xn + W_hn (r * h_{t-1}) + b_hn)     linear_before_reset=False
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    one step at a time. ``linear_before_reset=False`` is ONNX's default form
+    (Keras' ``reset_after=False``). Returns ``(h_seq, h_n)``.
+    """
+    x, W_x, W_h, b_x, b_h, (h0,), lengths, unbatched, H = _prepare(
+        x, W_x, W_h, b_x, b_h, (h0,), lengths, batch_first, 3)
+    B, T, _ = x.shape
+    h_seq = np.zeros((B, T, H), x.dtype)
+    h_n = np.zeros((B, H), x.dtype)
+    W_hr, W_hz, W_hn = W_h[:H], W_h[H:2 * H], W_h[2 * H:]
+    b_hr, b_hz, b_hn = b_h[:H], b_h[H:2 * H], b_h[2 * H:]
+    for b in range(B):
+        steps = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
+        h = h0[b]
+        for t in steps:
+            a = W_x @ x[b, t] + b_x
+            a_r, a_z, a_n = a[:H], a[H:2 * H], a[2 * H:]
+            r = sigmoid(a_r + W_hr @ h + b_hr)
+            z = sigmoid(a_z + W_hz @ h + b_hz)
+            if linear_before_reset:
+                n = np.tanh(a_n + r * (W_hn @ h + b_hn))
+            else:
+                n = np.tanh(a_n + W_hn @ (r * h) + b_hn)
+            h = (1 - z) * n + z * h
+            h_seq[b, t] = h
+        h_n[b] = h
+    h_seq, (h_n,) = _finish(h_seq, [h_n], unbatched, batch_first)
     return h_seq, h_n
 
 
