@@ -121,14 +121,14 @@ INCONSISTENT = {
     "dtype mismatch": set_config("dtype", "float64"),
     "missing tensor": lambda h, p: h.pop("b_o") and None,
     "extra tensor": lambda h, p: h.update(W_q=dict(h["b_o"])),
-    "wrong dtype": lambda h, p: h["W_x"].update(dtype="I32"),
-    "wrong shape": lambda h, p: h["W_x"].update(shape=[3, 5]),
+    "wrong dtype": lambda h, p: h["W_x_l0"].update(dtype="I32"),
+    "wrong shape": lambda h, p: h["W_x_l0"].update(shape=[3, 5]),
     "offsets outside": lambda h, p: h["b_o"].update(data_offsets=[0, 10**9]),
     "offsets wrong size": lambda h, p: h["b_o"].update(data_offsets=[0, 4]),
     "offsets not ints": lambda h, p: h["b_o"].update(data_offsets=["0", "8"]),
-    "overlap": lambda h, p: h["b_h"].update(data_offsets=h["b_x"]["data_offsets"]),
+    "overlap": lambda h, p: h["b_h_l0"].update(data_offsets=h["b_x_l0"]["data_offsets"]),
     "trailing bytes": lambda h, p: p + b"\0" * 8,
-    "tensor not object": lambda h, p: h.update(W_x=[1, 2]),
+    "tensor not object": lambda h, p: h.update(W_x_l0=[1, 2]),
 }
 
 

@@ -15,7 +15,7 @@ def model_reference(model, x, h0=None, lengths=None):
     """The model's forward from the reference equations, in float64."""
     p = {k: np.asarray(v, np.float64) for k, v in model.params.items()}
     h_seq, h_n = reference.rnn(
-        np.asarray(x, np.float64), p["W_x"], p["W_h"], p.get("b_x"), p.get("b_h"),
+        np.asarray(x, np.float64), p["W_x_l0"], p["W_h_l0"], p.get("b_x_l0"), p.get("b_h_l0"),
         None if h0 is None else np.asarray(h0, np.float64)[0], activation=model.activation,
         lengths=lengths, batch_first=model.batch_first,
     )
@@ -34,13 +34,13 @@ def model_reference(model, x, h0=None, lengths=None):
 def test_parameters_and_initialisation():
     model = rx.RNN(5, 8, 3, seed=0)
     shapes = {k: v.shape for k, v in model.params.items()}
-    assert shapes == {"W_x": (8, 5), "W_h": (8, 8), "b_x": (8,), "b_h": (8,), "W_o": (3, 8), "b_o": (3,)}
+    assert shapes == {"W_x_l0": (8, 5), "W_h_l0": (8, 8), "b_x_l0": (8,), "b_h_l0": (8,), "W_o": (3, 8), "b_o": (3,)}
     bound = 1 / np.sqrt(8)
     for name, value in model.params.items():
         assert value.dtype == np.float32
         assert np.all(np.abs(value) <= bound), name
         assert np.std(value) > bound / 4, name  # actually random, not zeros
-    assert model.W_x is model.params["W_x"]
+    assert model.W_x is model.params["W_x_l0"]
     big = rx.RNN(10, 400, seed=1)  # U(-k, k) has variance k^2 / 3
     assert abs(np.var(big.W_h) - 1 / (3 * 400)) < 0.02 / (3 * 400) * 10
 
@@ -54,12 +54,12 @@ def test_seed_reproducible():
 
 def test_no_bias_no_head():
     model = rx.RNN(3, 4, bias=False)
-    assert set(model.params) == {"W_x", "W_h"}
+    assert set(model.params) == {"W_x_l0", "W_h_l0"}
     assert model.b_x is None and model.W_o is None
     with pytest.raises(AttributeError, match="b_x"):
         model.b_x = np.zeros(4)
-    with pytest.raises(KeyError, match="b_h"):
-        model.params["b_h"] = np.zeros(4)
+    with pytest.raises(KeyError, match="b_h_l0"):
+        model.params["b_h_l0"] = np.zeros(4)
 
 
 @pytest.mark.parametrize("kwargs,error,match", [
@@ -83,8 +83,8 @@ def test_constructor_errors(kwargs, error, match):
 
 def test_config_repr():
     model = rx.RNN(3, 4, 2, activation="relu", bias=False, batch_first=False, dtype=np.float64, seed=3)
-    assert model.config == dict(input_size=3, hidden_size=4, output_size=2, activation="relu", bias=False,
-                                batch_first=False, dtype="float64")
+    assert model.config == dict(input_size=3, hidden_size=4, output_size=2, num_layers=1, bidirectional=False,
+                                activation="relu", bias=False, dropout=0.0, batch_first=False, dtype="float64")
     clone = rx.RNN.from_config(model.config)
     assert clone.config == model.config
     assert repr(model) == "RNN(3, 4, output_size=2, activation='relu', bias=False, batch_first=False, dtype=float64)"
@@ -111,7 +111,7 @@ def test_parameters_are_read_only_and_assignable(rng):
     assert_close(after, model_reference(model, x)[0], np.float32)
     model.params["b_o"] = [1.0, 2.0]
     assert_close(model(x)[0], model_reference(model, x)[0], np.float32)
-    with pytest.raises(ValueError, match="W_h: expected shape \\(4, 4\\), got \\(4, 3\\)"):
+    with pytest.raises(ValueError, match="W_h_l0: expected shape \\(4, 4\\), got \\(4, 3\\)"):
         model.W_h = np.zeros((4, 3))
     with pytest.raises(TypeError, match="W_x"):
         model.W_x = np.zeros((4, 3), complex)
@@ -123,7 +123,7 @@ def test_state_dict_round_trip(rng):
     a, b = rx.RNN(3, 4, 2, seed=0), rx.RNN(3, 4, 2, seed=1)
     state = a.state_dict()
     assert state.keys() == a.params.keys()
-    state["W_x"][0, 0] = 100.0  # copies: the model is unchanged
+    state["W_x_l0"][0, 0] = 100.0  # copies: the model is unchanged
     assert a.W_x[0, 0] != 100.0
     b.load_state_dict(a.state_dict())
     x = rng.standard_normal((2, 3, 3))
@@ -133,16 +133,16 @@ def test_state_dict_round_trip(rng):
 def test_load_state_dict_errors():
     model = rx.RNN(3, 4, seed=0)
     state = model.state_dict()
-    with pytest.raises(ValueError, match="missing keys \\['b_h'\\]"):
-        model.load_state_dict({k: v for k, v in state.items() if k != "b_h"})
+    with pytest.raises(ValueError, match="missing keys \\['b_h_l0'\\]"):
+        model.load_state_dict({k: v for k, v in state.items() if k != "b_h_l0"})
     with pytest.raises(ValueError, match="unexpected keys \\['extra'\\]"):
         model.load_state_dict({**state, "extra": np.zeros(1)})
     before = model.W_x.copy()
-    bad = {**state, "W_x": np.ones((4, 3)), "W_h": np.zeros((5, 5))}
-    with pytest.raises(ValueError, match="W_h"):
+    bad = {**state, "W_x_l0": np.ones((4, 3)), "W_h_l0": np.zeros((5, 5))}
+    with pytest.raises(ValueError, match="W_h_l0"):
         model.load_state_dict(bad)
     np.testing.assert_array_equal(model.W_x, before)  # all or nothing
-    model.load_state_dict({"W_x": np.ones((4, 3)), "unknown": 1}, strict=False)
+    model.load_state_dict({"W_x_l0": np.ones((4, 3)), "unknown": 1}, strict=False)
     np.testing.assert_array_equal(model.W_x, np.ones((4, 3)))
 
 

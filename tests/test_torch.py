@@ -65,8 +65,9 @@ def test_from_torch(rng, activation, bias, batch_first, dtype):
     module = torch_rnn(5, 12, activation, dtype, bias=bias, batch_first=batch_first)
     head = torch.nn.Linear(12, 3, dtype=TORCH_DTYPE[dtype])
     model = rx.from_torch(module, head)
-    assert model.config == dict(input_size=5, hidden_size=12, output_size=3, activation=activation, bias=bias,
-                                batch_first=batch_first, dtype=np.dtype(dtype).name)
+    assert model.config == dict(input_size=5, hidden_size=12, output_size=3, num_layers=1, bidirectional=False,
+                                activation=activation, bias=bias, dropout=0.0, batch_first=batch_first,
+                                dtype=np.dtype(dtype).name)
     x = rng.standard_normal((4, 7, 5) if batch_first else (7, 4, 5)).astype(dtype)
     with torch.no_grad():
         h_seq, h_n = module(torch.from_numpy(x))
@@ -84,18 +85,22 @@ def test_from_torch(rng, activation, bias, batch_first, dtype):
 
 
 def test_from_torch_errors():
-    with pytest.raises(TypeError, match="module: expected a torch.nn.RNN, got LSTM"):
-        rx.from_torch(torch.nn.LSTM(3, 4))
-    with pytest.raises(ValueError, match="num_layers=2"):
-        rx.from_torch(torch.nn.RNN(3, 4, num_layers=2))
-    with pytest.raises(ValueError, match="bidirectional=True"):
-        rx.from_torch(torch.nn.RNN(3, 4, bidirectional=True))
+    with pytest.raises(TypeError, match="module: expected a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, got Linear"):
+        rx.from_torch(torch.nn.Linear(3, 4))
+    with pytest.raises(TypeError, match="got RNNCell"):
+        rx.from_torch(torch.nn.RNNCell(3, 4))
+    with pytest.raises(ValueError, match="proj_size=2"):
+        rx.from_torch(torch.nn.LSTM(3, 4, proj_size=2))
     with pytest.raises(ValueError, match="float32 or float64"):
         rx.from_torch(torch.nn.RNN(3, 4, dtype=torch.float16))
     with pytest.raises(TypeError, match="head: expected a torch.nn.Linear"):
         rx.from_torch(torch.nn.RNN(3, 4), torch.nn.ReLU())
-    with pytest.raises(ValueError, match="in_features = hidden_size = 4, got 5"):
+    with pytest.raises(ValueError, match="in_features = hidden_size \\* num_directions = 4, got 5"):
         rx.from_torch(torch.nn.RNN(3, 4), torch.nn.Linear(5, 2))
+    with pytest.raises(ValueError, match="in_features = hidden_size \\* num_directions = 8, got 4"):
+        rx.from_torch(torch.nn.GRU(3, 4, bidirectional=True), torch.nn.Linear(4, 2))
+    with pytest.raises(ValueError, match="head: expected the module's dtype"):
+        rx.from_torch(torch.nn.RNN(3, 4), torch.nn.Linear(4, 2, dtype=torch.float64))
 
 
 def test_head_without_bias(rng):

@@ -87,8 +87,8 @@ def test_loss_and_grads_match_torch(rng, kind, per_step, head):
         expected = torch.nn.functional.cross_entropy(logits, target)
     expected.backward()
     assert loss == pytest.approx(expected.item(), rel=1e-12)
-    torch_grads = {"W_x": module.weight_ih_l0.grad, "W_h": module.weight_hh_l0.grad,
-                   "b_x": module.bias_ih_l0.grad, "b_h": module.bias_hh_l0.grad}
+    torch_grads = {"W_x_l0": module.weight_ih_l0.grad, "W_h_l0": module.weight_hh_l0.grad,
+                   "b_x_l0": module.bias_ih_l0.grad, "b_h_l0": module.bias_hh_l0.grad}
     if head:
         torch_grads.update(W_o=linear.weight.grad, b_o=linear.bias.grad)
     assert set(grads) == set(torch_grads)
@@ -282,7 +282,7 @@ def test_non_finite_loss_stops_training(rng):
     with pytest.raises(FloatingPointError, match="loss is nan at epoch 1, batch 2"):
         model.fit(x, y, loss="mse", epochs=1, batch_size=4, shuffle=False, progress=False)
     # The first batch was applied, the one with NaN was not.
-    assert not np.array_equal(model.W_h, before["W_h"])
+    assert not np.array_equal(model.W_h, before["W_h_l0"])
     assert np.all(np.isfinite(model.W_h))
 
 

@@ -1,7 +1,8 @@
 """rnnext: fast recurrent neural networks on the CPU.
 
 The article's network  h_t = f(W_x x_t + W_h h_{t-1} + b),  y_t = W_o h_t,
-run by a C++ core with SIMD kernels chosen at run time, behind a NumPy API.
+and its descendants LSTM and GRU (stacked, bidirectional), run by a C++ core
+with SIMD kernels chosen at run time, behind a NumPy API.
 """
 
 from . import functional, reference
@@ -9,11 +10,13 @@ from ._core import build_info as _build_info
 from ._core import get_num_threads, set_num_threads
 from .interop import from_torch
 from .io import from_bytes, load
-from .models import RNN
+from .models import GRU, LSTM, RNN
 
 __version__ = _build_info()["version"]
 
 __all__ = [
+    "GRU",
+    "LSTM",
     "RNN",
     "build_info",
     "from_bytes",

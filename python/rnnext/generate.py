@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import RNN
+    from .models import RecurrentModel as RNN
 
 MODES = ("continuous", "greedy", "sample")
 
@@ -32,6 +32,9 @@ def generate(model: "RNN", x0: Any, steps: int, *, h0: Any = None, mode: str = "
         raise TypeError(f"temperature: expected a number, got {type(temperature).__name__}")
     if not (math.isfinite(temperature) and temperature > 0):
         raise ValueError(f"temperature: expected a number > 0, got {temperature}")
+    if model.bidirectional:
+        raise ValueError(f"generate: {model!r} is bidirectional; its backward direction needs the whole "
+                         "sequence, so it cannot generate one step at a time")
     I = model.input_size
     O = model.output_size if model.output_size is not None else model.hidden_size
     if O != I:

@@ -1,62 +1,132 @@
-"""PyTorch interop. torch is imported only inside these functions."""
+"""PyTorch interop: ``rnnext.from_torch`` and ``model.to_torch()``.
+
+torch is imported only inside these functions. Parameters map one to one
+(``weight_ih_l1_reverse`` <-> ``W_x_l1_reverse``, ...; the head is a
+``torch.nn.Linear``), so a round trip is exact.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .models import RNN
+from .models import GRU, LSTM, RNN, RecurrentModel
 
-__all__ = ["from_torch"]
+__all__ = ["from_torch", "to_torch"]
+
+# rnnext's parameter kinds and PyTorch's.
+TORCH_NAMES = {"W_x": "weight_ih", "W_h": "weight_hh", "b_x": "bias_ih", "b_h": "bias_hh"}
+RNNEXT_NAMES = {v: k for k, v in TORCH_NAMES.items()}
 
 
 def _numpy(tensor: Any) -> np.ndarray:
     return tensor.detach().cpu().numpy().copy()
 
 
-def from_torch(module: Any, head: Optional[Any] = None) -> RNN:
-    """An ``rnnext.RNN`` with the weights, dtype, ``batch_first`` and ``bias``
-    of a one-layer, one-direction ``torch.nn.RNN`` (and, optionally, a
-    ``torch.nn.Linear`` head reading its hidden state).
+def _torch_classes() -> Dict[type, type]:
+    import torch
 
-    Raises ``TypeError`` for other module types and ``ValueError`` for what
-    rnnext cannot represent yet (several layers, two directions, a dtype other
-    than float32/float64, a head of the wrong size).
+    return {torch.nn.RNN: RNN, torch.nn.LSTM: LSTM, torch.nn.GRU: GRU}
+
+
+def _to_rnnext_name(name: str) -> str:
+    kind, _, rest = name.partition("_l")  # "weight_ih_l0_reverse" -> "weight_ih", "0_reverse"
+    return f"{RNNEXT_NAMES[kind]}_l{rest}"
+
+
+def _to_torch_name(name: str) -> str:
+    kind, _, rest = name.partition("_l")  # "W_x_l0_reverse" -> "W_x", "0_reverse"
+    return f"{TORCH_NAMES[kind]}_l{rest}"
+
+
+def from_torch(module: Any, head: Optional[Any] = None) -> RecurrentModel:
+    """An ``rnnext.RNN``, ``LSTM`` or ``GRU`` with the weights and options of
+    a ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (any ``num_layers``,
+    ``bidirectional``, ``batch_first``, ``bias``, ``dropout``; float32 or
+    float64), and optionally a ``torch.nn.Linear`` head reading the last
+    layer's states.
+
+    The model owns copies of the weights. A head without a bias gets
+    ``b_o = 0``.
+
+    Raises
+    ------
+    TypeError
+        For other module types.
+    ValueError
+        For what rnnext cannot represent: an LSTM with ``proj_size > 0``, a
+        dtype other than float32/float64, a head of the wrong size.
     """
     import torch
 
-    if not isinstance(module, torch.nn.RNN):
-        raise TypeError(f"module: expected a torch.nn.RNN, got {type(module).__name__}")
-    if module.num_layers != 1 or module.bidirectional:
-        raise ValueError(
-            "module: rnnext.RNN supports one layer and one direction for now, got "
-            f"num_layers={module.num_layers}, bidirectional={module.bidirectional}"
-        )
+    classes = _torch_classes()
+    cls = classes.get(type(module))
+    if cls is None:
+        raise TypeError(f"module: expected a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, "
+                        f"got {type(module).__name__}")
+    if getattr(module, "proj_size", 0):
+        raise ValueError(f"module: rnnext's LSTM has no projections, got proj_size={module.proj_size}")
     dtype = module.weight_ih_l0.dtype
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"module: expected float32 or float64 weights, got {dtype}")
+    features = module.hidden_size * (2 if module.bidirectional else 1)
     if head is not None:
         if not isinstance(head, torch.nn.Linear):
             raise TypeError(f"head: expected a torch.nn.Linear, got {type(head).__name__}")
-        if head.in_features != module.hidden_size:
-            raise ValueError(
-                f"head: expected in_features = hidden_size = {module.hidden_size}, got {head.in_features}"
-            )
-    model = RNN(
-        module.input_size,
-        module.hidden_size,
-        None if head is None else head.out_features,
-        activation=module.nonlinearity,
-        bias=module.bias,
-        batch_first=module.batch_first,
-        dtype="float64" if dtype == torch.float64 else "float32",
-    )
-    state = {"W_x": _numpy(module.weight_ih_l0), "W_h": _numpy(module.weight_hh_l0)}
-    if module.bias:
-        state.update(b_x=_numpy(module.bias_ih_l0), b_h=_numpy(module.bias_hh_l0))
+        if head.in_features != features:
+            raise ValueError(f"head: expected in_features = hidden_size * num_directions = {features}, "
+                             f"got {head.in_features}")
+        if head.weight.dtype != dtype:
+            raise ValueError(f"head: expected the module's dtype {dtype}, got {head.weight.dtype}")
+    options: Dict[str, Any] = dict(num_layers=module.num_layers, bidirectional=module.bidirectional,
+                                   bias=module.bias, dropout=float(module.dropout),
+                                   batch_first=module.batch_first,
+                                   dtype="float64" if dtype == torch.float64 else "float32")
+    if cls is RNN:
+        options["activation"] = module.nonlinearity
+    model = cls(module.input_size, module.hidden_size, None if head is None else head.out_features, **options)
+    state = {_to_rnnext_name(name): _numpy(value) for name, value in module.state_dict().items()}
     if head is not None:
         state["W_o"] = _numpy(head.weight)
         state["b_o"] = _numpy(head.bias) if head.bias is not None else np.zeros(head.out_features)
     model.load_state_dict(state)
     return model
+
+
+def to_torch(model: RecurrentModel) -> Union[Any, Tuple[Any, Any]]:
+    """The torch module (and ``torch.nn.Linear`` head) of a model; see
+    ``RecurrentModel.to_torch``."""
+    import torch
+
+    module_class = next(torch_class for torch_class, cls in _torch_classes().items() if isinstance(model, cls))
+    c = model.config
+    options: Dict[str, Any] = dict(num_layers=c["num_layers"], bias=c["bias"], batch_first=c["batch_first"],
+                                   dropout=c["dropout"], bidirectional=c["bidirectional"])
+    if isinstance(model, RNN):
+        if c["activation"] not in ("tanh", "relu"):
+            raise ValueError(f"to_torch: torch.nn.RNN has no {c['activation']!r} activation "
+                             "(only 'tanh' and 'relu')")
+        options["nonlinearity"] = c["activation"]
+    if isinstance(model, GRU) and not c["linear_before_reset"]:
+        raise ValueError("to_torch: torch.nn.GRU computes linear_before_reset=True only; this GRU has "
+                         "linear_before_reset=False")
+    dtype = torch.float64 if c["dtype"] == "float64" else torch.float32
+    if c["dropout"] > 0 and c["num_layers"] == 1:
+        import warnings
+
+        with warnings.catch_warnings():  # torch warns that one layer never drops; rnnext keeps the option as is
+            warnings.simplefilter("ignore", UserWarning)
+            module = module_class(c["input_size"], c["hidden_size"], dtype=dtype, **options)
+    else:
+        module = module_class(c["input_size"], c["hidden_size"], dtype=dtype, **options)
+    params = model.params
+    state = {_to_torch_name(name): torch.from_numpy(np.array(params[name]))
+             for name in params if name not in ("W_o", "b_o")}
+    module.load_state_dict(state, strict=True)
+    if c["output_size"] is None:
+        return module
+    head = torch.nn.Linear(model.num_directions * c["hidden_size"], c["output_size"], dtype=dtype)
+    head.load_state_dict({"weight": torch.from_numpy(np.array(params["W_o"])),
+                          "bias": torch.from_numpy(np.array(params["b_o"]))})
+    return module, head

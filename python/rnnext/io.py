@@ -14,12 +14,17 @@ from typing import IO, TYPE_CHECKING, Any, Dict, Union
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import RNN
+    from .models import RecurrentModel as RNN
 
 __all__ = ["save", "load", "to_bytes", "from_bytes"]
 
 FORMAT = "rnnext"
-FORMAT_VERSION = "1"
+FORMAT_VERSION = "2"
+# Version 1 (rnnext 0.3) held one-layer RNNs with tensors "W_x", "W_h", "b_x",
+# "b_h", "W_o", "b_o" and no num_layers/bidirectional/dropout in the config.
+READABLE_VERSIONS = ("1", FORMAT_VERSION)
+V1_TENSOR_NAMES = {"W_x": "W_x_l0", "W_h": "W_h_l0", "b_x": "b_x_l0", "b_h": "b_h_l0"}
+V1_CONFIG_DEFAULTS = {"num_layers": 1, "bidirectional": False, "dropout": 0.0}
 MAX_HEADER_BYTES = 100 * 2**20
 SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 
@@ -27,9 +32,10 @@ PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 
 
 def _model_classes() -> Dict[str, type]:
-    from .models import RNN
+    """The classes a model file may name (a registry: nothing else is ever built)."""
+    from .models import GRU, LSTM, RNN
 
-    return {"RNN": RNN}
+    return {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
 
 
 def to_bytes(model: "RNN") -> bytes:
@@ -102,11 +108,12 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RNN":
     meta = header.pop("__metadata__", None)
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise _invalid("no rnnext metadata (format) in the header")
-    if meta.get("format_version") != FORMAT_VERSION:
-        raise _invalid(f"format_version {meta.get('format_version')!r}; this rnnext reads {FORMAT_VERSION!r}")
+    version = meta.get("format_version")
+    if version not in READABLE_VERSIONS:
+        raise _invalid(f"format_version {version!r}; this rnnext reads {' and '.join(map(repr, READABLE_VERSIONS))}")
     classes = _model_classes()
     cls = classes.get(meta.get("class"))
-    if cls is None:
+    if cls is None or (version == "1" and meta.get("class") != "RNN"):
         raise _invalid(f"unknown model class {meta.get('class')!r}; expected one of {sorted(classes)}")
     try:
         config = json.loads(meta.get("config", ""))
@@ -114,6 +121,13 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RNN":
         raise _invalid(f"the configuration is not JSON ({e})") from None
     if not isinstance(config, dict):
         raise _invalid("the configuration is not a JSON object")
+    if version == "1":
+        if any(key in config for key in V1_CONFIG_DEFAULTS):
+            raise _invalid(f"a version 1 configuration has no {sorted(V1_CONFIG_DEFAULTS)}")
+        config.update(V1_CONFIG_DEFAULTS)
+        if any(name in header for name in V1_TENSOR_NAMES.values()):
+            raise _invalid("a version 1 file names its tensors W_x, W_h, b_x, b_h")
+        header = {V1_TENSOR_NAMES.get(k, k): v for k, v in header.items()}
     missing = sorted(set(cls._config_keys()) - set(config))
     if missing:
         raise _invalid(f"the configuration lacks {missing}")
@@ -160,5 +174,7 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RNN":
         tensors = load_arrays(data)
     except Exception as e:  # the safetensors parser found something the checks above did not
         raise _invalid(str(e)) from None
+    if version == "1":
+        tensors = {V1_TENSOR_NAMES.get(k, k): v for k, v in tensors.items()}
     model.load_state_dict(tensors)
     return model

@@ -1,8 +1,9 @@
 """Training: losses, gradients of a model, optimisers, ``fit`` and ``evaluate``.
 
-The recurrent and head gradients come from the C++ core (backpropagation
-through time, then single products over all steps); this module does the
-loss arithmetic, vectorised NumPy, and the bookkeeping around it.
+The recurrent and head gradients come from the model's ``_forward_cache`` /
+``_backward_cache`` (the C++ core's backpropagation through time, driven over
+the layers by ``layers.py``); this module does the loss arithmetic,
+vectorised NumPy, and the bookkeeping around it.
 """
 
 from __future__ import annotations
@@ -12,10 +13,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 
 import numpy as np
 
-from . import _core
+from .layers import map_state
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import RNN
+    from .models import RecurrentModel as RNN
 
 __all__ = ["mse_loss", "cross_entropy_loss", "SGD", "Adam", "clip_grad_norm"]
 
@@ -170,7 +171,7 @@ class Batch:
                 bad = int(np.flatnonzero((lengths < 1) | (lengths > T))[0])
                 raise ValueError(f"lengths[{bad}] = {lengths[bad]} is outside [1, T] with T = {T}")
         self.lengths = lengths
-        O = model.output_size if model.output_size is not None else model.hidden_size
+        O = model.output_size if model.output_size is not None else model.num_directions * model.hidden_size
         self.target, self.per_step = read_target(model, np.asarray(target), loss, return_sequences,
                                                  self.unbatched, B, T, O)
         if loss == "cross_entropy":  # ids are checked where they count: padding may hold anything
@@ -220,38 +221,32 @@ def read_target(model: "RNN", target: np.ndarray, loss: str, return_sequences: O
 # ---------------------------------------------------------------- gradients
 
 
-def batched_state(model: "RNN", h0: Any, batch: Batch) -> Optional[np.ndarray]:
-    """A model state (1, B, H) (or (1, H) unbatched) as the kernel's (B, H)."""
+def batched_state(model: "RNN", h0: Any, batch: Batch) -> Any:
+    """A model state checked against the batch, with a batch axis of 1 added
+    for an unbatched sequence: (num_layers*D, B, H) (an (h, c) pair for LSTM)."""
     if h0 is None:
         return None
-    state = model._state_in(h0, "h0", None if batch.unbatched else batch.B)
-    return state[None] if batch.unbatched else state
+    h, c = model._read_state(h0, "h0", None if batch.unbatched else batch.B)
+    if batch.unbatched:
+        h = None if h is None else h[:, None]
+        c = None if c is None else c[:, None]
+    return model._state_out(h, c)
 
 
-def loss_and_grads(model: "RNN", batch: Batch, loss: str, h0: Optional[np.ndarray] = None
-                   ) -> Tuple[float, Dict[str, np.ndarray], int, np.ndarray]:
-    """(loss, grads keyed like model.params, counted elements, h_n (B, H))."""
-    layer, head = model._packed_weights()
-    h_seq, h_n, cache = layer.forward_cache(batch.x, h0, batch.lengths, batch.batch_first, False)
+def loss_and_grads(model: "RNN", batch: Batch, loss: str, h0: Any = None,
+                   dropout_rng: Optional[np.random.Generator] = None) -> Tuple[float, Dict[str, np.ndarray], int, Any]:
+    """(loss, grads keyed like model.params, counted elements, h_n batched and
+    structured like the model's states). ``dropout_rng`` turns the model's
+    dropout on (``fit`` only)."""
+    out, h_n, cache = model._forward_cache(batch.x, h0, lengths=batch.lengths, return_sequences=batch.per_step,
+                                           dropout_rng=dropout_rng)
     loss_fn = LOSS_FUNCTIONS[loss]
-    grads: Dict[str, np.ndarray] = {}
     if batch.per_step:
-        y = head.forward(h_seq) if head is not None else h_seq
-        value, dy_bf, count = loss_fn(batch.bf(y), batch.target, batch.mask())
-        dy = batch.bf(dy_bf)
-        if head is not None:
-            grads["W_o"], grads["b_o"], dy = head.backward(h_seq, dy)
-        g = _core.rnn_backward(cache, dy, None)
+        value, dy, count = loss_fn(batch.bf(out), batch.target, batch.mask())
+        dy = batch.bf(dy)
     else:
-        y = head.forward(h_n) if head is not None else h_n
-        value, dy, count = loss_fn(y, batch.target, None)
-        if head is not None:
-            grads["W_o"], grads["b_o"], dy = head.backward(h_n, dy)
-        g = _core.rnn_backward(cache, None, dy)
-    for key in ("W_x", "W_h", "b_x", "b_h"):
-        if key in model._params:
-            grads[key] = g[key]
-    return value, {k: grads[k] for k in model._params}, count, h_n
+        value, dy, count = loss_fn(out, batch.target, None)
+    return value, model._backward_cache(cache, dy).params, count, h_n
 
 
 def evaluate(model: "RNN", x: Any, y: Any, *, loss: str, lengths: Any = None, batch_size: Optional[int] = None) -> float:
@@ -348,6 +343,10 @@ def fit(model: "RNN", x: Any, y: Any, *, loss: str, epochs: int = 1, batch_size:
     from tqdm.auto import tqdm
 
     rng = np.random.default_rng(seed)
+    # Dropout masks from a stream of their own, so the shuffling does not depend on them.
+    dropout_rng = None
+    if model.dropout > 0 and model.num_layers > 1:
+        dropout_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
     opt = OPTIMIZERS[optimizer](lr)
     history: Dict[str, List[float]] = {"loss": []}
     if validation is not None:
@@ -368,8 +367,8 @@ def fit(model: "RNN", x: Any, y: Any, *, loss: str, epochs: int = 1, batch_size:
                         if not live.any():
                             continue
                         part = take_live(part, live)
-                        h0 = None if state is None else state[live]
-                    value, grads, n, h_n = loss_and_grads(model, part, loss, h0)
+                        h0 = None if state is None else map_state(lambda s: s[:, live], state)
+                    value, grads, n, h_n = loss_and_grads(model, part, loss, h0, dropout_rng)
                     if not math.isfinite(value):
                         raise FloatingPointError(
                             f"fit: the loss is {value} at epoch {epoch + 1}, batch {number + 1}; "
@@ -385,9 +384,9 @@ def fit(model: "RNN", x: Any, y: Any, *, loss: str, epochs: int = 1, batch_size:
                     count += n
                     if steps is not None:  # carry the state, not the gradient, into the next chunk
                         if state is None:
-                            state = np.zeros((len(idx), model.hidden_size), model.dtype)
+                            state = model.initial_state(len(idx))
                         if part.lengths is not None and part.B != len(idx):
-                            state[live] = h_n
+                            map_state(lambda s, h: s.__setitem__((slice(None), live), h), state, h_n)
                         else:
                             state = h_n
                 bar.update()
