@@ -10,13 +10,15 @@ from typing import List, Optional
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnext", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    bench = commands.add_parser("bench", help="time rnnext against NumPy, PyTorch and ONNX Runtime")
+    bench = commands.add_parser("bench", help="time rnnext against NumPy, PyTorch, ONNX Runtime and jax")
     bench.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
     bench.add_argument("--plot", metavar="FILE.png", help="draw rnnext against the peers (needs matplotlib)")
     bench.add_argument("--quick", action="store_true", help="only the sizes with B <= 8, forward and streaming")
     bench.add_argument("--threads", type=int, default=None, help="threads for rnnext and the peers")
     bench.add_argument("--case", action="append", metavar="B,T,I,H",
                        help="a forward size to time (repeatable); default: the standard cases")
+    bench.add_argument("--cell", choices=["rnn", "lstm", "gru", "all"], default="all",
+                       help="which recurrent cell to time (default all)")
     demo = commands.add_parser("demo", help="train one small model per application shape of the article")
     demo.add_argument("--plot", metavar="FILE.png", help="draw the loss curves (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -48,7 +50,8 @@ def main(argv: Optional[List[str]] = None) -> int:
                 import matplotlib  # noqa: F401
             except ImportError:
                 parser.error("--plot needs matplotlib: pip install matplotlib")
-        bench_module.run(cases, rounds=args.rounds, plot=args.plot, training=training)
+        cells = bench_module.CELLS if args.cell == "all" else (args.cell,)
+        bench_module.run(cases, rounds=args.rounds, plot=args.plot, training=training, cells=cells)
     return 0
 
 
