@@ -1,7 +1,9 @@
 """Stateless recurrent kernels: the C++ core with a NumPy interface.
 
-Every function takes the weights as arrays, in PyTorch's storage order (see
-``rnnext.RNN`` for the models that own their weights). ``W_x``, ``W_h``, ``b_x``
+Every function takes the weights as arrays, in PyTorch's storage order, gate
+blocks stacked along the first axis (LSTM: i, f, g, o; GRU: r, z, n); see
+``rnnext.RNN``, ``rnnext.LSTM`` and ``rnnext.GRU`` for the models that own
+their weights and keep them packed. ``W_x``, ``W_h``, ``b_x``
 and ``b_h`` must all be float32 or all float64: that dtype decides the
 precision, and ``x`` and ``h0`` are cast to it.
 """
@@ -15,7 +17,7 @@ import numpy as np
 from . import _core
 from ._typing import ArrayLike
 
-__all__ = ["rnn", "rnn_backward"]
+__all__ = ["rnn", "rnn_backward", "lstm", "lstm_backward", "gru", "gru_backward"]
 
 
 def rnn(
@@ -114,3 +116,130 @@ def rnn_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[
     identical for a given instruction set, whatever the thread count.
     """
     return _core.rnn_backward(cache, dh_seq, dh_n)
+
+
+def lstm(
+    x: ArrayLike,
+    W_x: ArrayLike,
+    W_h: ArrayLike,
+    b_x: Optional[ArrayLike] = None,
+    b_h: Optional[ArrayLike] = None,
+    h0: Optional[ArrayLike] = None,
+    c0: Optional[ArrayLike] = None,
+    *,
+    lengths: Optional[ArrayLike] = None,
+    batch_first: bool = True,
+    reverse: bool = False,
+    return_cache: bool = False,
+) -> Union[Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]], Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray], Any]]:
+    """LSTM forward, PyTorch's equations::
+
+        i, f, o = sigmoid(W_x x_t + b_x + W_h h_{t-1} + b_h)   (their gate blocks)
+        g = tanh(...),  c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)
+
+    Parameters
+    ----------
+    x : array_like, shape (B, T, I), (T, B, I) if not ``batch_first``, or (T, I)
+    W_x : array_like, shape (4H, I)
+        Gate blocks i, f, g, o stacked (PyTorch's ``weight_ih``).
+    W_h : array_like, shape (4H, H)
+    b_x, b_h : array_like, shape (4H,), optional
+    h0, c0 : array_like, shape (B, H) or (H,) for unbatched input, optional
+        The hidden and cell states before the first step read; zeros if None.
+    lengths, batch_first, reverse, return_cache
+        As in ``rnn``.
+
+    Returns
+    -------
+    h_seq : ndarray, shape like ``x`` with H features
+    (h_n, c_n) : ndarrays, shape (B, H) or (H,)
+        The final hidden and cell states.
+    cache : object
+        Only with ``return_cache=True``; for ``lstm_backward``.
+
+    Raises
+    ------
+    TypeError, ValueError, MemoryError
+        As in ``rnn``; ``W_x``'s first axis must be a multiple of 4.
+
+    Notes
+    -----
+    The input projection of every step is one product before the loop; each
+    step is then one product with ``W_h``, the gates stored interleaved so that
+    the cell update runs while each block of units is still in registers.
+    """
+    layer = _core.pack_lstm(W_x, W_h, b_x, b_h)
+    if return_cache:
+        h_seq, h_n, c_n, cache = layer.forward_cache(x, h0, c0, lengths, batch_first, reverse)
+        return h_seq, (h_n, c_n), cache
+    h_seq, h_n, c_n = layer.forward(x, h0, c0, lengths, batch_first, reverse)
+    return h_seq, (h_n, c_n)
+
+
+def lstm_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None,
+                  dc_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
+    """Backpropagation through time for ``lstm(..., return_cache=True)``.
+
+    ``dh_seq`` (shaped like ``h_seq``), ``dh_n`` and ``dc_n`` (shaped like the
+    final states) are the loss's gradients; ``None`` means zero. Returns a dict
+    with ``"x"``, ``"W_x"``, ``"W_h"``, ``"b_x"``, ``"b_h"``, ``"h0"``, ``"c0"``,
+    shaped like the forward's arguments (``b_x`` and ``b_h`` get equal
+    gradients, as separate arrays).
+    """
+    return _core.lstm_backward(cache, dh_seq, dh_n, dc_n)
+
+
+def gru(
+    x: ArrayLike,
+    W_x: ArrayLike,
+    W_h: ArrayLike,
+    b_x: Optional[ArrayLike] = None,
+    b_h: Optional[ArrayLike] = None,
+    h0: Optional[ArrayLike] = None,
+    *,
+    lengths: Optional[ArrayLike] = None,
+    batch_first: bool = True,
+    reverse: bool = False,
+    linear_before_reset: bool = True,
+    return_cache: bool = False,
+) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, Any]]:
+    """GRU forward, PyTorch's equations::
+
+        r, z = sigmoid(W_x x_t + b_x + W_h h_{t-1} + b_h)   (their gate blocks)
+        n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
+        h_t = (1 - z) * n + z * h_{t-1}
+
+    With ``linear_before_reset=False`` (ONNX's default, Keras'
+    ``reset_after=False``), ``n = tanh(W_in x_t + b_in + W_hn (r * h_{t-1}) + b_hn)``.
+
+    Parameters
+    ----------
+    x : array_like, shape (B, T, I), (T, B, I) if not ``batch_first``, or (T, I)
+    W_x : array_like, shape (3H, I)
+        Gate blocks r, z, n stacked (PyTorch's ``weight_ih``).
+    W_h : array_like, shape (3H, H)
+    b_x, b_h : array_like, shape (3H,), optional
+    h0 : array_like, shape (B, H) or (H,), optional
+    lengths, batch_first, reverse, return_cache
+        As in ``rnn``.
+    linear_before_reset : bool
+        Where the reset gate applies, as above.
+
+    Returns
+    -------
+    h_seq, h_n[, cache]
+        As in ``rnn``; the cache is for ``gru_backward``.
+    """
+    layer = _core.pack_gru(W_x, W_h, b_x, b_h, linear_before_reset)
+    if return_cache:
+        return layer.forward_cache(x, h0, lengths, batch_first, reverse)
+    return layer.forward(x, h0, lengths, batch_first, reverse)
+
+
+def gru_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
+    """Backpropagation through time for ``gru(..., return_cache=True)``.
+
+    Returns a dict with ``"x"``, ``"W_x"``, ``"W_h"``, ``"b_x"``, ``"b_h"``,
+    ``"h0"``, shaped like the forward's arguments.
+    """
+    return _core.gru_backward(cache, dh_seq, dh_n)

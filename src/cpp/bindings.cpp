@@ -12,6 +12,8 @@
 
 #include "dense.h"
 #include "elman.h"
+#include "gru.h"
+#include "lstm.h"
 #include "kernels.h"
 #include "sequence.h"
 #include "threading.h"
@@ -459,6 +461,246 @@ py::object pack_rnn(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj, 
   return is_double ? build(double{}) : build(float{});
 }
 
+// ---------------------------------------------------------------- LSTM and GRU
+
+// Checks W_x (G*H, I), W_h (G*H, H), b_x and b_h (G*H,) of a cell with G
+// gate blocks; returns whether they are float64, and I and H.
+bool read_gated_weights(const std::vector<NamedArray>& weights, index_t gates, const std::string& order,
+                        index_t* input, index_t* hidden) {
+  const bool is_double = weights_are_double(weights);
+  const py::array& W_x = *weights[0].array;
+  const std::string g = std::to_string(gates);
+  if (W_x.ndim() != 2 || W_x.shape(0) % gates != 0 || W_x.shape(0) == 0)
+    value_error("W_x: expected a 2-D array (" + g + "*hidden_size, input_size), " + g + " gate blocks " + order +
+                ", got shape " + shape_of(W_x));
+  *hidden = W_x.shape(0) / gates;
+  *input = W_x.shape(1);
+  const std::string h = std::to_string(*hidden);
+  const std::string from = "hidden_size " + h + " from W_x";
+  expect_shape(*weights[1].array, "W_h", {gates * *hidden, *hidden}, "(" + g + "*hidden_size, hidden_size), " + from);
+  for (int i = 2; i < 4; ++i)
+    if (weights[i].array) expect_shape(*weights[i].array, weights[i].name, {gates * *hidden}, "(" + g + "*hidden_size,), " + from);
+  return is_double;
+}
+
+std::vector<NamedArray> gated_arguments(py::handle W_x, py::handle W_h, py::handle b_x, py::handle b_h) {
+  return {{"W_x", as_numeric(W_x, "W_x")},
+          {"W_h", as_numeric(W_h, "W_h")},
+          {"b_x", optional_array(b_x, "b_x")},
+          {"b_h", optional_array(b_h, "b_h")}};
+}
+
+template <class T>
+struct GatedInput {
+  SequenceInput in;
+  carray<T> x;
+  std::optional<carray<T>> h0, c0;
+  std::vector<index_t> lengths;
+};
+
+template <class T>
+GatedInput<T> read_gated_input(index_t input, index_t hidden, py::handle x_obj, py::handle h0_obj,
+                               py::handle c0_obj, py::handle lengths_obj, bool batch_first) {
+  SequenceInput in = read_sequence(x_obj, input, batch_first);
+  std::optional<py::array> h0 = read_state(h0_obj, "h0", in, hidden);
+  std::optional<py::array> c0 = read_state(c0_obj, "c0", in, hidden);
+  std::vector<index_t> lengths = read_lengths(lengths_obj, in);
+  auto x = carray<T>::ensure(in.x);
+  return {std::move(in), std::move(x), cast_optional<T>(h0), cast_optional<T>(c0), std::move(lengths)};
+}
+
+template <class T>
+py::array_t<T> new_state(const SequenceInput& in, index_t hidden) {
+  return in.unbatched ? new_array<T>({hidden}) : new_array<T>({in.shape.batch, hidden});
+}
+
+// (h_seq, h_n, c_n)
+template <class T>
+py::tuple lstm_forward(const LstmWeights<T>& w, py::handle x, py::handle h0, py::handle c0, py::handle lengths,
+                       bool batch_first, bool reverse) {
+  const index_t hidden = w.hidden_size();
+  GatedInput<T> a = read_gated_input<T>(w.input_size(), hidden, x, h0, c0, lengths, batch_first);
+  auto h_seq = new_array<T>(sequence_shape(a.in, hidden));
+  auto h_n = new_state<T>(a.in, hidden), c_n = new_state<T>(a.in, hidden);
+  {
+    py::gil_scoped_release release;
+    w.forward(a.x.data(), data_or_null(a.h0), data_or_null(a.c0), a.lengths.empty() ? nullptr : a.lengths.data(),
+              a.in.shape, reverse, h_seq.mutable_data(), h_n.mutable_data(), c_n.mutable_data());
+  }
+  return py::make_tuple(std::move(h_seq), std::move(h_n), std::move(c_n));
+}
+
+// (h_seq, h_n, c_n, cache)
+template <class T>
+py::tuple lstm_forward_cache(std::shared_ptr<LstmWeights<T>> w, py::handle x, py::handle h0, py::handle c0,
+                             py::handle lengths, bool batch_first, bool reverse) {
+  const index_t hidden = w->hidden_size();
+  GatedInput<T> a = read_gated_input<T>(w->input_size(), hidden, x, h0, c0, lengths, batch_first);
+  auto h_seq = new_array<T>(sequence_shape(a.in, hidden));
+  auto h_n = new_state<T>(a.in, hidden), c_n = new_state<T>(a.in, hidden);
+  std::unique_ptr<LstmCache<T>> cache;
+  {
+    py::gil_scoped_release release;
+    cache = std::make_unique<LstmCache<T>>(w, a.x.data(), data_or_null(a.h0), data_or_null(a.c0),
+                                           std::move(a.lengths), a.in.shape, reverse, h_n.mutable_data(),
+                                           c_n.mutable_data());
+    cache->unbatched = a.in.unbatched;
+    if (cache->h_seq.size())
+      std::memcpy(h_seq.mutable_data(), cache->h_seq.data(), sizeof(T) * std::size_t(cache->h_seq.size()));
+  }
+  return py::make_tuple(std::move(h_seq), std::move(h_n), std::move(c_n), py::cast(std::move(cache)));
+}
+
+// (h_seq, h_n)
+template <class T>
+py::tuple gru_forward(const GruWeights<T>& w, py::handle x, py::handle h0, py::handle lengths, bool batch_first,
+                      bool reverse) {
+  const index_t hidden = w.hidden_size();
+  GatedInput<T> a = read_gated_input<T>(w.input_size(), hidden, x, h0, py::none(), lengths, batch_first);
+  auto h_seq = new_array<T>(sequence_shape(a.in, hidden));
+  auto h_n = new_state<T>(a.in, hidden);
+  {
+    py::gil_scoped_release release;
+    w.forward(a.x.data(), data_or_null(a.h0), a.lengths.empty() ? nullptr : a.lengths.data(), a.in.shape, reverse,
+              h_seq.mutable_data(), h_n.mutable_data());
+  }
+  return py::make_tuple(std::move(h_seq), std::move(h_n));
+}
+
+// (h_seq, h_n, cache)
+template <class T>
+py::tuple gru_forward_cache(std::shared_ptr<GruWeights<T>> w, py::handle x, py::handle h0, py::handle lengths,
+                            bool batch_first, bool reverse) {
+  const index_t hidden = w->hidden_size();
+  GatedInput<T> a = read_gated_input<T>(w->input_size(), hidden, x, h0, py::none(), lengths, batch_first);
+  auto h_seq = new_array<T>(sequence_shape(a.in, hidden));
+  auto h_n = new_state<T>(a.in, hidden);
+  std::unique_ptr<GruCache<T>> cache;
+  {
+    py::gil_scoped_release release;
+    cache = std::make_unique<GruCache<T>>(w, a.x.data(), data_or_null(a.h0), std::move(a.lengths), a.in.shape,
+                                          reverse, h_n.mutable_data());
+    cache->unbatched = a.in.unbatched;
+    if (cache->h_seq.size())
+      std::memcpy(h_seq.mutable_data(), cache->h_seq.data(), sizeof(T) * std::size_t(cache->h_seq.size()));
+  }
+  return py::make_tuple(std::move(h_seq), std::move(h_n), py::cast(std::move(cache)));
+}
+
+// The output gradients of a gated cell's backward, shaped like the forward's
+// outputs, and arrays for the input gradients.
+template <class T, class Cache>
+struct GatedGradients {
+  std::optional<carray<T>> dh_seq, dh_n, dc_n;
+  py::array_t<T> dx, dW_x, dW_h, db_x, db_h, dh0, dc0;
+  GatedGradients(const Cache& cache, index_t gates, py::handle dh_seq_obj, py::handle dh_n_obj, py::handle dc_n_obj) {
+    const index_t input = cache.weights->input_size(), hidden = cache.weights->hidden_size();
+    const SequenceShape& s = cache.shape;
+    std::vector<py::ssize_t> per_step = cache.unbatched ? std::vector<py::ssize_t>{s.steps, hidden}
+                                        : s.batch_first ? std::vector<py::ssize_t>{s.batch, s.steps, hidden}
+                                                        : std::vector<py::ssize_t>{s.steps, s.batch, hidden};
+    std::vector<py::ssize_t> per_sequence = cache.unbatched ? std::vector<py::ssize_t>{hidden}
+                                                            : std::vector<py::ssize_t>{s.batch, hidden};
+    dh_seq = read_gradient<T>(dh_seq_obj, "dh_seq", per_step, "like the forward's h_seq");
+    dh_n = read_gradient<T>(dh_n_obj, "dh_n", per_sequence, "like the forward's h_n");
+    dc_n = read_gradient<T>(dc_n_obj, "dc_n", per_sequence, "like the forward's c_n");
+    per_step.back() = input;
+    dx = new_array<T>(per_step);
+    dW_x = new_array<T>({gates * hidden, input});
+    dW_h = new_array<T>({gates * hidden, hidden});
+    db_x = new_array<T>({gates * hidden});
+    db_h = new_array<T>({gates * hidden});
+    dh0 = new_array<T>(per_sequence);
+    dc0 = new_array<T>(per_sequence);
+  }
+  py::dict dict(bool with_c) {
+    py::dict grads;
+    grads["x"] = dx;
+    grads["W_x"] = dW_x;
+    grads["W_h"] = dW_h;
+    grads["b_x"] = db_x;
+    grads["b_h"] = db_h;
+    grads["h0"] = dh0;
+    if (with_c) grads["c0"] = dc0;
+    return grads;
+  }
+};
+
+template <class T>
+py::dict lstm_backward_typed(const LstmCache<T>& cache, py::handle dh_seq, py::handle dh_n, py::handle dc_n) {
+  GatedGradients<T, LstmCache<T>> g(cache, 4, dh_seq, dh_n, dc_n);
+  {
+    py::gil_scoped_release release;
+    cache.weights->backward(cache, data_or_null(g.dh_seq), data_or_null(g.dh_n), data_or_null(g.dc_n),
+                            {g.dx.mutable_data(), g.dW_x.mutable_data(), g.dW_h.mutable_data(), g.db_x.mutable_data(),
+                             g.dh0.mutable_data(), g.dc0.mutable_data()});
+    std::memcpy(g.db_h.mutable_data(), g.db_x.data(), sizeof(T) * std::size_t(g.db_x.size()));
+  }
+  return g.dict(true);
+}
+
+template <class T>
+py::dict gru_backward_typed(const GruCache<T>& cache, py::handle dh_seq, py::handle dh_n) {
+  GatedGradients<T, GruCache<T>> g(cache, 3, dh_seq, dh_n, py::none());
+  {
+    py::gil_scoped_release release;
+    cache.weights->backward(cache, data_or_null(g.dh_seq), data_or_null(g.dh_n),
+                            {g.dx.mutable_data(), g.dW_x.mutable_data(), g.dW_h.mutable_data(), g.db_x.mutable_data(),
+                             g.db_h.mutable_data(), g.dh0.mutable_data()});
+  }
+  return g.dict(false);
+}
+
+py::dict lstm_backward(py::handle cache, py::handle dh_seq, py::handle dh_n, py::handle dc_n) {
+  if (py::isinstance<LstmCache<float>>(cache))
+    return lstm_backward_typed(cache.cast<const LstmCache<float>&>(), dh_seq, dh_n, dc_n);
+  if (py::isinstance<LstmCache<double>>(cache))
+    return lstm_backward_typed(cache.cast<const LstmCache<double>&>(), dh_seq, dh_n, dc_n);
+  type_error("cache: expected the cache returned by lstm(..., return_cache=True), got " +
+             py::str(py::type::of(cache).attr("__name__")).cast<std::string>());
+}
+
+py::dict gru_backward(py::handle cache, py::handle dh_seq, py::handle dh_n) {
+  if (py::isinstance<GruCache<float>>(cache))
+    return gru_backward_typed(cache.cast<const GruCache<float>&>(), dh_seq, dh_n);
+  if (py::isinstance<GruCache<double>>(cache))
+    return gru_backward_typed(cache.cast<const GruCache<double>&>(), dh_seq, dh_n);
+  type_error("cache: expected the cache returned by gru(..., return_cache=True), got " +
+             py::str(py::type::of(cache).attr("__name__")).cast<std::string>());
+}
+
+py::object pack_lstm(py::handle W_x, py::handle W_h, py::handle b_x, py::handle b_h) {
+  std::vector<NamedArray> weights = gated_arguments(W_x, W_h, b_x, b_h);
+  index_t input, hidden;
+  const bool is_double = read_gated_weights(weights, 4, "(i, f, g, o)", &input, &hidden);
+  auto build = [&](auto zero) -> py::object {
+    using T = decltype(zero);
+    auto wx = carray<T>::ensure(*weights[0].array), wh = carray<T>::ensure(*weights[1].array);
+    auto bx = cast_optional<T>(weights[2].array), bh = cast_optional<T>(weights[3].array);
+    return py::cast(std::make_shared<LstmWeights<T>>(wx.data(), wh.data(), data_or_null(bx), data_or_null(bh),
+                                                     input, hidden));
+  };
+  return is_double ? build(double{}) : build(float{});
+}
+
+py::object pack_gru(py::handle W_x, py::handle W_h, py::handle b_x, py::handle b_h, py::handle lbr_obj) {
+  if (!py::isinstance<py::bool_>(lbr_obj) && !py::isinstance(lbr_obj, py::module_::import("numpy").attr("bool_")))
+    type_error("linear_before_reset: expected a bool, got " +
+               py::str(py::type::of(lbr_obj).attr("__name__")).cast<std::string>());
+  const bool lbr = py::bool_(py::reinterpret_borrow<py::object>(lbr_obj));
+  std::vector<NamedArray> weights = gated_arguments(W_x, W_h, b_x, b_h);
+  index_t input, hidden;
+  const bool is_double = read_gated_weights(weights, 3, "(r, z, n)", &input, &hidden);
+  auto build = [&](auto zero) -> py::object {
+    using T = decltype(zero);
+    auto wx = carray<T>::ensure(*weights[0].array), wh = carray<T>::ensure(*weights[1].array);
+    auto bx = cast_optional<T>(weights[2].array), bh = cast_optional<T>(weights[3].array);
+    return py::cast(std::make_shared<GruWeights<T>>(wx.data(), wh.data(), data_or_null(bx), data_or_null(bh),
+                                                    input, hidden, lbr));
+  };
+  return is_double ? build(double{}) : build(float{});
+}
+
 // ---------------------------------------------------------------- dense
 
 py::object pack_dense(py::handle W_obj, py::handle b_obj) {
@@ -582,6 +824,32 @@ void bind_layers(py::module_& m, const char* suffix) {
            "(y_t, h_t) for one time step.")
       .def("step_model", &elman_step_model<T>, py::arg("x_t"), py::arg("state") = py::none(),
            py::arg("head") = py::none(), "(y_t, state) for one time step, states shaped (1, B, H).");
+  py::class_<LstmCache<T>>(m, ("LstmCache" + std::string(suffix)).c_str(),
+                           "What lstm_backward needs from a forward (opaque).");
+  py::class_<LstmWeights<T>, std::shared_ptr<LstmWeights<T>>>(m, ("LstmWeights" + std::string(suffix)).c_str(),
+                                                             "Packed LSTM weights (made by pack_lstm).")
+      .def_property_readonly("input_size", &LstmWeights<T>::input_size)
+      .def_property_readonly("hidden_size", &LstmWeights<T>::hidden_size)
+      .def_property_readonly("dtype", [dtype](const LstmWeights<T>&) { return dtype; })
+      .def("forward", &lstm_forward<T>, py::arg("x"), py::arg("h0") = py::none(), py::arg("c0") = py::none(),
+           py::arg("lengths") = py::none(), py::arg("batch_first") = true, py::arg("reverse") = false,
+           "(h_seq, h_n, c_n).")
+      .def("forward_cache", &lstm_forward_cache<T>, py::arg("x"), py::arg("h0") = py::none(),
+           py::arg("c0") = py::none(), py::arg("lengths") = py::none(), py::arg("batch_first") = true,
+           py::arg("reverse") = false, "(h_seq, h_n, c_n, cache): the forward, keeping what lstm_backward needs.");
+  py::class_<GruCache<T>>(m, ("GruCache" + std::string(suffix)).c_str(),
+                          "What gru_backward needs from a forward (opaque).");
+  py::class_<GruWeights<T>, std::shared_ptr<GruWeights<T>>>(m, ("GruWeights" + std::string(suffix)).c_str(),
+                                                           "Packed GRU weights (made by pack_gru).")
+      .def_property_readonly("input_size", &GruWeights<T>::input_size)
+      .def_property_readonly("hidden_size", &GruWeights<T>::hidden_size)
+      .def_property_readonly("linear_before_reset", &GruWeights<T>::linear_before_reset)
+      .def_property_readonly("dtype", [dtype](const GruWeights<T>&) { return dtype; })
+      .def("forward", &gru_forward<T>, py::arg("x"), py::arg("h0") = py::none(), py::arg("lengths") = py::none(),
+           py::arg("batch_first") = true, py::arg("reverse") = false, "(h_seq, h_n).")
+      .def("forward_cache", &gru_forward_cache<T>, py::arg("x"), py::arg("h0") = py::none(),
+           py::arg("lengths") = py::none(), py::arg("batch_first") = true, py::arg("reverse") = false,
+           "(h_seq, h_n, cache): the forward, keeping what gru_backward needs.");
   py::class_<DenseWeights<T>, std::shared_ptr<DenseWeights<T>>>(m, ("DenseWeights" + std::string(suffix)).c_str(),
                               "Packed dense-layer weights (made by pack_dense).")
       .def_property_readonly("in_features", &DenseWeights<T>::in_features)
@@ -627,6 +895,16 @@ PYBIND11_MODULE(_core, m) {
         "Checks and packs Elman RNN weights; returns ElmanWeights32 or ElmanWeights64.");
   m.def("rnn_backward", &rnn_backward, py::arg("cache"), py::arg("dh_seq") = py::none(),
         py::arg("dh_n") = py::none(), "Backpropagation through time from a forward's cache.");
+  m.def("pack_lstm", &pack_lstm, py::arg("W_x"), py::arg("W_h"), py::arg("b_x") = py::none(),
+        py::arg("b_h") = py::none(), "Checks and packs LSTM weights; returns LstmWeights32 or LstmWeights64.");
+  m.def("lstm_backward", &lstm_backward, py::arg("cache"), py::arg("dh_seq") = py::none(),
+        py::arg("dh_n") = py::none(), py::arg("dc_n") = py::none(),
+        "Backpropagation through time from an LSTM forward's cache.");
+  m.def("pack_gru", &pack_gru, py::arg("W_x"), py::arg("W_h"), py::arg("b_x") = py::none(),
+        py::arg("b_h") = py::none(), py::arg("linear_before_reset") = true,
+        "Checks and packs GRU weights; returns GruWeights32 or GruWeights64.");
+  m.def("gru_backward", &gru_backward, py::arg("cache"), py::arg("dh_seq") = py::none(),
+        py::arg("dh_n") = py::none(), "Backpropagation through time from a GRU forward's cache.");
   m.def("pack_dense", &pack_dense, py::arg("W"), py::arg("b") = py::none(),
         "Checks and packs dense weights; returns DenseWeights32 or DenseWeights64.");
   m.def("dense_reference", &dense_reference_py, py::arg("x"), py::arg("W"), py::arg("b") = py::none());

@@ -80,6 +80,126 @@ struct ElmanBackwardArgs {
   void* barrier_state;
 };
 
+// The gated cells below use the gate-interleaved layout of gate_layout.h:
+// Hp = hidden units rounded up to whole panels, a gate row holds G*Hp values,
+// and panel_begin/panel_end count unit blocks (panels of the hidden state).
+
+// LSTM (gates i, f, g, o; PyTorch's equations) for one thread's share of
+// all steps:
+//   c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t).
+// The step's product h_{t-1} W_h^T delivers the four gate panels of a unit
+// block one after the other; the epilogue completes the block at its last.
+template <class T>
+struct LstmArgs {
+  const T* h0;  // (B, H), or null (zeros)
+  const T* c0;  // (B, H), or null (zeros)
+  T* h_seq;
+  index_t h_stride_b, h_stride_t;
+  T* h_n;
+  T* c_n;
+  T* gates;  // row (b*steps + t) * 4Hp: x_t W_x^T + b in, activated gates out
+  T* c_seq;  // row (b*steps + t) * Hp: c_t, kept for backward; or null,
+  T* c_state;  // ... and then (B, Hp): the running cell state
+  const index_t* lengths;
+  index_t batch_begin, batch_end;
+  index_t panel_begin, panel_end;
+  index_t steps, hidden_size;
+  PackedView<T> w_h;  // W_h interleaved: 4Hp outputs, k = H
+  const T* zeros;     // Hp zeros
+  bool reverse;
+  void (*barrier)(void*);
+  void* barrier_state;
+};
+
+// LSTM backpropagation through time, the sequential part: walking the steps
+// backwards, the gate gradients dz_t from dh_t and the carried dc, and
+// dh_{t-1} = dz_t W_h (one product per step, the next step's cell backward
+// fused into its epilogue). Writes dz (gate layout), dh0 and dc0.
+template <class T>
+struct LstmBackwardArgs {
+  const T* h_seq;
+  index_t h_stride_b, h_stride_t;
+  const T* dh_seq;  // layout of h_seq, or null
+  const T* dh_n;    // (B, H), or null
+  const T* dc_n;    // (B, H), or null
+  const T* gates;   // the forward's activated gates
+  const T* c_seq;   // the forward's c_t rows
+  const T* c0;      // (B, H), or null
+  const T* zeros;   // Hp zeros
+  T* dz;            // gate layout: gradients of the gates' pre-activations
+  T* dc;            // (B, Hp) workspace: the carried cell-state gradient
+  T* dh0;           // (B, H)
+  T* dc0;           // (B, H)
+  const index_t* lengths;
+  index_t batch_begin, batch_end;
+  index_t panel_begin, panel_end;
+  index_t steps, hidden_size;
+  PackedView<T> w_h_t;  // (W_h interleaved)^T: H outputs, k = 4Hp
+  bool reverse;
+  void (*barrier)(void*);
+  void* barrier_state;
+};
+
+// GRU (gates r, z, n; PyTorch's equations), h_t = (1 - z) * n + z * h_{t-1}.
+// linear_before_reset: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), one
+// product per step. Otherwise (ONNX's default) n = tanh(W_in x + b_in +
+// W_hn (r * h) + b_hn): a product for r and z, then one for n.
+template <class T>
+struct GruArgs {
+  const T* h0;
+  T* h_seq;
+  index_t h_stride_b, h_stride_t;
+  T* h_n;
+  T* gates;  // row (b*steps + t) * 3Hp: x_t W_x^T + b in; r, z, n out
+  T* hn;     // row (b*steps + t) * Hp: W_hn h + b_hn (linear_before_reset),
+             // else r * h_{t-1}
+  const T* b_hn;  // Hp (linear_before_reset; otherwise b_hn is in the projection bias)
+  const index_t* lengths;
+  index_t batch_begin, batch_end;
+  index_t panel_begin, panel_end;
+  index_t steps, hidden_size;
+  PackedView<T> w_h;   // linear_before_reset: W_h interleaved (3Hp outputs);
+                       // else [W_hr; W_hz] interleaved (2Hp outputs)
+  PackedView<T> w_hn;  // W_hn (Hp outputs), when not linear_before_reset
+  const T* zeros;
+  bool linear_before_reset;
+  bool reverse;
+  void (*barrier)(void*);
+  void* barrier_state;
+};
+
+// GRU backpropagation through time, the sequential part. Writes dz (input
+// side: gradients of the r, z, n pre-activations, gate layout), dz_h (the
+// recurrent side: [dr, dz, dn * r] in gate layout with linear_before_reset,
+// else [dr, dz] 2Hp wide), dn (Hp, not linear_before_reset: the gradient of
+// W_hn (r * h)), and dh0.
+template <class T>
+struct GruBackwardArgs {
+  const T* h_seq;
+  index_t h_stride_b, h_stride_t;
+  const T* h0;
+  const T* zeros;
+  const T* dh_seq;
+  const T* dh_n;
+  const T* gates;  // the forward's r, z, n
+  const T* hn;     // the forward's hn rows
+  T* dz;
+  T* dz_h;
+  T* dn;
+  T* direct;  // (B, Hp) workspace: z * dh, carried to the previous step
+  T* dh0;
+  const index_t* lengths;
+  index_t batch_begin, batch_end;
+  index_t panel_begin, panel_end;
+  index_t steps, hidden_size;
+  PackedView<T> w_h_t;   // (the w_h of GruArgs)^T: H outputs
+  PackedView<T> w_hn_t;  // W_hn^T: H outputs, k = Hp (not linear_before_reset)
+  bool linear_before_reset;
+  bool reverse;
+  void (*barrier)(void*);
+  void* barrier_state;
+};
+
 struct KernelTable {
   const char* isa;
   void (*dense_f32)(const DenseArgs<float>&);
@@ -88,6 +208,14 @@ struct KernelTable {
   void (*elman_forward_f64)(const ElmanArgs<double>&);
   void (*elman_backward_f32)(const ElmanBackwardArgs<float>&);
   void (*elman_backward_f64)(const ElmanBackwardArgs<double>&);
+  void (*lstm_forward_f32)(const LstmArgs<float>&);
+  void (*lstm_forward_f64)(const LstmArgs<double>&);
+  void (*lstm_backward_f32)(const LstmBackwardArgs<float>&);
+  void (*lstm_backward_f64)(const LstmBackwardArgs<double>&);
+  void (*gru_forward_f32)(const GruArgs<float>&);
+  void (*gru_forward_f64)(const GruArgs<double>&);
+  void (*gru_backward_f32)(const GruBackwardArgs<float>&);
+  void (*gru_backward_f64)(const GruBackwardArgs<double>&);
   // Elementwise activation, exposed for accuracy tests.
   void (*activation_f32)(Activation, const float*, float*, index_t);
   void (*activation_f64)(Activation, const double*, double*, index_t);
@@ -105,6 +233,14 @@ inline void elman_forward_slice(const ElmanArgs<float>& a) { kernels().elman_for
 inline void elman_forward_slice(const ElmanArgs<double>& a) { kernels().elman_forward_f64(a); }
 inline void elman_backward_slice(const ElmanBackwardArgs<float>& a) { kernels().elman_backward_f32(a); }
 inline void elman_backward_slice(const ElmanBackwardArgs<double>& a) { kernels().elman_backward_f64(a); }
+inline void lstm_forward_slice(const LstmArgs<float>& a) { kernels().lstm_forward_f32(a); }
+inline void lstm_forward_slice(const LstmArgs<double>& a) { kernels().lstm_forward_f64(a); }
+inline void lstm_backward_slice(const LstmBackwardArgs<float>& a) { kernels().lstm_backward_f32(a); }
+inline void lstm_backward_slice(const LstmBackwardArgs<double>& a) { kernels().lstm_backward_f64(a); }
+inline void gru_forward_slice(const GruArgs<float>& a) { kernels().gru_forward_f32(a); }
+inline void gru_forward_slice(const GruArgs<double>& a) { kernels().gru_forward_f64(a); }
+inline void gru_backward_slice(const GruBackwardArgs<float>& a) { kernels().gru_backward_f32(a); }
+inline void gru_backward_slice(const GruBackwardArgs<double>& a) { kernels().gru_backward_f64(a); }
 inline void activation(Activation f, const float* x, float* y, index_t n) {
   kernels().activation_f32(f, x, y, n);
 }

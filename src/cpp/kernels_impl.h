@@ -23,6 +23,8 @@ namespace RNNEXT_ISA {
 #include "activations.h"
 #include "gemm.h"
 #include "rnn_cell.h"
+#include "lstm_cell.h"
+#include "gru_cell.h"
 
 template <Activation act, class T>
 void activation_rows(const T* x, T* y, index_t n) {
@@ -54,6 +56,14 @@ const KernelTable& table() {
       &elman_forward_kernel<double>,
       &elman_backward_kernel<float>,
       &elman_backward_kernel<double>,
+      &lstm_forward_kernel<float>,
+      &lstm_forward_kernel<double>,
+      &lstm_backward_kernel<float>,
+      &lstm_backward_kernel<double>,
+      &gru_forward_kernel<float>,
+      &gru_forward_kernel<double>,
+      &gru_backward_kernel<float>,
+      &gru_backward_kernel<double>,
       &activation_kernel<float>,
       &activation_kernel<double>,
   };

@@ -1,0 +1,109 @@
+// What the drivers of every cell (Elman, LSTM, GRU) share: threads by shape
+// for the time loop, the input projection before it, and the rows of the
+// weight-gradient products after backward's loop. Baseline code.
+#pragma once
+
+#include <vector>
+
+#include "aligned_buffer.h"
+#include "common.h"
+#include "gate_layout.h"
+#include "packing.h"
+#include "sequence.h"
+#include "threading.h"
+
+namespace rnnext {
+
+// Between the steps of a hidden-sliced recurrence. An orphaned OpenMP barrier
+// binds to the team actually running (which may be smaller than asked for),
+// and libgomp spins before it sleeps, so a step's wait stays short.
+inline void team_barrier(void*) {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
+
+// Runs a time loop (forward or backward; args cover every row and unit
+// block, and have batch_end, panel_end, steps, hidden_size, barrier) with
+// threads chosen by shape. Few sequences and many hidden units: each thread
+// owns a slice of W_h's unit blocks, kept in its own cache for all steps, and
+// computes those units of every sequence; the threads meet after each step.
+// Otherwise threads own whole sequences for the whole loop: no barrier at all.
+template <class Args, class Slice>
+void run_recurrence(const Args& args, index_t gates, Slice slice) {
+  const index_t batch = args.batch_end, hidden = args.hidden_size, panels = args.panel_end;
+  const double step_flops = 2.0 * double(batch) * double(gates) * double(hidden) * double(hidden);
+  const int threads = threads_for(panels, step_flops * double(args.steps));
+  if (threads > 1 && batch < 2 * threads && step_flops >= double(1 << 17)) {
+    run_parallel(threads, [&](int index, int count) {
+      Args mine = args;
+      split_range(panels, index, count, &mine.panel_begin, &mine.panel_end);
+      mine.barrier = count > 1 ? &team_barrier : nullptr;
+      slice(mine);
+    });
+  } else {
+    run_parallel(threads_for(batch, step_flops * double(args.steps)), [&](int index, int count) {
+      Args mine = args;
+      split_range(batch, index, count, &mine.batch_begin, &mine.batch_end);
+      if (mine.batch_begin < mine.batch_end) slice(mine);
+    });
+  }
+}
+
+// out row (b*steps + t) = x[b, t] W^T + bias for every valid step: one
+// product, its rows (sequence-major) split evenly over the threads whatever
+// the batch size. Rows are w.panels * NR wide.
+template <class T>
+void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, PackedView<T> w, const T* bias,
+                    T* out);
+
+// dx[b, t] = dz row (b*steps + t) W for every step (zero past each length);
+// w_t packs W^T (input outputs, k = the dz rows' width).
+template <class T>
+void input_gradient(const T* dz, SequenceShape shape, const index_t* lengths, PackedView<T> w_t, T* dx);
+
+// Each step as one row of the weight-gradient products: the input it read and
+// the state it started from. Steps past a length get zero rows, and their dz
+// rows (`width` wide, each of `dz`) are zeroed: 0 * 0, so padding never
+// reaches a gradient, even when it holds NaN.
+template <class T>
+struct StepRows {
+  std::vector<const T*> x, prev;
+  AlignedBuffer<T> zero;
+  StepRows(const T* x_seq, index_t input, const T* h_seq, const T* h0, index_t hidden, const index_t* lengths,
+           SequenceShape shape, bool reverse, std::initializer_list<std::pair<T*, index_t>> dz);
+};
+
+// A workspace of `count` elements, uninitialised: on the stack when small,
+// so that a streaming step never allocates.
+template <class T>
+class Workspace {
+ public:
+  explicit Workspace(index_t count)
+      : heap_(count > kStack ? count : 0, AlignedBuffer<T>::uninitialized),
+        data_(count > kStack ? heap_.data() : stack_) {}
+  T* data() { return data_; }
+
+ private:
+  static constexpr index_t kStack = 4096;
+  alignas(64) T stack_[kStack];
+  AlignedBuffer<T> heap_;
+  T* data_;
+};
+
+// dW (n, k) = sum over rows of dy^T x for interleaved dy rows (layout.width()
+// wide): the product in the gate layout, then back to PyTorch's row order.
+// db likewise from the sums of the dy rows (db may be null).
+template <class T>
+void gated_gradients(const GateLayout<T>& layout, const T* dy, const T* const* x_rows, index_t count, index_t k,
+                     T* dW, T* db);
+
+// The packing of R^T for an (n, k) row-major R: y = x R.
+template <class T>
+PackedMatrix<T> pack_transpose(const T* r, index_t n, index_t k);
+
+// A copy of count elements.
+template <class T>
+AlignedBuffer<T> copy_of(const T* data, index_t count);
+
+}  // namespace rnnext
