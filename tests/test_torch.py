@@ -1,4 +1,8 @@
-"""Agreement with torch.nn.RNN, and rnnext.from_torch. Skipped without torch."""
+"""Agreement with torch.nn.RNN/LSTM/GRU, and rnnext.from_torch / to_torch.
+Skipped without torch."""
+
+import itertools
+import warnings
 
 import numpy as np
 import pytest
@@ -113,3 +117,180 @@ def test_head_without_bias(rng):
     # torch.nn.RNN defaults to time-major; from_torch keeps that.
     assert not model.batch_first
     assert_close(model(x.transpose(1, 0, 2))[0].transpose(1, 0, 2), expected.numpy(), np.float32)
+
+
+# ---------------------------------------------------------------- stacked and bidirectional RNN, LSTM, GRU
+
+KINDS = ["RNN", "LSTM", "GRU"]
+
+
+def torch_module(kind, I, H, **kwargs):
+    return getattr(torch.nn, kind)(I, H, **kwargs)
+
+
+def split(state):
+    return tuple(state) if isinstance(state, tuple) else (state, None)
+
+
+def torch_run(module, head, x, lengths, state, batch_first):
+    """torch's forward on packed sequences: (per-step out, many-to-one out, h_n, c_n, x leaf, state leaves)."""
+    X = torch.tensor(x, requires_grad=True)
+    leaves = tuple(torch.tensor(s, requires_grad=True) for s in split(state) if s is not None)
+    h0 = None if not leaves else (leaves if len(leaves) == 2 else leaves[0])
+    T = x.shape[1 if batch_first else 0]
+    packed = torch.nn.utils.rnn.pack_padded_sequence(X, torch.tensor(lengths), batch_first=batch_first,
+                                                     enforce_sorted=False)
+    out, h_n = module(packed, h0)
+    seq, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    h_n, c_n = split(h_n)
+    H, D = module.hidden_size, 2 if module.bidirectional else 1
+    top = h_n[-D:]  # the last layer's final states: forward at lengths-1, backward at step 0
+    last = top[0] if D == 1 else torch.cat([top[0], top[1]], dim=-1)
+    if head is not None:
+        seq, last = head(seq), head(last)
+        seq = seq * torch.tensor(np.arange(T)[:, None] < lengths[None, :] if not batch_first
+                                 else np.arange(T)[None, :] < lengths[:, None])[..., None]
+    return seq, last, h_n, c_n, X, leaves
+
+
+def named_grads(module, head):
+    grads = {name: p.grad for name, p in module.named_parameters()}
+    out = {}
+    for name, g in grads.items():
+        kind, _, rest = name.partition("_l")
+        out[{"weight_ih": "W_x", "weight_hh": "W_h", "bias_ih": "b_x", "bias_hh": "b_h"}[kind] + "_l" + rest] = g
+    if head is not None:
+        out.update(W_o=head.weight.grad, b_o=head.bias.grad)
+    return out
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("with_head", [True, False], ids=["head", "nohead"])
+@pytest.mark.parametrize("batch_first", [True, False], ids=["bf", "tm"])
+def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_head, batch_first):
+    """Outputs, final states and every gradient (parameters, h0/c0, x) on a
+    variable-length batch, in float64, per step and many-to-one."""
+    B, T, I, H, O = 5, 7, 3, 4, 3
+    D = 2 if bidirectional else 1
+    torch.manual_seed(int(rng.integers(1 << 30)))
+    module = torch_module(kind, I, H, num_layers=num_layers, bidirectional=bidirectional, batch_first=batch_first,
+                          dtype=torch.float64)
+    head = torch.nn.Linear(D * H, O, dtype=torch.float64) if with_head else None
+    model = rx.from_torch(module, head)
+    x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
+    lengths = np.array([7, 1, 4, 7, 2])
+    shape = (num_layers * D, B, H)
+    state = (rng.standard_normal(shape), rng.standard_normal(shape)) if kind == "LSTM" else rng.standard_normal(shape)
+    tol = dict(rtol=1e-9, atol=1e-12)
+
+    seq, last, h_n, c_n, X, leaves = torch_run(module, head, x, lengths, state, batch_first)
+    out, got_state = model(x, state, lengths=lengths)
+    got_h, got_c = split(got_state)
+    np.testing.assert_allclose(out, seq.detach().numpy(), **tol)
+    np.testing.assert_allclose(got_h, h_n.detach().numpy(), **tol)
+    if kind == "LSTM":
+        np.testing.assert_allclose(got_c, c_n.detach().numpy(), **tol)
+    got_last, _ = model(x, state, lengths=lengths, return_sequences=False)
+    np.testing.assert_allclose(got_last, last.detach().numpy(), **tol)
+
+    # Per step, mse over valid steps x outputs.
+    bm = (lambda a: a) if batch_first else (lambda a: a.transpose(0, 1))
+    target = rng.standard_normal(out.shape)
+    mask = torch.tensor(np.arange(T)[None] < lengths[:, None])
+    expected = torch.nn.functional.mse_loss(bm(seq)[mask], bm(torch.tensor(target))[mask])
+    expected.backward()
+    loss, grads = model.loss_and_grads(x, target, h0=state, lengths=lengths)
+    assert loss == pytest.approx(expected.item(), rel=1e-12)
+    torch_grads = named_grads(module, head)
+    assert list(grads) == list(model.params) and set(grads) == set(torch_grads)
+    for name, g in torch_grads.items():
+        np.testing.assert_allclose(grads[name], g.numpy(), err_msg=name, **tol)
+    # The internal API gives the gradients with respect to x and the initial state too.
+    value, cache_state, cache = model._forward_cache(x, state, lengths=lengths)
+    from rnnext.train import mse_loss
+    valid = np.arange(T)[None] < lengths[:, None]
+    _, d_out, _ = mse_loss(bm(torch.tensor(value)).numpy(), bm(torch.tensor(target)).numpy(), valid)
+    back = model._backward_cache(cache, bm(torch.tensor(d_out)).numpy())
+    np.testing.assert_allclose(back.x, X.grad.numpy(), **tol)
+    for got, leaf in zip(split(back.h0), leaves):
+        np.testing.assert_allclose(got, leaf.grad.numpy(), **tol)
+
+    # Many-to-one, cross-entropy over each sequence's last valid step (and the backward direction's first).
+    for p in list(module.parameters()) + (list(head.parameters()) if head is not None else []):
+        p.grad = None
+    seq, last, *_ = torch_run(module, head, x, lengths, state, batch_first)
+    classes = rng.integers(0, last.shape[-1], B)
+    expected = torch.nn.functional.cross_entropy(last, torch.tensor(classes))
+    expected.backward()
+    loss, grads = model.loss_and_grads(x, classes, loss="cross_entropy", h0=state, lengths=lengths)
+    assert loss == pytest.approx(expected.item(), rel=1e-12)
+    for name, g in named_grads(module, head).items():
+        np.testing.assert_allclose(grads[name], g.numpy(), err_msg=name, **tol)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("num_layers", [1, 2])
+@pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+def test_torch_round_trips_are_exact(kind, num_layers, bidirectional, dtype):
+    for bias, batch_first, dropout, with_head in itertools.product([True, False], [True, False], [0.0, 0.25],
+                                                                   [True, False]):
+        options = dict(num_layers=num_layers, bidirectional=bidirectional, bias=bias, batch_first=batch_first,
+                       dropout=dropout, dtype=dtype)
+        if kind == "RNN":
+            options["nonlinearity"] = "relu" if bias else "tanh"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)  # torch: dropout with one layer
+            module = torch_module(kind, 3, 5, **options)
+        D = 2 if bidirectional else 1
+        head = torch.nn.Linear(D * 5, 2, dtype=dtype) if with_head else None
+        what = f"{kind} {options} head={with_head}"
+        model = rx.from_torch(module, head)
+        assert type(model) is getattr(rx, kind), what
+        assert model.config["dtype"] == ("float64" if dtype == torch.float64 else "float32")
+        assert (model.num_layers, model.bidirectional, model.bias, model.batch_first, model.dropout) == \
+            (num_layers, bidirectional, bias, batch_first, dropout), what
+        back = model.to_torch()
+        back_module, back_head = back if with_head else (back, None)
+        assert type(back_module) is type(module), what
+        for attr in ("input_size", "hidden_size", "num_layers", "bias", "batch_first", "dropout", "bidirectional",
+                     "proj_size"):
+            assert getattr(back_module, attr) == getattr(module, attr), (what, attr)
+        if kind == "RNN":
+            assert back_module.nonlinearity == module.nonlinearity
+        a, b = module.state_dict(), back_module.state_dict()
+        assert list(a) == list(b), what
+        for name in a:
+            assert a[name].dtype == b[name].dtype and torch.equal(a[name], b[name]), (what, name)
+        if with_head:
+            assert back_head.weight.dtype == dtype
+            assert torch.equal(back_head.weight, head.weight) and torch.equal(back_head.bias, head.bias)
+        # And the other way: rnnext -> torch -> rnnext.
+        again = rx.from_torch(back_module, back_head)
+        assert again.config == model.config, what
+        for k in model.params:
+            assert again.params[k].tobytes() == model.params[k].tobytes(), (what, k)
+        # The module computes what the model computes.
+        x = np.random.default_rng(0).standard_normal((2, 4, 3) if batch_first else (4, 2, 3))
+        back_module.eval()
+        with torch.no_grad():
+            seq, _ = back_module(torch.tensor(x, dtype=dtype))
+            expected = back_head(seq) if with_head else seq
+        np.testing.assert_allclose(model(x)[0], expected.numpy(),
+                                   **(dict(rtol=1e-9, atol=1e-12) if dtype == torch.float64 else
+                                      dict(rtol=1e-4, atol=1e-5)))
+
+
+def test_to_torch_errors_and_head_without_bias():
+    with pytest.raises(ValueError, match="to_torch: torch.nn.RNN has no 'sigmoid' activation"):
+        rx.RNN(3, 4, activation="sigmoid").to_torch()
+    with pytest.raises(ValueError, match="linear_before_reset=False"):
+        rx.GRU(3, 4, linear_before_reset=False).to_torch()
+    module, head = torch.nn.LSTM(3, 4, num_layers=2), torch.nn.Linear(4, 2, bias=False)
+    model = rx.from_torch(module, head)
+    assert not model.params["b_o"].any()
+    _, back_head = model.to_torch()
+    assert torch.equal(back_head.weight, head.weight) and not back_head.bias.any()
+    assert isinstance(rx.LSTM(3, 4).to_torch(), torch.nn.LSTM)  # no head: the module alone

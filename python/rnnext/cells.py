@@ -47,14 +47,18 @@ class Cell:
     options : tuple of str
         The configuration keys that reach the kernels (``activation`` for RNN,
         ``linear_before_reset`` for GRU).
+    fused_head : bool
+        Whether the packed layer runs a head in its own forward and has the
+        one-call streaming step ``step_model`` (the Elman core does).
     """
 
     def __init__(self, name: str, gates: int, has_cell_state: bool, options: Tuple[str, ...],
-                 pack: str, backward: str) -> None:
+                 pack: str, backward: str, fused_head: bool = False) -> None:
         self.name = name
         self.gates = gates
         self.has_cell_state = has_cell_state
         self.options = options
+        self.fused_head = fused_head
         self._pack = pack
         self._backward = backward
 
@@ -87,7 +91,7 @@ class Cell:
              ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
         """One time step of one layer: ``x_t`` (B, I) or (I,) and the states
         (B, H) or (H,) (None means zeros) -> the new ``(h, c)``."""
-        if self.name == "RNN":  # the Elman core has a one-step entry point
+        if self.fused_head:  # the Elman core has a one-step entry point
             return layer.step(x_t, h, None)[1], None
         _, h_n, c_n = self.forward(layer, np.expand_dims(x_t, -2), h, c, None, True, False)
         return h_n, c_n
@@ -101,6 +105,6 @@ class Cell:
         return _core_function(self._backward)(cache, dh_seq, dh_n)
 
 
-RNN_CELL = Cell("RNN", 1, False, ("activation",), "pack_rnn", "rnn_backward")
+RNN_CELL = Cell("RNN", 1, False, ("activation",), "pack_rnn", "rnn_backward", fused_head=True)
 LSTM_CELL = Cell("LSTM", 4, True, (), "pack_lstm", "lstm_backward")
 GRU_CELL = Cell("GRU", 3, False, ("linear_before_reset",), "pack_gru", "gru_backward")

@@ -115,7 +115,8 @@ class Stack:
         ]
         self.head = _core.pack_dense(params["W_o"], params["b_o"]) if "W_o" in params else None
         # One layer, one direction, Elman: the core runs the head fused and streams in one call.
-        self.single = self.layers[0][0] if (self.num_layers == 1 and self.num_directions == 1) else None
+        fused = self.num_layers == 1 and self.num_directions == 1 and cell.fused_head
+        self.fused = self.layers[0][0] if fused else None
 
     # ------------------------------------------------------------ forward
 

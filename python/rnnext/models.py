@@ -446,8 +446,8 @@ class RecurrentModel:
         x = np.asarray(x)
         batch = self._batch_of(x)
         h0, c0 = self._read_state(h0, "h0", batch) if x.ndim in (2, 3) else (None, None)
-        if stack.single is not None and self._cell is RNN_CELL:  # fused head, one C++ call
-            out, h_n = stack.single.forward(x, None if h0 is None else h0[0], lengths, self.batch_first, False,
+        if stack.fused is not None:  # one layer, one direction, Elman: the head fused, one C++ call
+            out, h_n = stack.fused.forward(x, None if h0 is None else h0[0], lengths, self.batch_first, False,
                                             stack.head if return_sequences else None)
             if not return_sequences:
                 out = stack.head.forward(h_n) if stack.head is not None else h_n.copy()
@@ -502,8 +502,8 @@ class RecurrentModel:
             sequence), and for shapes that do not fit.
         """
         stack = self._packed or self._packed_weights()
-        if stack.single is not None and self._cell is RNN_CELL:  # one C++ call, which checks the arguments
-            return stack.single.step_model(x_t, state, stack.head)
+        if stack.fused is not None:  # one C++ call, which checks the arguments
+            return stack.fused.step_model(x_t, state, stack.head)
         if self._config["bidirectional"]:
             raise ValueError(f"step: {self!r} is bidirectional; its backward direction reads whole sequences, "
                              "so it cannot stream (call the model on the sequence instead)")
