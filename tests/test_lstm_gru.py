@@ -259,6 +259,60 @@ def test_zero_sizes(rng, variant):
     check(variant, np.float64, np.zeros((2, 3, 0)), weights(rng, variant, 0, 4), what="I=0")
 
 
+ZERO_INPUT_BACKWARD = """
+import numpy as np
+from rnnext import functional as F
+rng = np.random.default_rng(0)
+for cell, G in (("lstm", 4), ("gru", 3)):
+    for B, H in ((1, 4), (3, 33)):
+        W_h = rng.uniform(-0.3, 0.3, (G * H, H))
+        b = rng.uniform(-0.3, 0.3, G * H)
+        h0 = rng.standard_normal((B, H))
+        d_seq = rng.standard_normal((B, 5, H))
+        grads = []
+        # I = 0 against I = 1 with a zero input: the same gradients but x's and W_x's.
+        for I in (0, 1):
+            out = getattr(F, cell)(np.zeros((B, 5, I)), np.full((G * H, I), 0.5), W_h, b, b, h0,
+                                   return_cache=True)
+            grads.append(getattr(F, cell + "_backward")(out[-1], d_seq))
+        assert grads[0]["x"].shape == (B, 5, 0) and grads[0]["W_x"].shape == (G * H, 0)
+        for name in ("W_h", "b_x", "b_h", "h0") + (("c0",) if cell == "lstm" else ()):
+            np.testing.assert_allclose(grads[0][name], grads[1][name], rtol=1e-12, atol=1e-14, err_msg=name)
+print("ok")
+"""
+
+
+def test_zero_input_size_backward():
+    """I = 0 (the biases alone drive the state) through the backward; in a
+    subprocess, since a crash there must fail this test, not the run."""
+    import subprocess
+    import sys
+
+    run = subprocess.run([sys.executable, "-c", ZERO_INPUT_BACKWARD], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0 and run.stdout.strip().endswith("ok"), (
+        f"exit status {run.returncode}\n{run.stdout[-2000:]}\n{run.stderr[-2000:]}")
+
+
+@pytest.mark.parametrize("variant", VARIANTS)
+def test_zero_sizes_backward(rng, variant):
+    """No sequences, or no steps: the state's gradients pass straight through."""
+    H = 4
+    w = weights(rng, variant, 3, H)
+    n_states = 2 if variant == "lstm" else 1
+    for B, T in ((0, 5), (2, 0), (0, 0)):
+        h0 = rng.standard_normal((B, H))
+        c0 = rng.standard_normal((B, H)) if variant == "lstm" else None
+        cache = forward(variant, np.zeros((B, T, 3)), w, h0, c0, return_cache=True)[2]
+        d_n = [rng.standard_normal((B, H)) for _ in range(n_states)]
+        grads = backward(variant, cache, np.zeros((B, T, H)), *d_n)
+        assert grads["x"].shape == (B, T, 3)
+        np.testing.assert_array_equal(grads["h0"], d_n[0])
+        if variant == "lstm":
+            np.testing.assert_array_equal(grads["c0"], d_n[1])
+        for name in ("W_x", "W_h", "b_x", "b_h"):
+            assert grads[name].shape == w[name].shape and not grads[name].any(), name
+
+
 # ---------------------------------------------------------------- determinism
 
 
@@ -628,7 +682,7 @@ def test_float32_gradients_close_to_float64(rng, variant):
 
 @pytest.mark.parametrize("variant", ["lstm", "gru"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
-@pytest.mark.parametrize("shape", [(5, 12, 7, 19), (2, 6, 9, 70)], ids=lambda s: "B%dT%dI%dH%d" % s)
+@pytest.mark.parametrize("shape", [(5, 12, 7, 19), (2, 6, 9, 70), (67, 4, 6, 33)], ids=lambda s: "B%dT%dI%dH%d" % s)
 def test_against_torch_autograd(rng, variant, reverse, shape):
     torch = pytest.importorskip("torch")
     B, T, I, H = shape
