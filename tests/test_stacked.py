@@ -234,6 +234,13 @@ def test_load_state_dict_accepts_0_3_names_on_one_layer_models(rng):
     deep = rx.RNN(3, 4, 2, num_layers=2)
     with pytest.raises(ValueError, match="unexpected keys"):
         deep.load_state_dict(old)
+    # A pickle made by 0.3 holds that config and those names.
+    unpickled = rx.RNN.__new__(rx.RNN)
+    unpickled.__setstate__({"config": dict(input_size=3, hidden_size=4, output_size=2, activation="tanh",
+                                           bias=True, batch_first=True, dtype="float32"), "params": old})
+    assert unpickled.config == model.config
+    x = rng.standard_normal((2, 3, 3))
+    np.testing.assert_array_equal(unpickled(x)[0], model(x)[0])
 
 
 # ---------------------------------------------------------------- forward against the reference

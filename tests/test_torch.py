@@ -138,10 +138,14 @@ def torch_run(module, head, x, lengths, state, batch_first):
     leaves = tuple(torch.tensor(s, requires_grad=True) for s in split(state) if s is not None)
     h0 = None if not leaves else (leaves if len(leaves) == 2 else leaves[0])
     T = x.shape[1 if batch_first else 0]
-    packed = torch.nn.utils.rnn.pack_padded_sequence(X, torch.tensor(lengths), batch_first=batch_first,
-                                                     enforce_sorted=False)
-    out, h_n = module(packed, h0)
-    seq, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=batch_first, total_length=T)
+    if lengths is None:  # no packing: every sequence is T long
+        seq, h_n = module(X, h0)
+        lengths = np.full(x.shape[0 if batch_first else 1], T)
+    else:
+        packed = torch.nn.utils.rnn.pack_padded_sequence(X, torch.tensor(lengths), batch_first=batch_first,
+                                                         enforce_sorted=False)
+        out, h_n = module(packed, h0)
+        seq, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=batch_first, total_length=T)
     h_n, c_n = split(h_n)
     H, D = module.hidden_size, 2 if module.bidirectional else 1
     top = h_n[-D:]  # the last layer's final states: forward at lengths-1, backward at step 0
@@ -169,7 +173,8 @@ def named_grads(module, head):
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("with_head", [True, False], ids=["head", "nohead"])
 @pytest.mark.parametrize("batch_first", [True, False], ids=["bf", "tm"])
-def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_head, batch_first):
+@pytest.mark.parametrize("packed", [True, False], ids=["lengths", "full"])
+def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_head, batch_first, packed):
     """Outputs, final states and every gradient (parameters, h0/c0, x) on a
     variable-length batch, in float64, per step and many-to-one."""
     B, T, I, H, O = 5, 7, 3, 4, 3
@@ -180,7 +185,7 @@ def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_h
     head = torch.nn.Linear(D * H, O, dtype=torch.float64) if with_head else None
     model = rx.from_torch(module, head)
     x = rng.standard_normal((B, T, I) if batch_first else (T, B, I))
-    lengths = np.array([7, 1, 4, 7, 2])
+    lengths = np.array([7, 1, 4, 7, 2]) if packed else None
     shape = (num_layers * D, B, H)
     state = (rng.standard_normal(shape), rng.standard_normal(shape)) if kind == "LSTM" else rng.standard_normal(shape)
     tol = dict(rtol=1e-9, atol=1e-12)
@@ -198,7 +203,9 @@ def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_h
     # Per step, mse over valid steps x outputs.
     bm = (lambda a: a) if batch_first else (lambda a: a.transpose(0, 1))
     target = rng.standard_normal(out.shape)
-    mask = torch.tensor(np.arange(T)[None] < lengths[:, None])
+    valid = np.arange(T)[None] < (T if lengths is None else lengths[:, None])
+    valid = np.broadcast_to(valid, (B, T))
+    mask = torch.tensor(valid)
     expected = torch.nn.functional.mse_loss(bm(seq)[mask], bm(torch.tensor(target))[mask])
     expected.backward()
     loss, grads = model.loss_and_grads(x, target, h0=state, lengths=lengths)
@@ -210,7 +217,6 @@ def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_h
     # The internal API gives the gradients with respect to x and the initial state too.
     value, cache_state, cache = model._forward_cache(x, state, lengths=lengths)
     from rnnext.train import mse_loss
-    valid = np.arange(T)[None] < lengths[:, None]
     _, d_out, _ = mse_loss(bm(torch.tensor(value)).numpy(), bm(torch.tensor(target)).numpy(), valid)
     back = model._backward_cache(cache, bm(torch.tensor(d_out)).numpy())
     np.testing.assert_allclose(back.x, X.grad.numpy(), **tol)

@@ -60,8 +60,7 @@ def from_torch(module: Any, head: Optional[Any] = None) -> RecurrentModel:
     """
     import torch
 
-    classes = _torch_classes()
-    cls = classes.get(type(module))
+    cls = next((c for torch_class, c in _torch_classes().items() if isinstance(module, torch_class)), None)
     if cls is None:
         raise TypeError(f"module: expected a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, "
                         f"got {type(module).__name__}")

@@ -271,9 +271,11 @@ class RecurrentModel:
         # torch.nn.Linear(D*H, O): kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(D*H)), bias alike.
         bound = 1.0 / np.sqrt(self.hidden_size)
         head_bound = 1.0 / np.sqrt(self.num_directions * self.hidden_size)
-        return {name: rng.uniform(-(head_bound if name in ("W_o", "b_o") else bound),
-                                  head_bound if name in ("W_o", "b_o") else bound, shape)
-                for name, shape in self._param_shapes().items()}
+        params = {}
+        for name, shape in self._param_shapes().items():  # drawn in state_dict order
+            limit = head_bound if name in ("W_o", "b_o") else bound
+            params[name] = rng.uniform(-limit, limit, shape)
+        return params
 
     def _checked_param(self, name: str, value: ArrayLike) -> np.ndarray:
         shapes = self._param_shapes()
@@ -354,8 +356,12 @@ class RecurrentModel:
         return {"config": dict(self._config), "params": {k: np.array(v) for k, v in self._params.items()}}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
-        self._config = dict(state["config"])
-        self._set_params(state["params"])
+        config = dict(state["config"])
+        legacy = "num_layers" not in config  # pickled by rnnext 0.3: a one-layer RNN, tensors "W_x", ...
+        if legacy:
+            config.update(num_layers=1, bidirectional=False, dropout=0.0)
+        self._config = config
+        self._set_params(self._renamed_legacy(state["params"]) if legacy else state["params"])
 
     # ------------------------------------------------------------ states
 
@@ -523,7 +529,8 @@ class RecurrentModel:
             cs.append(c_t)
             inputs = h_t
         y = stack.head.forward(inputs) if stack.head is not None else inputs.copy()
-        return y, self._state_out(np.stack(hs), np.stack(cs) if self._cell.has_cell_state else None)
+        stacked = (lambda parts: parts[0][None]) if len(hs) == 1 else np.stack
+        return y, self._state_out(stacked(hs), stacked(cs) if self._cell.has_cell_state else None)
 
     def generate(self, x0: ArrayLike, steps: int, *, h0: Optional[State] = None, mode: str = "continuous",
                  temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:
