@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import RecurrentModel as RNN
+    from .models import RecurrentModel
 
 MODES = ("continuous", "greedy", "sample")
 
@@ -19,7 +19,7 @@ def one_hot(ids: np.ndarray, size: int, dtype: np.dtype) -> np.ndarray:
     return out
 
 
-def generate(model: "RNN", x0: Any, steps: int, *, h0: Any = None, mode: str = "continuous",
+def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mode: str = "continuous",
              temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:
     """See ``RNN.generate``."""
     if mode not in MODES:

@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING, Any, Dict, Union
 import numpy as np
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import RecurrentModel as RNN
+    from .models import RecurrentModel
 
 __all__ = ["save", "load", "to_bytes", "from_bytes"]
 
@@ -38,7 +38,7 @@ def _model_classes() -> Dict[str, type]:
     return {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
 
 
-def to_bytes(model: "RNN") -> bytes:
+def to_bytes(model: "RecurrentModel") -> bytes:
     """The model as a safetensors file, in memory."""
     from safetensors.numpy import save as save_arrays
 
@@ -55,7 +55,7 @@ def to_bytes(model: "RNN") -> bytes:
     return save_arrays(tensors, metadata=metadata)
 
 
-def save(model: "RNN", file: PathOrFile) -> None:
+def save(model: "RecurrentModel", file: PathOrFile) -> None:
     """Writes the model to a path or a binary file object."""
     data = to_bytes(model)
     if isinstance(file, (str, os.PathLike)):
@@ -67,7 +67,7 @@ def save(model: "RNN", file: PathOrFile) -> None:
         raise TypeError(f"file: expected a path or a binary file object, got {type(file).__name__}")
 
 
-def load(file: PathOrFile) -> "RNN":
+def load(file: PathOrFile) -> "RecurrentModel":
     """Reads a model saved by ``save`` (a path or a binary file object); returns
     an instance of the class that was saved."""
     if isinstance(file, (str, os.PathLike)):
@@ -99,7 +99,7 @@ def _read_header(data: bytes) -> Dict[str, Any]:
     return header
 
 
-def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RNN":
+def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
     """A model from the bytes of a model file (see ``to_bytes``)."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise TypeError(f"data: expected bytes, got {type(data).__name__}")

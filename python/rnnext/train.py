@@ -16,7 +16,7 @@ import numpy as np
 from .layers import map_state
 
 if TYPE_CHECKING:  # pragma: no cover
-    from .models import RecurrentModel as RNN
+    from .models import RecurrentModel
 
 __all__ = ["mse_loss", "cross_entropy_loss", "SGD", "Adam", "clip_grad_norm"]
 
@@ -148,7 +148,8 @@ class Batch:
     batch axis of 1) and in the model's layout, with batch-first views for the
     loss arithmetic."""
 
-    def __init__(self, model: "RNN", x: Any, target: Any, loss: str, lengths: Any, return_sequences: Optional[bool]):
+    def __init__(self, model: "RecurrentModel", x: Any, target: Any, loss: str, lengths: Any,
+                 return_sequences: Optional[bool]):
         x = np.asarray(x)
         self.batch_first = model.batch_first
         self.unbatched = x.ndim == 2
@@ -192,8 +193,8 @@ class Batch:
         return np.arange(self.T)[None, :] < self.lengths[:, None]
 
 
-def read_target(model: "RNN", target: np.ndarray, loss: str, return_sequences: Optional[bool], unbatched: bool,
-                B: int, T: int, O: int) -> Tuple[np.ndarray, bool]:
+def read_target(model: "RecurrentModel", target: np.ndarray, loss: str, return_sequences: Optional[bool],
+                unbatched: bool, B: int, T: int, O: int) -> Tuple[np.ndarray, bool]:
     """Checks the targets and reads whether they are per step (inferred from
     their rank unless return_sequences says); returns them batched, batch first."""
     if loss == "cross_entropy" and target.dtype.kind not in "iu":
@@ -221,7 +222,7 @@ def read_target(model: "RNN", target: np.ndarray, loss: str, return_sequences: O
 # ---------------------------------------------------------------- gradients
 
 
-def batched_state(model: "RNN", h0: Any, batch: Batch) -> Any:
+def batched_state(model: "RecurrentModel", h0: Any, batch: Batch) -> Any:
     """A model state checked against the batch, with a batch axis of 1 added
     for an unbatched sequence: (num_layers*D, B, H) (an (h, c) pair for LSTM)."""
     if h0 is None:
@@ -233,8 +234,9 @@ def batched_state(model: "RNN", h0: Any, batch: Batch) -> Any:
     return model._state_out(h, c)
 
 
-def loss_and_grads(model: "RNN", batch: Batch, loss: str, h0: Any = None,
-                   dropout_rng: Optional[np.random.Generator] = None) -> Tuple[float, Dict[str, np.ndarray], int, Any]:
+def loss_and_grads(model: "RecurrentModel", batch: Batch, loss: str, h0: Any = None,
+                   dropout_rng: Optional[np.random.Generator] = None
+                   ) -> Tuple[float, Dict[str, np.ndarray], int, Any]:
     """(loss, grads keyed like model.params, counted elements, h_n batched and
     structured like the model's states). ``dropout_rng`` turns the model's
     dropout on (``fit`` only)."""
@@ -249,7 +251,8 @@ def loss_and_grads(model: "RNN", batch: Batch, loss: str, h0: Any = None,
     return value, model._backward_cache(cache, dy).params, count, h_n
 
 
-def evaluate(model: "RNN", x: Any, y: Any, *, loss: str, lengths: Any = None, batch_size: Optional[int] = None) -> float:
+def evaluate(model: "RecurrentModel", x: Any, y: Any, *, loss: str, lengths: Any = None,
+             batch_size: Optional[int] = None) -> float:
     """The loss over a data set (the mean over every counted element), forward only."""
     loss = check_loss(loss)
     batch = Batch(model, x, y, loss, lengths, None)
@@ -313,7 +316,7 @@ def _positive_float(name: str, value: Any, allow_none: bool = False) -> Optional
     return float(value)
 
 
-def fit(model: "RNN", x: Any, y: Any, *, loss: str, epochs: int = 1, batch_size: int = 32,
+def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, batch_size: int = 32,
         optimizer: str = "adam", lr: float = 1e-3, clip_norm: Optional[float] = None,
         tbptt: Optional[int] = None, lengths: Any = None, validation_data: Optional[Sequence] = None,
         shuffle: bool = True, callbacks: Optional[Iterable[Callable]] = None, seed: Optional[int] = None,
