@@ -17,6 +17,8 @@ def test_demo_learns():
     assert accuracy > 90
     rms, baseline = map(float, re.search(r"RMS error ([\d.]+) \(repeating the last prompt value: ([\d.]+)", text).groups())
     assert rms < 0.5 * baseline
+    exact = float(re.search(r"held-out exact match ([\d.]+)%", text).group(1))
+    assert exact > 80
     assert "(vanishes)" in text and "(explodes)" in text
     clipped = float(re.search(r"clip_norm=1.0 .*accuracy ([\d.]+)%", text).group(1))
     unclipped = float(re.search(r"without clipping .*accuracy ([\d.]+)%", text).group(1))
@@ -29,5 +31,5 @@ def test_demo_command_with_plot(tmp_path):
     result = subprocess.run([sys.executable, "-m", "rnnext", "demo", "--plot", str(png)], capture_output=True,
                             text=True, timeout=300)
     assert result.returncode == 0, result.stderr
-    assert "Many to one" in result.stdout and "One to many" in result.stdout
+    assert "Many to one" in result.stdout and "One to many" in result.stdout and "Many to many" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

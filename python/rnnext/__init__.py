@@ -11,6 +11,7 @@ from ._core import get_num_threads, set_num_threads
 from .interop import from_torch
 from .io import from_bytes, load
 from .models import GRU, LSTM, RNN
+from .seq2seq import Seq2Seq
 
 __version__ = _build_info()["version"]
 
@@ -18,6 +19,7 @@ __all__ = [
     "GRU",
     "LSTM",
     "RNN",
+    "Seq2Seq",
     "build_info",
     "from_bytes",
     "from_torch",

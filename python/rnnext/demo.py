@@ -1,5 +1,6 @@
 """``python -m rnnext demo``: one small model for each application shape of
-the article, trained from scratch on data generated here, and the story of
+the article (many to one, one to many, many to many: a sequence-to-sequence
+"translation"), trained from scratch on data generated here, and the story of
 exploding and vanishing gradients on a long dependency."""
 
 from __future__ import annotations
@@ -11,7 +12,8 @@ import numpy as np
 
 from .functional import rnn, rnn_backward
 from .generate import one_hot
-from .models import RNN
+from .models import LSTM, RNN
+from .seq2seq import Seq2Seq
 
 VOCAB = 10
 
@@ -69,6 +71,58 @@ def one_to_many(rng: np.random.Generator, say: Callable[[str], None]) -> Dict[st
     return history
 
 
+ONES = ("zero one two three four five six seven eight nine ten eleven twelve thirteen fourteen fifteen "
+        "sixteen seventeen eighteen nineteen").split()
+TENS = "twenty thirty forty fifty sixty seventy eighty ninety".split()
+WORDS = ["<bos>", "<eos>"] + ONES + TENS + ["hundred"]
+BOS, EOS = 0, 1
+
+
+def number_words(n: int) -> List[str]:
+    """0 <= n < 1000 in English words: 'three hundred twenty one'."""
+    out = []
+    if n >= 100:
+        out += [ONES[n // 100], "hundred"]
+        n %= 100
+        if n == 0:
+            return out
+    if n < 20:
+        return out + [ONES[n]]
+    return out + [TENS[n // 10 - 2]] + ([ONES[n % 10]] if n % 10 else [])
+
+
+def translation_data(numbers: np.ndarray):
+    """Digit ids (B, 3) and word ids ending with <eos> (B, 5), with lengths."""
+    src = np.zeros((len(numbers), 3), np.int64)
+    tgt = np.full((len(numbers), 5), EOS, np.int64)
+    src_lengths = np.zeros(len(numbers), np.int64)
+    tgt_lengths = np.zeros(len(numbers), np.int64)
+    for i, n in enumerate(numbers):
+        digits = [int(c) for c in str(n)]
+        words = [WORDS.index(w) for w in number_words(int(n))] + [EOS]
+        src[i, :len(digits)], src_lengths[i] = digits, len(digits)
+        tgt[i, :len(words)], tgt_lengths[i] = words, len(words)
+    return src, src_lengths, tgt, tgt_lengths
+
+
+def many_to_many(rng: np.random.Generator, say: Callable[[str], None]) -> Dict[str, List[float]]:
+    say("\n3. Many to many: translate numbers written in digits into words (1 to 3 digits -> 1 to 4 words)")
+    numbers = rng.permutation(1000)
+    src, src_lengths, tgt, tgt_lengths = translation_data(numbers[:800])
+    test_src, test_src_lengths, test_tgt, test_tgt_lengths = translation_data(numbers[800:])
+    model = Seq2Seq(LSTM(10, 64, seed=1), LSTM(len(WORDS), 64, len(WORDS), seed=2))
+    history = model.fit(src, tgt, bos=BOS, src_lengths=src_lengths, tgt_lengths=tgt_lengths, epochs=16,
+                        batch_size=32, lr=1e-2, seed=0, progress=False)
+    out = model.translate(test_src, 6, bos=BOS, eos=EOS, src_lengths=test_src_lengths)
+    said = [list(row[:list(row).index(EOS)]) if EOS in row else list(row) for row in out]
+    exact = np.mean([s == list(t[:n - 1]) for s, t, n in zip(said, test_tgt, test_tgt_lengths)])
+    say(f"   Seq2Seq(LSTM(10, 64), LSTM(32, 64, 32)), 16 epochs on 800 numbers: "
+        f"held-out exact match {exact:.1%} (200 numbers never seen)")
+    for i in range(3):
+        say(f"   {''.join(map(str, test_src[i, :test_src_lengths[i]]))}  ->  {' '.join(WORDS[w] for w in said[i])}")
+    return history
+
+
 def gradient_norms_per_step(W_x: np.ndarray, W_h: np.ndarray, x: np.ndarray, activation: str) -> np.ndarray:
     """||d h_T / d x_t|| for every t: how much the last state hears each input."""
     _, h_n, cache = rnn(x, W_x, W_h, activation=activation, return_cache=True)
@@ -85,7 +139,7 @@ def long_dependency(rng: np.random.Generator, n: int, steps: int):
 
 def gradients(rng: np.random.Generator, say: Callable[[str], None]) -> Dict[str, List[float]]:
     H, T = 32, 50
-    say(f"\n3. Exploding and vanishing gradients: remember the sign of the first of {T} inputs")
+    say(f"\n4. Exploding and vanishing gradients: remember the sign of the first of {T} inputs")
     x, y = long_dependency(rng, 1024, T)
     q, _ = np.linalg.qr(rng.standard_normal((H, H)))
     W_x = rng.uniform(-1, 1, (H, 1)).astype(np.float32)
@@ -122,7 +176,8 @@ def gradients(rng: np.random.Generator, say: Callable[[str], None]) -> Dict[str,
 def main(plot: Optional[str] = None, say: Callable[[str], None] = print) -> int:
     start = time.perf_counter()
     curves = {"many to one (cross-entropy)": many_to_one(np.random.default_rng(0), say)["loss"],
-              "one to many (mse)": one_to_many(np.random.default_rng(1), say)["loss"]}
+              "one to many (mse)": one_to_many(np.random.default_rng(1), say)["loss"],
+              "many to many (cross-entropy)": many_to_many(np.random.default_rng(3), say)["loss"]}
     for name, losses in gradients(np.random.default_rng(2), say).items():
         curves[f"long dependency, {name} (mse)"] = losses
     say(f"\nTrained in {time.perf_counter() - start:.1f} s.")

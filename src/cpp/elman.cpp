@@ -98,7 +98,7 @@ void ElmanWeights<T>::backward(const ElmanCache<T>& cache, const T* dh_seq, cons
   sum_of_rows(dz.data(), padded, count, hidden, grads.db);
 
   // 3. dx = dz W_x.
-  input_gradient(dz.data(), shape, lengths, pack_transpose(W_x_.data(), hidden, input).view(), grads.dx);
+  input_gradient(dz.data(), padded, shape, lengths, pack_transpose(W_x_.data(), hidden, input).view(), grads.dx);
 }
 
 template <class T>

@@ -126,7 +126,7 @@ void GruWeights<T>::backward(const GruCache<T>& cache, const T* dh_seq, const T*
   }
 
   // 3. dx = dz W_x.
-  input_gradient(dz.data(), shape, lengths, pack_transpose(W_x_.data(), width, input).view(), grads.dx);
+  input_gradient(dz.data(), width, shape, lengths, pack_transpose(W_x_.data(), width, input).view(), grads.dx);
 }
 
 template <class T>

@@ -103,7 +103,7 @@ void LstmWeights<T>::backward(const LstmCache<T>& cache, const T* dh_seq, const 
   gated_gradients(layout_, dz.data(), rows.prev.data(), count, hidden, grads.dW_h, static_cast<T*>(nullptr));
 
   // 3. dx = dz W_x.
-  input_gradient(dz.data(), shape, lengths, pack_transpose(W_x_.data(), width, input).view(), grads.dx);
+  input_gradient(dz.data(), width, shape, lengths, pack_transpose(W_x_.data(), width, input).view(), grads.dx);
 }
 
 template <class T>

@@ -32,7 +32,7 @@ void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, Pac
 }
 
 template <class T>
-void input_gradient(const T* dz, SequenceShape shape, const index_t* lengths, PackedView<T> w_t, T* dx) {
+void input_gradient(const T* dz, index_t ld, SequenceShape shape, const index_t* lengths, PackedView<T> w_t, T* dx) {
   const index_t batch = shape.batch, steps = shape.steps, input = w_t.n, width = w_t.k;
   auto length = [&](index_t b) { return lengths ? lengths[b] : steps; };
   const double flops = 2.0 * double(batch) * double(steps) * double(width) * double(input);  // at most
@@ -41,7 +41,7 @@ void input_gradient(const T* dz, SequenceShape shape, const index_t* lengths, Pa
     split_range(batch, index, count, &begin, &end);
     for (index_t b = begin; b < end; ++b) {
       T* out = dx + b * shape.stride_b(input);
-      DenseArgs<T> product{dz + b * steps * width, width, length(b), w_t, nullptr, out, shape.stride_t(input), input};
+      DenseArgs<T> product{dz + b * steps * ld, ld, length(b), w_t, nullptr, out, shape.stride_t(input), input};
       dense(product);
       for (index_t t = length(b); t < steps; ++t)
         for (index_t j = 0; j < input; ++j) out[t * shape.stride_t(input) + j] = T(0);
@@ -104,7 +104,7 @@ AlignedBuffer<T> copy_of(const T* data, index_t count) {
 
 #define RNNEXT_INSTANTIATE(T)                                                                              \
   template void project_inputs(const T*, SequenceShape, const index_t*, PackedView<T>, const T*, T*);     \
-  template void input_gradient(const T*, SequenceShape, const index_t*, PackedView<T>, T*);               \
+  template void input_gradient(const T*, index_t, SequenceShape, const index_t*, PackedView<T>, T*);               \
   template struct StepRows<T>;                                                                             \
   template void gated_gradients(const GateLayout<T>&, const T*, const T* const*, index_t, index_t, T*, T*);      \
   template PackedMatrix<T> pack_transpose(const T*, index_t, index_t);                                    \

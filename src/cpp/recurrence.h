@@ -58,9 +58,9 @@ void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, Pac
                     T* out);
 
 // dx[b, t] = dz row (b*steps + t) W for every step (zero past each length);
-// w_t packs W^T (input outputs, k = the dz rows' width).
+// dz rows are ld apart; w_t packs W^T (input outputs, k <= ld).
 template <class T>
-void input_gradient(const T* dz, SequenceShape shape, const index_t* lengths, PackedView<T> w_t, T* dx);
+void input_gradient(const T* dz, index_t ld, SequenceShape shape, const index_t* lengths, PackedView<T> w_t, T* dx);
 
 // Each step as one row of the weight-gradient products: the input it read and
 // the state it started from. Steps past a length get zero rows, and their dz
