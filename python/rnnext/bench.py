@@ -718,6 +718,9 @@ def draw(results: Dict[str, Dict], path: str) -> None:
     panels = [row for row in panels if row]
     if not panels:
         return
+    every = sorted({n for row in panels for _, table in row for times in table.values() for n in times},
+                   key=lambda n: (not n.startswith("rnnext"), n))
+    colors = {name: f"C{i % 10}" for i, name in enumerate(every)}  # one colour per implementation
     ncols = max(len(row) for row in panels)
     fig, axes = plt.subplots(len(panels), ncols, figsize=(7 * ncols, 4.5 * len(panels)), squeeze=False)
     for ax_row, row in zip(axes, panels):
@@ -730,7 +733,7 @@ def draw(results: Dict[str, Dict], path: str) -> None:
             width = 0.8 / len(names)
             for i, name in enumerate(names):
                 values = [table[c].get(name, np.nan) * 1e3 for c in cases]
-                ax.bar(np.arange(len(cases)) + i * width, values, width, label=name)
+                ax.bar(np.arange(len(cases)) + i * width, values, width, label=name, color=colors[name])
             ax.set_xticks(np.arange(len(cases)) + 0.4 - width / 2)
             ax.set_xticklabels([f"{c[0]}, {c[1]}\n{c[2]}x{c[3]}" for c in cases], fontsize=7)
             ax.set(yscale="log", ylabel="ms per call (lower is better)", title=f"{title}: B, T / I x H")
