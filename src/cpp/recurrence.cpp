@@ -80,7 +80,8 @@ template <class T>
 void gated_gradients(const GateLayout<T>& layout, const T* dy, const T* const* x_rows, index_t count, index_t k,
                      T* dW, T* db) {
   const index_t width = layout.width();
-  AlignedBuffer<T> interleaved(checked_mul(width, k), AlignedBuffer<T>::uninitialized);
+  // Also holds the bias sums afterwards: at least one row, even when k = 0.
+  AlignedBuffer<T> interleaved(checked_mul(width, k > 1 ? k : 1), AlignedBuffer<T>::uninitialized);
   sum_of_outer_products(dy, width, x_rows, count, width, k, interleaved.data());
   layout.deinterleave_rows(interleaved.data(), k, dW);
   if (db == nullptr) return;
