@@ -8,6 +8,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <type_traits>
 #include <vector>
 
 #include "dense.h"
@@ -669,6 +670,67 @@ py::dict gru_backward(py::handle cache, py::handle dh_seq, py::handle dh_n) {
              py::str(py::type::of(cache).attr("__name__")).cast<std::string>());
 }
 
+// model.step for one-layer LSTM and GRU models: the state has the model's
+// layout, (1, B, H) or (1, H) (an (h, c) pair for LSTM), and the result too.
+// The streaming hot path, one C++ call: see elman_step_model.
+template <class T, class Weights>
+py::tuple gated_step_model(const Weights& w, py::handle x_obj, py::handle state_obj, py::handle head_obj) {
+  constexpr bool lstm = std::is_same<Weights, LstmWeights<T>>::value;
+  const index_t input = w.input_size(), hidden = w.hidden_size();
+  carray<T> x = as_carray<T>(x_obj, "x_t");
+  if ((x.ndim() != 1 && x.ndim() != 2) || x.shape(x.ndim() - 1) != input)
+    value_error("x_t: expected shape (B, " + std::to_string(input) + ") or (" + std::to_string(input) +
+                ",) (input_size " + std::to_string(input) + "), got " + shape_of(x));
+  const bool unbatched = x.ndim() == 1;
+  const index_t batch = unbatched ? 1 : x.shape(0);
+  std::optional<carray<T>> h, c;
+  auto read = [&](py::handle obj, const char* name) {
+    carray<T> a = as_carray<T>(obj, name);
+    if (unbatched) expect_shape(a, name, {1, hidden}, "(num_layers, H)");
+    else expect_shape(a, name, {1, batch, hidden}, "(num_layers, B, H)");
+    return a;
+  };
+  if (!is_none(state_obj)) {
+    if (lstm) {
+      if (!py::isinstance<py::tuple>(state_obj) && !py::isinstance<py::list>(state_obj))
+        type_error("state: expected an (h, c) pair for an LSTM, got " +
+                   py::str(py::type::of(state_obj).attr("__name__")).cast<std::string>());
+      py::sequence pair = py::reinterpret_borrow<py::sequence>(state_obj);
+      if (pair.size() != 2) value_error("state: expected an (h, c) pair, got " + std::to_string(pair.size()) + " items");
+      if (!is_none(pair[0])) h = read(pair[0], "state[0]");
+      if (!is_none(pair[1])) c = read(pair[1], "state[1]");
+    } else {
+      h = read(state_obj, "state");
+    }
+  }
+  const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
+  const index_t out_features = head ? head->out_features() : hidden;
+  auto y = unbatched ? new_array<T>({out_features}) : new_array<T>({batch, out_features});
+  auto h_next = unbatched ? new_array<T>({1, hidden}) : new_array<T>({1, batch, hidden});
+  std::optional<py::array_t<T>> c_next;
+  if (lstm) c_next = unbatched ? new_array<T>({1, hidden}) : new_array<T>({1, batch, hidden});
+  auto compute = [&] {
+    const SequenceShape shape{batch, 1, true};
+    T* h_out = h_next.mutable_data();
+    if constexpr (lstm)
+      w.forward(x.data(), data_or_null(h), data_or_null(c), nullptr, shape, false, h_out, h_out, c_next->mutable_data());
+    else
+      w.forward(x.data(), data_or_null(h), nullptr, shape, false, h_out, h_out);
+    if (head) head->forward(h_out, batch, y.mutable_data());
+    else std::memcpy(y.mutable_data(), h_out, sizeof(T) * std::size_t(batch * hidden));
+  };
+  const double work = double(batch) * double(hidden) * double(Weights::gates) * double(input + hidden) +
+                      double(batch) * double(hidden) * double(out_features);
+  if (work > 1 << 18) {
+    py::gil_scoped_release release;
+    compute();
+  } else {
+    compute();
+  }
+  if constexpr (lstm) return py::make_tuple(std::move(y), py::make_tuple(std::move(h_next), std::move(*c_next)));
+  return py::make_tuple(std::move(y), std::move(h_next));
+}
+
 py::object pack_lstm(py::handle W_x, py::handle W_h, py::handle b_x, py::handle b_h) {
   std::vector<NamedArray> weights = gated_arguments(W_x, W_h, b_x, b_h);
   index_t input, hidden;
@@ -836,7 +898,9 @@ void bind_layers(py::module_& m, const char* suffix) {
            "(h_seq, h_n, c_n).")
       .def("forward_cache", &lstm_forward_cache<T>, py::arg("x"), py::arg("h0") = py::none(),
            py::arg("c0") = py::none(), py::arg("lengths") = py::none(), py::arg("batch_first") = true,
-           py::arg("reverse") = false, "(h_seq, h_n, c_n, cache): the forward, keeping what lstm_backward needs.");
+           py::arg("reverse") = false, "(h_seq, h_n, c_n, cache): the forward, keeping what lstm_backward needs.")
+      .def("step_model", &gated_step_model<T, LstmWeights<T>>, py::arg("x_t"), py::arg("state") = py::none(),
+           py::arg("head") = py::none(), "(y_t, (h, c)) for one time step, states shaped (1, B, H).");
   py::class_<GruCache<T>>(m, ("GruCache" + std::string(suffix)).c_str(),
                           "What gru_backward needs from a forward (opaque).");
   py::class_<GruWeights<T>, std::shared_ptr<GruWeights<T>>>(m, ("GruWeights" + std::string(suffix)).c_str(),
@@ -849,7 +913,9 @@ void bind_layers(py::module_& m, const char* suffix) {
            py::arg("batch_first") = true, py::arg("reverse") = false, "(h_seq, h_n).")
       .def("forward_cache", &gru_forward_cache<T>, py::arg("x"), py::arg("h0") = py::none(),
            py::arg("lengths") = py::none(), py::arg("batch_first") = true, py::arg("reverse") = false,
-           "(h_seq, h_n, cache): the forward, keeping what gru_backward needs.");
+           "(h_seq, h_n, cache): the forward, keeping what gru_backward needs.")
+      .def("step_model", &gated_step_model<T, GruWeights<T>>, py::arg("x_t"), py::arg("state") = py::none(),
+           py::arg("head") = py::none(), "(y_t, h) for one time step, states shaped (1, B, H).");
   py::class_<DenseWeights<T>, std::shared_ptr<DenseWeights<T>>>(m, ("DenseWeights" + std::string(suffix)).c_str(),
                               "Packed dense-layer weights (made by pack_dense).")
       .def_property_readonly("in_features", &DenseWeights<T>::in_features)

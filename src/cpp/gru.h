@@ -31,6 +31,7 @@ struct GruGradients {
 template <class T>
 class GruWeights {
  public:
+  static constexpr index_t gates = 3;
   // W_x (3H, I), W_h (3H, H), b_x and b_h (3H,) or null; row-major, gates r, z, n.
   GruWeights(const T* W_x, const T* W_h, const T* b_x, const T* b_h, index_t input_size, index_t hidden_size,
              bool linear_before_reset);

@@ -30,6 +30,7 @@ struct LstmGradients {
 template <class T>
 class LstmWeights {
  public:
+  static constexpr index_t gates = 4;
   // W_x (4H, I), W_h (4H, H), b_x and b_h (4H,) or null; row-major, gates i, f, g, o.
   LstmWeights(const T* W_x, const T* W_h, const T* b_x, const T* b_h, index_t input_size, index_t hidden_size);
 
