@@ -115,8 +115,10 @@ class Stack:
         ]
         self.head = _core.pack_dense(params["W_o"], params["b_o"]) if "W_o" in params else None
         # One layer, one direction, Elman: the core runs the head fused and streams in one call.
-        fused = self.num_layers == 1 and self.num_directions == 1 and cell.fused_head
-        self.fused = self.layers[0][0] if fused else None
+        single = self.num_layers == 1 and self.num_directions == 1
+        self.fused = self.layers[0][0] if single and cell.fused_head else None
+        # One layer, one direction, any cell: model.step is one C++ call (step_model).
+        self.streaming = self.layers[0][0] if single else None
 
     # ------------------------------------------------------------ forward
 

@@ -508,8 +508,8 @@ class RecurrentModel:
             sequence), and for shapes that do not fit.
         """
         stack = self._packed or self._packed_weights()
-        if stack.fused is not None:  # one C++ call, which checks the arguments
-            return stack.fused.step_model(x_t, state, stack.head)
+        if stack.streaming is not None:  # one C++ call, which checks the arguments
+            return stack.streaming.step_model(x_t, state, stack.head)
         if self._config["bidirectional"]:
             raise ValueError(f"step: {self!r} is bidirectional; its backward direction reads whole sequences, "
                              "so it cannot stream (call the model on the sequence instead)")
