@@ -515,77 +515,69 @@ py::array_t<T> new_state(const SequenceInput& in, index_t hidden) {
   return in.unbatched ? new_array<T>({hidden}) : new_array<T>({in.shape.batch, hidden});
 }
 
-// (h_seq, h_n, c_n)
-template <class T>
-py::tuple lstm_forward(const LstmWeights<T>& w, py::handle x, py::handle h0, py::handle c0, py::handle lengths,
-                       bool batch_first, bool reverse) {
-  const index_t hidden = w.hidden_size();
-  GatedInput<T> a = read_gated_input<T>(w.input_size(), hidden, x, h0, c0, lengths, batch_first);
-  auto h_seq = new_array<T>(sequence_shape(a.in, hidden));
-  auto h_n = new_state<T>(a.in, hidden), c_n = new_state<T>(a.in, hidden);
-  {
-    py::gil_scoped_release release;
-    w.forward(a.x.data(), data_or_null(a.h0), data_or_null(a.c0), a.lengths.empty() ? nullptr : a.lengths.data(),
-              a.in.shape, reverse, h_seq.mutable_data(), h_n.mutable_data(), c_n.mutable_data());
-  }
-  return py::make_tuple(std::move(h_seq), std::move(h_n), std::move(c_n));
-}
-
-// (h_seq, h_n, c_n, cache)
-template <class T>
-py::tuple lstm_forward_cache(std::shared_ptr<LstmWeights<T>> w, py::handle x, py::handle h0, py::handle c0,
-                             py::handle lengths, bool batch_first, bool reverse) {
+// A gated layer's forward: (h_seq, h_n, c_n) for LSTM, (h_seq, h_n) for GRU,
+// and the cache last with keep (what lstm_backward / gru_backward need).
+template <class T, class Weights>
+py::tuple gated_forward(std::shared_ptr<Weights> w, py::handle x, py::handle h0, py::handle c0, py::handle lengths,
+                        bool batch_first, bool reverse, bool keep) {
+  constexpr bool lstm = std::is_same<Weights, LstmWeights<T>>::value;
+  using Cache = std::conditional_t<lstm, LstmCache<T>, GruCache<T>>;
   const index_t hidden = w->hidden_size();
   GatedInput<T> a = read_gated_input<T>(w->input_size(), hidden, x, h0, c0, lengths, batch_first);
   auto h_seq = new_array<T>(sequence_shape(a.in, hidden));
-  auto h_n = new_state<T>(a.in, hidden), c_n = new_state<T>(a.in, hidden);
-  std::unique_ptr<LstmCache<T>> cache;
-  {
-    py::gil_scoped_release release;
-    cache = std::make_unique<LstmCache<T>>(w, a.x.data(), data_or_null(a.h0), data_or_null(a.c0),
-                                           std::move(a.lengths), a.in.shape, reverse, h_n.mutable_data(),
-                                           c_n.mutable_data());
-    cache->unbatched = a.in.unbatched;
-    if (cache->h_seq.size())
-      std::memcpy(h_seq.mutable_data(), cache->h_seq.data(), sizeof(T) * std::size_t(cache->h_seq.size()));
-  }
-  return py::make_tuple(std::move(h_seq), std::move(h_n), std::move(c_n), py::cast(std::move(cache)));
-}
-
-// (h_seq, h_n)
-template <class T>
-py::tuple gru_forward(const GruWeights<T>& w, py::handle x, py::handle h0, py::handle lengths, bool batch_first,
-                      bool reverse) {
-  const index_t hidden = w.hidden_size();
-  GatedInput<T> a = read_gated_input<T>(w.input_size(), hidden, x, h0, py::none(), lengths, batch_first);
-  auto h_seq = new_array<T>(sequence_shape(a.in, hidden));
   auto h_n = new_state<T>(a.in, hidden);
+  auto c_n = lstm ? new_state<T>(a.in, hidden) : py::array_t<T>();
+  std::unique_ptr<Cache> cache;
   {
     py::gil_scoped_release release;
-    w.forward(a.x.data(), data_or_null(a.h0), a.lengths.empty() ? nullptr : a.lengths.data(), a.in.shape, reverse,
-              h_seq.mutable_data(), h_n.mutable_data());
+    const index_t* len = a.lengths.empty() ? nullptr : a.lengths.data();
+    if (keep) {
+      if constexpr (lstm)
+        cache = std::make_unique<Cache>(w, a.x.data(), data_or_null(a.h0), data_or_null(a.c0), std::move(a.lengths),
+                                        a.in.shape, reverse, h_n.mutable_data(), c_n.mutable_data());
+      else
+        cache = std::make_unique<Cache>(w, a.x.data(), data_or_null(a.h0), std::move(a.lengths), a.in.shape, reverse,
+                                        h_n.mutable_data());
+      cache->unbatched = a.in.unbatched;
+      if (cache->h_seq.size())
+        std::memcpy(h_seq.mutable_data(), cache->h_seq.data(), sizeof(T) * std::size_t(cache->h_seq.size()));
+    } else if constexpr (lstm) {
+      w->forward(a.x.data(), data_or_null(a.h0), data_or_null(a.c0), len, a.in.shape, reverse, h_seq.mutable_data(),
+                 h_n.mutable_data(), c_n.mutable_data());
+    } else {
+      w->forward(a.x.data(), data_or_null(a.h0), len, a.in.shape, reverse, h_seq.mutable_data(), h_n.mutable_data());
+    }
   }
-  return py::make_tuple(std::move(h_seq), std::move(h_n));
+  py::list out;
+  out.append(std::move(h_seq));
+  out.append(std::move(h_n));
+  if (lstm) out.append(std::move(c_n));
+  if (keep) out.append(py::cast(std::move(cache)));
+  return py::tuple(out);
 }
 
-// (h_seq, h_n, cache)
+template <class T>
+py::tuple lstm_forward(std::shared_ptr<LstmWeights<T>> w, py::handle x, py::handle h0, py::handle c0,
+                       py::handle lengths, bool batch_first, bool reverse) {
+  return gated_forward<T>(std::move(w), x, h0, c0, lengths, batch_first, reverse, false);
+}
+
+template <class T>
+py::tuple lstm_forward_cache(std::shared_ptr<LstmWeights<T>> w, py::handle x, py::handle h0, py::handle c0,
+                             py::handle lengths, bool batch_first, bool reverse) {
+  return gated_forward<T>(std::move(w), x, h0, c0, lengths, batch_first, reverse, true);
+}
+
+template <class T>
+py::tuple gru_forward(std::shared_ptr<GruWeights<T>> w, py::handle x, py::handle h0, py::handle lengths,
+                      bool batch_first, bool reverse) {
+  return gated_forward<T>(std::move(w), x, h0, py::none(), lengths, batch_first, reverse, false);
+}
+
 template <class T>
 py::tuple gru_forward_cache(std::shared_ptr<GruWeights<T>> w, py::handle x, py::handle h0, py::handle lengths,
                             bool batch_first, bool reverse) {
-  const index_t hidden = w->hidden_size();
-  GatedInput<T> a = read_gated_input<T>(w->input_size(), hidden, x, h0, py::none(), lengths, batch_first);
-  auto h_seq = new_array<T>(sequence_shape(a.in, hidden));
-  auto h_n = new_state<T>(a.in, hidden);
-  std::unique_ptr<GruCache<T>> cache;
-  {
-    py::gil_scoped_release release;
-    cache = std::make_unique<GruCache<T>>(w, a.x.data(), data_or_null(a.h0), std::move(a.lengths), a.in.shape,
-                                          reverse, h_n.mutable_data());
-    cache->unbatched = a.in.unbatched;
-    if (cache->h_seq.size())
-      std::memcpy(h_seq.mutable_data(), cache->h_seq.data(), sizeof(T) * std::size_t(cache->h_seq.size()));
-  }
-  return py::make_tuple(std::move(h_seq), std::move(h_n), py::cast(std::move(cache)));
+  return gated_forward<T>(std::move(w), x, h0, py::none(), lengths, batch_first, reverse, true);
 }
 
 // The output gradients of a gated cell's backward, shaped like the forward's
