@@ -103,6 +103,7 @@ class Stack:
 
     def __init__(self, cell: Cell, params: Dict[str, np.ndarray], config: Dict[str, Any]) -> None:
         self.cell = cell
+        self.params = params  # the dict packed here (models check it is still theirs)
         self.num_layers = config["num_layers"]
         self.num_directions = 2 if config["bidirectional"] else 1
         self.hidden_size = config["hidden_size"]

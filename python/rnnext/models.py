@@ -188,7 +188,25 @@ class RecurrentModel:
         if seed is not None:
             _check_int("seed", seed, minimum=0)
         self._config = {key: config[key] for key in self._CONFIG_KEYS}
+        self._check_memory()
         self._set_params(self._initial_params(np.random.default_rng(seed)))
+
+    def _check_memory(self) -> None:
+        """MemoryError before allocating anything when the parameters (drawn
+        in float64, stored, and packed by the core) cannot fit in this
+        machine's memory, instead of a swap storm or a failure halfway."""
+        count = sum(int(np.prod(shape, dtype=object)) for shape in self._param_shapes().values())
+        needed = count * (8 + 3 * self.dtype.itemsize)
+        try:
+            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (AttributeError, ValueError, OSError):  # not POSIX: the allocation itself will tell
+            return
+        if needed > available:
+            c = self._config
+            raise MemoryError(
+                f"{type(self).__name__}(input_size={c['input_size']}, hidden_size={c['hidden_size']}, "
+                f"num_layers={c['num_layers']}) has {count:,} parameters and needs about "
+                f"{needed / 2**30:,.1f} GiB, more than this machine's {available / 2**30:,.1f} GiB")
 
     # ------------------------------------------------------------ configuration
 
@@ -345,9 +363,12 @@ class RecurrentModel:
         return {renames.get(k, k): v for k, v in state_dict.items()}
 
     def _packed_weights(self) -> Stack:
-        packed = self._packed  # one read: a concurrent assignment swaps it whole
-        if packed is None:
-            packed = self._packed = Stack(self._cell, self._params, self._config)
+        # One read of each: a concurrent assignment swaps the parameter dict
+        # whole, and a Stack built from an older dict (a thread that packed
+        # while another assigned) is never used once the dict has changed.
+        params, packed = self._params, self._packed
+        if packed is None or packed.params is not params:
+            packed = self._packed = Stack(self._cell, params, self._config)
         return packed
 
     # ------------------------------------------------------------ pickling
@@ -447,7 +468,7 @@ class RecurrentModel:
         h_n : ndarray, (num_layers*D, B, H), or (num_layers*D, H) for unbatched input
             Each layer-direction's final state; an ``(h_n, c_n)`` pair for LSTM.
         """
-        stack = self._packed or self._packed_weights()
+        stack = self._packed_weights()
         return_sequences = _check_bool("return_sequences", return_sequences)
         x = np.asarray(x)
         batch = self._batch_of(x)
@@ -507,7 +528,7 @@ class RecurrentModel:
             For a bidirectional model (its backward direction needs the whole
             sequence), and for shapes that do not fit.
         """
-        stack = self._packed or self._packed_weights()
+        stack = self._packed_weights()
         if stack.streaming is not None:  # one C++ call, which checks the arguments
             return stack.streaming.step_model(x_t, state, stack.head)
         if self._config["bidirectional"]:
