@@ -62,13 +62,15 @@ def test_models_too_large_for_memory_fail_before_allocating(cell):
         MODELS[cell](10**12, 4)
 
 
-def test_sizes_are_64_bit_in_the_core():
-    """B * T * H past 2^31 in the product of the workspace sizes is computed in
-    64 bits: a T of 2^31 with B = 1 and H = 4 is refused for memory (or size),
-    not wrapped into a small buffer that the kernel then overruns."""
-    x = np.broadcast_to(np.float32(0), (2, 2**31, 1))
-    with pytest.raises((MemoryError, ValueError)):
-        F.gru(x, np.zeros((12, 1), np.float32), np.zeros((12, 4), np.float32))
+@pytest.mark.parametrize("cell", CELLS)
+def test_sizes_are_64_bit_in_the_core(cell):
+    """An input with no features takes no memory, but B * T = 2^33 steps of
+    H = 4 outputs need 128 GiB: refused for memory, not wrapped around 32 bits
+    into a small buffer that the kernel then overruns."""
+    G, f, _ = CELLS[cell]
+    x = np.zeros((2**17, 2**16, 0), np.float32)
+    with pytest.raises(MemoryError):
+        f(x, np.zeros((G * 4, 0), np.float32), np.zeros((G * 4, 4), np.float32))
 
 
 # ---------------------------------------------------------------- threads
