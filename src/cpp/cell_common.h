@@ -28,6 +28,19 @@ RNNEXT_INLINE void for_active_rows(index_t s, index_t b0, index_t b1, Length len
   if (count > 0) flush(count);
 }
 
+// Calls f(v, col, n) for each vector v of a unit block's panel whose first
+// unit col (counted from the slice's first unit) is one of the slice's
+// `units`; n = units - col, a whole vector when n >= lanes.
+template <class T, class F>
+RNNEXT_INLINE void for_unit_vectors(index_t block, index_t units, F f) {
+  constexpr int nv = int(panel_width<T>()) / simd<T>::lanes;
+  for (int v = 0; v < nv; ++v) {
+    const index_t col = block * panel_width<T>() + v * simd<T>::lanes;
+    if (col >= units) break;
+    f(v, col, units - col);
+  }
+}
+
 // The first n lanes of p (n >= lanes: a whole vector), zero in the others.
 template <class T>
 RNNEXT_INLINE vec<T> load_n(const T* p, index_t n) {

@@ -41,15 +41,11 @@ struct GruEpilogue : GruRows<T> {
   const T* b_hn;
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
     constexpr index_t nr = panel_width<T>();
-    constexpr int nv = tile_shape<T>::vectors_per_panel;
     constexpr int lanes = simd<T>::lanes;
     const index_t i = this->row0 + r, q = panel / 3, gate = panel % 3;
     T* row = this->gates[i] + q * 3 * nr;
     if (gate < 2) return stash_panel(row + gate * nr, acc);
-    for (int v = 0; v < nv; ++v) {
-      const index_t col = q * nr + v * lanes;
-      if (col >= this->units) break;
-      const index_t n = this->units - col;
+    for_unit_vectors<T>(q, this->units, [&](int v, index_t col, index_t n) {
       T* z = row + v * lanes;
       const vec<T> rg = sigmoid_vec(load(z)), zg = sigmoid_vec(load(z + nr));
       const vec<T> hn = acc[v] + load(b_hn + col);
@@ -60,7 +56,7 @@ struct GruEpilogue : GruRows<T> {
       store_padded(z + 2 * nr, ng, n);
       store_padded(this->hn[i] + col, hn, n);
       store_n(this->h_out[i] + col, h, n);
-    }
+    });
   }
 };
 
@@ -70,21 +66,17 @@ template <class T>
 struct GruResetEpilogue : GruRows<T> {
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
     constexpr index_t nr = panel_width<T>();
-    constexpr int nv = tile_shape<T>::vectors_per_panel;
     constexpr int lanes = simd<T>::lanes;
     const index_t i = this->row0 + r, q = panel / 2, gate = panel % 2;
     T* row = this->gates[i] + q * 3 * nr;
     if (gate == 0) return stash_panel(row, acc);
-    for (int v = 0; v < nv; ++v) {
-      const index_t col = q * nr + v * lanes;
-      if (col >= this->units) break;
-      const index_t n = this->units - col;
+    for_unit_vectors<T>(q, this->units, [&](int v, index_t col, index_t n) {
       T* z = row + v * lanes;
       const vec<T> rg = sigmoid_vec(load(z)), zg = sigmoid_vec(acc[v] + load(z + nr));
       store_padded(z, rg, n);
       store_padded(z + nr, zg, n);
       store_padded(this->hn[i] + col, rg * load_n(this->h_prev[i] + col, n), n);
-    }
+    });
   }
 };
 
@@ -93,19 +85,15 @@ template <class T>
 struct GruNewEpilogue : GruRows<T> {
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
     constexpr index_t nr = panel_width<T>();
-    constexpr int nv = tile_shape<T>::vectors_per_panel;
     constexpr int lanes = simd<T>::lanes;
     const index_t i = this->row0 + r;
     T* row = this->gates[i] + panel * 3 * nr;
-    for (int v = 0; v < nv; ++v) {
-      const index_t col = panel * nr + v * lanes;
-      if (col >= this->units) break;
-      const index_t n = this->units - col;
+    for_unit_vectors<T>(panel, this->units, [&](int v, index_t col, index_t n) {
       T* z = row + v * lanes;
       const vec<T> zg = load(z + nr), ng = tanh_vec(acc[v] + load(z + 2 * nr));
       store_padded(z + 2 * nr, ng, n);
       store_n(this->h_out[i] + col, (1.0f - zg) * ng + zg * load_n(this->h_prev[i] + col, n), n);
-    }
+    });
   }
 };
 
@@ -226,17 +214,13 @@ template <class T>
 struct GruBackwardEpilogue : GruBackwardRows<T> {
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
     constexpr index_t nr = panel_width<T>();
-    constexpr int nv = tile_shape<T>::vectors_per_panel;
     constexpr int lanes = simd<T>::lanes;
     const index_t i = this->row0 + r;
-    for (int v = 0; v < nv; ++v) {
-      const index_t col = panel * nr + v * lanes;
-      if (col >= this->units) break;
-      const index_t n = this->units - col;
+    for_unit_vectors<T>(panel, this->units, [&](int v, index_t col, index_t n) {
       vec<T> dh = acc[v] + load(this->direct[i] + col);
       if (this->dz[i] == nullptr) {
         store_n(this->dh0[i] + col, dh, n);
-        continue;
+        return;
       }
       if (this->dh_seq[i]) dh += load_n(this->dh_seq[i] + col, n);
       const index_t at = panel * 3 * nr + v * lanes;
@@ -245,7 +229,7 @@ struct GruBackwardEpilogue : GruBackwardRows<T> {
             gru_cell_backward<T>(this->linear_before_reset, dh, this->gates[i] + at, load_n(this->h_prev[i] + col, n),
                                  hn, this->dz[i] + at, this->dz_h[i] + panel * this->gates_h * nr + v * lanes,
                                  this->linear_before_reset ? nullptr : this->dn[i] + col, n));
-    }
+    });
   }
 };
 
@@ -256,19 +240,15 @@ template <class T>
 struct GruResetBackwardEpilogue : GruBackwardRows<T> {
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
     constexpr index_t nr = panel_width<T>();
-    constexpr int nv = tile_shape<T>::vectors_per_panel;
     constexpr int lanes = simd<T>::lanes;
     const index_t i = this->row0 + r;
-    for (int v = 0; v < nv; ++v) {
-      const index_t col = panel * nr + v * lanes;
-      if (col >= this->units) break;
-      const index_t n = this->units - col;
+    for_unit_vectors<T>(panel, this->units, [&](int v, index_t col, index_t n) {
       const vec<T> rg = load(this->gates[i] + panel * 3 * nr + v * lanes);
       const vec<T> dar = acc[v] * load_n(this->h_prev[i] + col, n) * (rg * (1.0f - rg));
       store_padded(this->dz[i] + panel * 3 * nr + v * lanes, dar, n);
       store_padded(this->dz_h[i] + panel * 2 * nr + v * lanes, dar, n);
       store(this->direct[i] + col, load(this->direct[i] + col) + acc[v] * rg);
-    }
+    });
   }
 };
 

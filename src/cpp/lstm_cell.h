@@ -36,10 +36,7 @@ struct LstmEpilogue {
       for (int v = 0; v < nv; ++v) store(z + v * lanes, acc[v] + load(z + v * lanes));
       return;
     }
-    for (int v = 0; v < nv; ++v) {
-      const index_t col = q * nr + v * lanes;
-      if (col >= units) break;
-      const index_t n = units - col;
+    for_unit_vectors<T>(q, units, [&](int v, index_t col, index_t n) {
       T* z = row + v * lanes;
       const vec<T> ig = sigmoid_vec(load(z)), fg = sigmoid_vec(load(z + nr));
       const vec<T> gg = tanh_vec(load(z + 2 * nr)), og = sigmoid_vec(acc[v] + load(z + 3 * nr));
@@ -50,7 +47,7 @@ struct LstmEpilogue {
       store_padded(z + 3 * nr, og, n);
       store_padded(c_out[i] + col, c, n);
       store_n(h_out[i] + col, og * tanh_vec(c), n);
-    }
+    });
   }
 };
 
@@ -143,24 +140,20 @@ struct LstmBackwardEpilogue {
   RNNEXT_INLINE void set_rows(index_t i) { row0 = i; }
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
     constexpr index_t nr = panel_width<T>();
-    constexpr int nv = tile_shape<T>::vectors_per_panel;
     constexpr int lanes = simd<T>::lanes;
     const index_t i = row0 + r;
-    for (int v = 0; v < nv; ++v) {
-      const index_t col = panel * nr + v * lanes;
-      if (col >= units) break;
-      const index_t n = units - col;
+    for_unit_vectors<T>(panel, units, [&](int v, index_t col, index_t n) {
       vec<T> dh = acc[v];
       if (dz[i] == nullptr) {
         store_n(dh0[i] + col, dh, n);
         store_n(dc0[i] + col, load(dc[i] + col), n);
-        continue;
+        return;
       }
       if (dh_seq[i]) dh += load_n(dh_seq[i] + col, n);
       const index_t at = panel * 4 * nr + v * lanes;
       store(dc[i] + col, lstm_cell_backward<T>(dh, load(dc[i] + col), gates[i] + at, load(c[i] + col),
                                                load_n(c_prev[i] + col, n), dz[i] + at, n));
-    }
+    });
   }
 };
 
