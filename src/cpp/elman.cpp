@@ -39,21 +39,14 @@ void ElmanWeights<T>::forward(const T* x, const T* h0, const index_t* lengths,
 
   // 2. The recurrence.
   ElmanArgs<T> args{};
+  static_cast<TimeLoop&>(args) = whole_batch(shape, lengths, w_h_.view().panels, hidden, reverse);
   args.h0 = h0;
   args.h_seq = h_seq;
-  args.h_stride_b = shape.stride_b(hidden);
-  args.h_stride_t = shape.stride_t(hidden);
   args.h_n = h_n;
-  args.lengths = lengths;
-  args.batch_end = batch;
-  args.panel_end = w_h_.view().panels;
-  args.steps = steps;
-  args.hidden_size = hidden;
   args.w_h = w_h_.view();
   args.zeros = zeros_.data();
   args.xproj = xproj;
   args.activation = activation_;
-  args.reverse = reverse;
   run_recurrence(args, 1, [](const ElmanArgs<T>& a) { elman_forward_slice(a); });
 }
 
@@ -71,21 +64,14 @@ void ElmanWeights<T>::backward(const ElmanCache<T>& cache, const T* dh_seq, cons
   AlignedBuffer<T> dz(checked_mul(checked_mul(batch, steps), padded), AlignedBuffer<T>::uninitialized);
   const PackedMatrix<T> w_h_t = pack_transpose(W_h_.data(), hidden, hidden);
   ElmanBackwardArgs<T> args{};
+  static_cast<TimeLoop&>(args) = whole_batch(shape, lengths, w_h_t.view().panels, hidden, cache.reverse);
   args.h_seq = cache.h_seq.data();
-  args.h_stride_b = shape.stride_b(hidden);
-  args.h_stride_t = shape.stride_t(hidden);
   args.dh_seq = dh_seq;
   args.dh_n = dh_n;
   args.dz = dz.data();
   args.dh0 = grads.dh0;
-  args.lengths = lengths;
-  args.steps = steps;
-  args.hidden_size = hidden;
   args.w_h_t = w_h_t.view();
   args.activation = activation_;
-  args.reverse = cache.reverse;
-  args.batch_end = batch;
-  args.panel_end = w_h_t.view().panels;
   run_recurrence(args, 1, [](const ElmanBackwardArgs<T>& a) { elman_backward_slice(a); });
 
   // 2. Weight and bias gradients: single products over all valid steps,

@@ -48,24 +48,17 @@ void GruWeights<T>::forward(const T* x, const T* h0, const index_t* lengths, Seq
   project_inputs(x, shape, lengths, w_x_.view(), bias_.data(), gates);
 
   GruArgs<T> args{};
+  static_cast<TimeLoop&>(args) = whole_batch(shape, lengths, layout_.blocks(), hidden, reverse);
   args.h0 = h0;
   args.h_seq = h_seq;
-  args.h_stride_b = shape.stride_b(hidden);
-  args.h_stride_t = shape.stride_t(hidden);
   args.h_n = h_n;
   args.gates = gates;
   args.hn = hn;
   args.b_hn = b_hn_.data();
-  args.lengths = lengths;
-  args.batch_end = batch;
-  args.panel_end = layout_.blocks();
-  args.steps = steps;
-  args.hidden_size = hidden;
   args.w_h = w_h_.view();
   args.w_hn = w_hn_.view();
   args.zeros = zeros_.data();
   args.linear_before_reset = linear_before_reset_;
-  args.reverse = reverse;
   run_recurrence(args, 3, [](const GruArgs<T>& a) { gru_forward_slice(a); });
 }
 
@@ -87,9 +80,8 @@ void GruWeights<T>::backward(const GruCache<T>& cache, const T* dh_seq, const T*
   const PackedMatrix<T> w_h_t = pack_transpose(W_h_.data(), width_h, hidden);
   const PackedMatrix<T> w_hn_t = lbr ? PackedMatrix<T>() : pack_transpose(W_hn_.data(), hp, hidden);
   GruBackwardArgs<T> args{};
+  static_cast<TimeLoop&>(args) = whole_batch(shape, lengths, layout_.blocks(), hidden, cache.reverse);
   args.h_seq = cache.h_seq.data();
-  args.h_stride_b = shape.stride_b(hidden);
-  args.h_stride_t = shape.stride_t(hidden);
   args.h0 = cache.h0_or_null();
   args.zeros = zeros_.data();
   args.dh_seq = dh_seq;
@@ -101,15 +93,9 @@ void GruWeights<T>::backward(const GruCache<T>& cache, const T* dh_seq, const T*
   args.dn = dn.data();
   args.direct = direct.data();
   args.dh0 = grads.dh0;
-  args.lengths = lengths;
-  args.batch_end = batch;
-  args.panel_end = layout_.blocks();
-  args.steps = steps;
-  args.hidden_size = hidden;
   args.w_h_t = w_h_t.view();
   args.w_hn_t = w_hn_t.view();
   args.linear_before_reset = lbr;
-  args.reverse = cache.reverse;
   run_recurrence(args, 3, [](const GruBackwardArgs<T>& a) { gru_backward_slice(a); });
 
   // 2. Weight and bias gradients: single products over all valid steps.

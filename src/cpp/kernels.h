@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "packing.h"
+#include "sequence.h"
 
 namespace rnnext {
 
@@ -27,6 +28,28 @@ struct DenseArgs {
   index_t a_step = 1;       // between consecutive elements of an A row (lda for A^T)
 };
 
+// What every cell's time loop shares: which sequences and unit blocks one
+// thread computes, over how many steps, in which direction, and how the
+// threads meet when they share the rows.
+struct TimeLoop {
+  const index_t* lengths;  // (B,), or null: every sequence has `steps` steps
+  index_t batch_begin, batch_end;
+  index_t panel_begin, panel_end;  // unit blocks: panels of the hidden state
+  index_t steps, hidden_size;
+  index_t h_stride_b, h_stride_t;  // h_seq[b, t, :] at h_seq + b*h_stride_b + t*h_stride_t
+  bool reverse;
+  // Called after every step when threads share the rows (hidden-unit slices).
+  void (*barrier)(void*);
+  void* barrier_state;
+};
+
+// Every row and unit block of a batch laid out as `shape`.
+inline TimeLoop whole_batch(SequenceShape shape, const index_t* lengths, index_t blocks, index_t hidden,
+                            bool reverse) {
+  return {lengths, 0, shape.batch, 0, blocks, shape.steps, hidden, shape.stride_b(hidden), shape.stride_t(hidden),
+          reverse, nullptr, nullptr};
+}
+
 // Elman recurrence h_t = f(xproj_t + h_{t-1} W_h^T) for the batch rows
 // [batch_begin, batch_end) and the hidden units of panels [panel_begin,
 // panel_end): one thread's share, all steps. xproj_t = x_t W_x^T + b is
@@ -36,23 +59,14 @@ struct DenseArgs {
 //   xproj          row (b, t) at (b*steps + t) * padded hidden
 // Steps past lengths[b] are not touched (the driver zeroes them).
 template <class T>
-struct ElmanArgs {
+struct ElmanArgs : TimeLoop {
   const T* h0;
   T* h_seq;
-  index_t h_stride_b, h_stride_t;
   T* h_n;
-  const index_t* lengths;  // (B,), or null: every sequence has `steps` steps
-  index_t batch_begin, batch_end;
-  index_t panel_begin, panel_end;
-  index_t steps, hidden_size;
   PackedView<T> w_h;
   const T* zeros;  // hidden_size zeros, the state before step 0 without h0
   const T* xproj;
   Activation activation;
-  bool reverse;
-  // Called after every step when threads share the rows (hidden-unit slices).
-  void (*barrier)(void*);
-  void* barrier_state;
 };
 
 // Backpropagation through time for batch rows [batch_begin, batch_end): the
@@ -62,22 +76,14 @@ struct ElmanArgs {
 // writes dz rows (b*steps + t) * padded hidden, and dh0 rows (B, H). The
 // weight and input gradients are single products over all rows afterwards.
 template <class T>
-struct ElmanBackwardArgs {
+struct ElmanBackwardArgs : TimeLoop {
   const T* h_seq;  // forward states, layout of ElmanArgs::h_seq
-  index_t h_stride_b, h_stride_t;
   const T* dh_seq;  // same layout as h_seq, or null (zero)
   const T* dh_n;    // (B, H), or null (zero)
   T* dz;
   T* dh0;
-  const index_t* lengths;
-  index_t batch_begin, batch_end;
-  index_t panel_begin, panel_end;
-  index_t steps, hidden_size;
   PackedView<T> w_h_t;  // W_h^T packed: y = dz W_h
   Activation activation;
-  bool reverse;
-  void (*barrier)(void*);  // as in ElmanArgs
-  void* barrier_state;
 };
 
 // The gated cells below use the gate-interleaved layout of gate_layout.h:
@@ -90,25 +96,17 @@ struct ElmanBackwardArgs {
 // The step's product h_{t-1} W_h^T delivers the four gate panels of a unit
 // block one after the other; the epilogue completes the block at its last.
 template <class T>
-struct LstmArgs {
+struct LstmArgs : TimeLoop {
   const T* h0;  // (B, H), or null (zeros)
   const T* c0;  // (B, H), or null (zeros)
   T* h_seq;
-  index_t h_stride_b, h_stride_t;
   T* h_n;
   T* c_n;
   T* gates;  // row (b*steps + t) * 4Hp: x_t W_x^T + b in, activated gates out
   T* c_seq;  // row (b*steps + t) * Hp: c_t, kept for backward; or null,
   T* c_state;  // ... and then (B, Hp): the running cell state
-  const index_t* lengths;
-  index_t batch_begin, batch_end;
-  index_t panel_begin, panel_end;
-  index_t steps, hidden_size;
   PackedView<T> w_h;  // W_h interleaved: 4Hp outputs, k = H
   const T* zeros;     // Hp zeros
-  bool reverse;
-  void (*barrier)(void*);
-  void* barrier_state;
 };
 
 // LSTM backpropagation through time, the sequential part: walking the steps
@@ -116,9 +114,8 @@ struct LstmArgs {
 // dh_{t-1} = dz_t W_h (one product per step, the next step's cell backward
 // fused into its epilogue). Writes dz (gate layout), dh0 and dc0.
 template <class T>
-struct LstmBackwardArgs {
+struct LstmBackwardArgs : TimeLoop {
   const T* h_seq;
-  index_t h_stride_b, h_stride_t;
   const T* dh_seq;  // layout of h_seq, or null
   const T* dh_n;    // (B, H), or null
   const T* dc_n;    // (B, H), or null
@@ -130,14 +127,7 @@ struct LstmBackwardArgs {
   T* dc;            // (B, Hp) workspace: the carried cell-state gradient
   T* dh0;           // (B, H)
   T* dc0;           // (B, H)
-  const index_t* lengths;
-  index_t batch_begin, batch_end;
-  index_t panel_begin, panel_end;
-  index_t steps, hidden_size;
   PackedView<T> w_h_t;  // (W_h interleaved)^T: H outputs, k = 4Hp
-  bool reverse;
-  void (*barrier)(void*);
-  void* barrier_state;
 };
 
 // GRU (gates r, z, n; PyTorch's equations), h_t = (1 - z) * n + z * h_{t-1}.
@@ -145,27 +135,19 @@ struct LstmBackwardArgs {
 // product per step. Otherwise (ONNX's default) n = tanh(W_in x + b_in +
 // W_hn (r * h) + b_hn): a product for r and z, then one for n.
 template <class T>
-struct GruArgs {
+struct GruArgs : TimeLoop {
   const T* h0;
   T* h_seq;
-  index_t h_stride_b, h_stride_t;
   T* h_n;
   T* gates;  // row (b*steps + t) * 3Hp: x_t W_x^T + b in; r, z, n out
   T* hn;     // row (b*steps + t) * Hp: W_hn h + b_hn (linear_before_reset),
              // else r * h_{t-1}
   const T* b_hn;  // Hp (linear_before_reset; otherwise b_hn is in the projection bias)
-  const index_t* lengths;
-  index_t batch_begin, batch_end;
-  index_t panel_begin, panel_end;
-  index_t steps, hidden_size;
   PackedView<T> w_h;   // linear_before_reset: W_h interleaved (3Hp outputs);
                        // else [W_hr; W_hz] interleaved (2Hp outputs)
   PackedView<T> w_hn;  // W_hn (Hp outputs), when not linear_before_reset
   const T* zeros;
   bool linear_before_reset;
-  bool reverse;
-  void (*barrier)(void*);
-  void* barrier_state;
 };
 
 // GRU backpropagation through time, the sequential part. Writes dz (input
@@ -174,9 +156,8 @@ struct GruArgs {
 // else [dr, dz] 2Hp wide), dn (Hp, not linear_before_reset: the gradient of
 // W_hn (r * h)), and dh0.
 template <class T>
-struct GruBackwardArgs {
+struct GruBackwardArgs : TimeLoop {
   const T* h_seq;
-  index_t h_stride_b, h_stride_t;
   const T* h0;
   const T* zeros;
   const T* dh_seq;
@@ -188,16 +169,9 @@ struct GruBackwardArgs {
   T* dn;
   T* direct;  // (B, Hp) workspace: z * dh, carried to the previous step
   T* dh0;
-  const index_t* lengths;
-  index_t batch_begin, batch_end;
-  index_t panel_begin, panel_end;
-  index_t steps, hidden_size;
   PackedView<T> w_h_t;   // (the w_h of GruArgs)^T: H outputs
   PackedView<T> w_hn_t;  // W_hn^T: H outputs, k = Hp (not linear_before_reset)
   bool linear_before_reset;
-  bool reverse;
-  void (*barrier)(void*);
-  void* barrier_state;
 };
 
 struct KernelTable {

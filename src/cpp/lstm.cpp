@@ -36,24 +36,17 @@ void LstmWeights<T>::forward(const T* x, const T* h0, const T* c0, const index_t
   project_inputs(x, shape, lengths, w_x_.view(), bias_.data(), gates);
 
   LstmArgs<T> args{};
+  static_cast<TimeLoop&>(args) = whole_batch(shape, lengths, layout_.blocks(), hidden, reverse);
   args.h0 = h0;
   args.c0 = c0;
   args.h_seq = h_seq;
-  args.h_stride_b = shape.stride_b(hidden);
-  args.h_stride_t = shape.stride_t(hidden);
   args.h_n = h_n;
   args.c_n = c_n;
   args.gates = gates;
   args.c_seq = keep ? keep->c_seq.data() : nullptr;
   args.c_state = keep ? nullptr : c_space.data();
-  args.lengths = lengths;
-  args.batch_end = batch;
-  args.panel_end = layout_.blocks();
-  args.steps = steps;
-  args.hidden_size = hidden;
   args.w_h = w_h_.view();
   args.zeros = zeros_.data();
-  args.reverse = reverse;
   run_recurrence(args, 4, [](const LstmArgs<T>& a) { lstm_forward_slice(a); });
 }
 
@@ -72,9 +65,8 @@ void LstmWeights<T>::backward(const LstmCache<T>& cache, const T* dh_seq, const 
   AlignedBuffer<T> dc(checked_mul(batch, layout_.padded()));
   const PackedMatrix<T> w_h_t = pack_transpose(W_h_.data(), width, hidden);
   LstmBackwardArgs<T> args{};
+  static_cast<TimeLoop&>(args) = whole_batch(shape, lengths, layout_.blocks(), hidden, cache.reverse);
   args.h_seq = cache.h_seq.data();
-  args.h_stride_b = shape.stride_b(hidden);
-  args.h_stride_t = shape.stride_t(hidden);
   args.dh_seq = dh_seq;
   args.dh_n = dh_n;
   args.dc_n = dc_n;
@@ -86,13 +78,7 @@ void LstmWeights<T>::backward(const LstmCache<T>& cache, const T* dh_seq, const 
   args.dc = dc.data();
   args.dh0 = grads.dh0;
   args.dc0 = grads.dc0;
-  args.lengths = lengths;
-  args.batch_end = batch;
-  args.panel_end = layout_.blocks();
-  args.steps = steps;
-  args.hidden_size = hidden;
   args.w_h_t = w_h_t.view();
-  args.reverse = cache.reverse;
   run_recurrence(args, 4, [](const LstmBackwardArgs<T>& a) { lstm_backward_slice(a); });
 
   // 2. Weight and bias gradients: single products over all valid steps.
