@@ -57,3 +57,22 @@ def threads():
     before = rx.get_num_threads()
     yield
     rx.set_num_threads(before)
+
+
+# ---------------------------------------------------------------- hypothesis profiles
+# For tests/test_properties.py. "ci" (the default): derandomized, the same
+# examples on every run. "dev": many more random examples, selected with
+# HYPOTHESIS_PROFILE=dev.
+try:
+    import os
+
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is a test extra; the other tests run without it
+    pass
+else:
+    _SUPPRESSED = [HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.function_scoped_fixture]
+    settings.register_profile("ci", derandomize=True, database=None, max_examples=40, deadline=None,
+                              suppress_health_check=_SUPPRESSED, print_blob=True)
+    settings.register_profile("dev", max_examples=500, deadline=None, suppress_health_check=_SUPPRESSED,
+                              print_blob=True)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
