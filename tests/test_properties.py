@@ -934,9 +934,7 @@ def test_model_loss_and_grads_properties(threads, cell, data):
     assert_identical(grads, two[1], "1 thread vs 2 threads")
     contiguous = call_loss_and_grads(model, plain, target, loss, explicit)
     assert_identical(grads, contiguous[1], "layouts vs contiguous copies")
-    # The loss itself may differ in its last bit with the target's layout:
-    # test_loss_does_not_depend_on_the_target_layout (xfail) below.
-    np.testing.assert_allclose(contiguous[0], value, rtol=1e-13, atol=0, err_msg="layouts vs contiguous copies")
+    assert contiguous[0] == value, "loss: layouts vs contiguous copies"
     if plain["lengths"] is not None:
         dirty = dict(plain, x=dirty_padding(plain["x"], plain["lengths"], model.batch_first, case["unbatched"]))
         dirty_result = call_loss_and_grads(model, dirty, target, loss, explicit)
@@ -948,14 +946,11 @@ def test_model_loss_and_grads_properties(threads, cell, data):
     np.testing.assert_allclose(value, ref, rtol=1e-5 if f32 else 1e-10, atol=1e-6 if f32 else 1e-12, err_msg="loss")
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "rnnext bug: loss_and_grads' loss value depends in its last bit on the target's memory layout "
-    "(train.py sums the squared errors / log-likelihoods with NumPy, whose pairwise summation follows "
-    "the operands' memory order); the gradients do not"))
 def test_loss_does_not_depend_on_the_target_layout():
     """A Fortran-ordered target gives bitwise the loss of its C-ordered copy
-    (in about a third of random problems it differs by 1 ulp today: 20 problems
-    make the failure certain on any instruction set)."""
+    (found by the properties above: NumPy's sums follow memory order, so the
+    loss differed by 1 ulp in about a third of random problems until train.py
+    summed C-ordered arrays; 20 problems made the failure certain)."""
     rng = np.random.default_rng(0)
     model = rx.RNN(3, 8, output_size=5, batch_first=False, dtype="float64", seed=0)
     mismatches = []

@@ -32,7 +32,9 @@ LOSSES = ("mse", "cross_entropy")
 
 def mse_loss(y: np.ndarray, target: np.ndarray, mask: Optional[np.ndarray]) -> Tuple[float, np.ndarray, int]:
     """Mean squared error over counted positions x outputs."""
-    diff = y - target.astype(y.dtype, copy=False)
+    # C order whatever the layouts of y and target: NumPy sums in memory order,
+    # and the loss must not depend on how the caller's arrays are laid out.
+    diff = np.ascontiguousarray(y - target.astype(y.dtype, copy=False))
     if mask is not None:
         diff = np.where(mask[..., None], diff, 0)  # where, not *: padding may hold NaN
     count = (int(mask.sum()) if mask is not None else int(np.prod(y.shape[:-1]))) * y.shape[-1]
@@ -56,7 +58,7 @@ def cross_entropy_loss(y: np.ndarray, target: np.ndarray, mask: Optional[np.ndar
         exp = np.exp(shifted)
         total = exp.sum(axis=-1, keepdims=True)
         picked = np.take_along_axis(shifted, ids[..., None], axis=-1)[..., 0]
-        nll = np.log(total[..., 0]) - picked
+        nll = np.ascontiguousarray(np.log(total[..., 0]) - picked)  # C order: see mse_loss
         if mask is not None:
             nll = np.where(mask, nll, 0.0)
         loss = float(nll.sum() / count)
