@@ -1,0 +1,284 @@
+"""Regression tests for what the fuzzers (fuzz/fuzz_load.py, fuzz/fuzz_api.py)
+found, one test per bug, each running its minimised input.
+
+Every open bug is ``xfail(strict=True)``: the suite stays green until it is
+fixed, and then the test passes, strict xfail reports that as a failure, and
+the marker (and the bug's entry in fuzz/fuzzlib.py's KNOWN_BUGS, which lets
+the fuzzers run past it meanwhile) should go.
+
+Inputs that kill the interpreter or never return run in a subprocess, so they
+fail a test instead of the run.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import subprocess
+import sys
+import textwrap
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+
+import rnnext as rx
+from rnnext import functional as F
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def run_python(code: str, timeout: float = 120.0):
+    """Runs code in a fresh interpreter. The code prints "ready" once set up
+    (importing rnnext may rebuild it: not timed); the rest must finish within
+    timeout seconds. Returns (returncode, stdout); returncode None on timeout."""
+    script = "import sys\n" + textwrap.dedent(code)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            text=True)
+    lines = []
+    for line in proc.stdout:  # until the code is set up
+        lines.append(line)
+        if line.strip() == "ready":
+            break
+    try:
+        rest, _ = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        rest, _ = proc.communicate()
+        return None, "".join(lines) + rest
+    return proc.returncode, "".join(lines) + rest
+
+
+def split_file(data: bytes):
+    n = int.from_bytes(data[:8], "little")
+    return json.loads(data[8:8 + n]), data[8 + n:]
+
+
+def join_file(header, payload: bytes) -> bytes:
+    text = json.dumps(header).encode()
+    return struct.pack("<Q", len(text)) + text + payload
+
+
+def model_file(edit) -> bytes:
+    """A valid RNN(2, 3) file whose header edit(header) changed."""
+    header, payload = split_file(rx.RNN(2, 3, seed=0).to_bytes())
+    edit(header)
+    return join_file(header, payload)
+
+
+def with_config(**changes):
+    def edit(header):
+        meta = header["__metadata__"]
+        meta["config"] = json.dumps({**json.loads(meta["config"]), **changes})
+    return edit
+
+
+F32 = np.float32
+
+
+# ---------------------------------------------------------------- model files (fuzz_load.py)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: from_bytes raises TypeError (unhashable type) for a JSON list/object "
+                                       "as the metadata's class or a tensor's dtype")
+@pytest.mark.parametrize("where", ["class", "dtype"])
+def test_from_bytes_unhashable_class_or_dtype(where):
+    def edit(header):
+        if where == "class":
+            header["__metadata__"]["class"] = ["RNN"]
+        else:
+            header["W_x_l0"]["dtype"] = ["F32"]
+
+    with pytest.raises(ValueError, match="not a valid rnnext model file"):
+        rx.from_bytes(model_file(edit))
+
+
+@pytest.mark.xfail(strict=True, reason="bug: from_bytes raises MemoryError (the constructor's memory check) for "
+                                       "a file whose configuration declares a model larger than memory")
+def test_from_bytes_huge_declared_model():
+    data = model_file(with_config(hidden_size=10**7))
+    with pytest.raises(ValueError, match="not a valid rnnext model file"):
+        rx.from_bytes(data)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: from_bytes builds and initialises the model its configuration "
+                                       "declares before checking the file holds its tensors (hostile files "
+                                       "make it allocate gigabytes)")
+def test_from_bytes_allocates_declared_model_first():
+    data = model_file(with_config(input_size=1, hidden_size=4096))  # about 1.6 kB, declares 16.8 M parameters
+    assert len(data) < 2000
+    tracemalloc.start()
+    try:
+        with pytest.raises(ValueError, match="not a valid rnnext model file"):
+            rx.from_bytes(data)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 8 * 2**20, f"refusing a {len(data)}-byte file took {peak / 2**20:.0f} MiB"
+
+
+# ---------------------------------------------------------------- crashes (fuzz_api.py)
+
+HUGE_VIEW_CASES = {
+    # x cannot be copied (4 TiB); its output, (1, 2**20, 3), could be.
+    "functional.rnn x": "F.rnn(view((1, 2**20, 2**20)), np.zeros((3, 2**20), F32), np.zeros((3, 3), F32))",
+    "functional.rnn W_x": "F.rnn(view((1, 1, 2**40)), view((3, 2**40)), np.zeros((3, 3), F32))",
+    "functional.lstm W_x": "F.lstm(view((1, 1, 2**40)), view((4, 2**40)), np.zeros((4, 1), F32))",
+    "functional.gru W_x": "F.gru(view((1, 1, 2**40)), view((3, 2**40)), np.zeros((3, 1), F32))",
+    "model.step x_t": "rx.RNN(2, 3).step(view((2**40, 2)))",
+}
+
+
+@pytest.mark.xfail(strict=True, reason="bug: segfault when an argument's conversion (copy) cannot be allocated: "
+                                       "carray<T>::ensure returns a null array and the binding dereferences it")
+@pytest.mark.parametrize("case", sorted(HUGE_VIEW_CASES))
+def test_huge_view_argument_does_not_crash(case):
+    code, out = run_python(f"""
+        import numpy as np, rnnext as rx
+        from rnnext import functional as F
+        F32 = np.float32
+        def view(shape):  # nothing allocated
+            return np.broadcast_to(F32(0), shape)
+        print("ready", flush=True)
+        try:
+            {HUGE_VIEW_CASES[case]}
+            print("returned")
+        except (MemoryError, ValueError) as e:
+            print(type(e).__name__)
+        """)
+    assert code == 0 and ("MemoryError" in out or "ValueError" in out), f"exit code {code}:\n{out[-2000:]}"
+
+
+CAST_OVERFLOW_CASES = {
+    "functional.rnn": "F.rnn(x, np.zeros((3, 2), F32), np.zeros((3, 3), F32))",
+    "functional.lstm": "F.lstm(x, np.zeros((12, 2), F32), np.zeros((12, 3), F32))",
+    "functional.gru": "F.gru(x, np.zeros((9, 2), F32), np.zeros((9, 3), F32))",
+    "RNN()": "rx.RNN(2, 3)(x)",
+    "LSTM(num_layers=2)": "rx.LSTM(2, 3, num_layers=2)(x)",
+    "RNN.step": "rx.RNN(2, 3).step(x[:, 0])",
+}
+
+
+@pytest.mark.xfail(strict=True, reason="bug: segfault when a float64 value beyond float32's range meets a float32 "
+                                       "kernel while warnings are errors (the cast's RuntimeWarning makes "
+                                       "carray<T>::ensure return a null array)")
+@pytest.mark.parametrize("case", sorted(CAST_OVERFLOW_CASES))
+def test_cast_overflow_under_warnings_error_does_not_crash(case):
+    code, out = run_python(f"""
+        import warnings
+        import numpy as np, rnnext as rx
+        from rnnext import functional as F
+        F32 = np.float32
+        x = np.full((1, 2, 2), 1e300)  # float64, finite, beyond float32
+        warnings.simplefilter("error")  # as pytest's filterwarnings = ["error"] does
+        print("ready", flush=True)
+        try:
+            {CAST_OVERFLOW_CASES[case]}
+            print("returned")
+        except Exception as e:
+            print(type(e).__name__, e)
+        """)
+    assert code == 0, f"exit code {code}:\n{out[-2000:]}"
+
+
+# ---------------------------------------------------------------- warnings (fuzz_api.py)
+
+WARNING_CASES = {
+    "functional.rnn x": lambda: F.rnn(np.full((1, 2, 2), 1e300), np.zeros((3, 2), F32), np.zeros((3, 3), F32)),
+    "RNN() x": lambda: rx.RNN(2, 3)(np.full((1, 2, 2), 1e300)),
+    "loss_and_grads target": lambda: rx.RNN(2, 3, 2).loss_and_grads(np.zeros((1, 2, 2), F32),
+                                                                     np.full((1, 2, 2), 1e300)),
+    "parameter assignment": lambda: setattr(rx.RNN(2, 3), "W_x", np.full((3, 2), 1e300)),
+}
+
+
+@pytest.mark.xfail(strict=True, reason="bug (API.md: NaN and Inf emit no warnings): a float64 value beyond "
+                                       "float32's range cast to a float32 model emits 'RuntimeWarning: overflow "
+                                       "encountered in cast'")
+@pytest.mark.parametrize("case", sorted(WARNING_CASES))
+def test_cast_overflow_emits_no_warning(case):
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        WARNING_CASES[case]()
+    assert not caught, [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
+
+
+@pytest.mark.xfail(strict=True, reason="bug (API.md: NaN and Inf emit no warnings): the backward of a bidirectional "
+                                       "model adds its directions' input gradients with 'RuntimeWarning: invalid "
+                                       "value encountered in add' when they hold Inf")
+def test_bidirectional_backward_with_inf_emits_no_warning():
+    model = rx.RNN(2, 1, bidirectional=True, seed=0)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        loss, grads = model.loss_and_grads(np.ones((1, 3, 2), F32), np.full((1, 2), np.inf, F32))
+    assert not caught, [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
+
+
+# ---------------------------------------------------------------- exceptions (fuzz_api.py)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: predict(x, lengths=<scalar>, batch_size=k) raises IndexError "
+                                       "(lengths is sliced before it is checked)")
+@pytest.mark.parametrize("lengths", [3, np.int64(2), np.array(2)], ids=["int", "np.int64", "0-d array"])
+def test_predict_scalar_lengths_raises_valueerror(lengths):
+    model = rx.RNN(2, 3)
+    with pytest.raises(ValueError, match="lengths"):
+        model.predict(np.zeros((2, 3, 2), F32), lengths=lengths, batch_size=1)
+
+
+# ---------------------------------------------------------------- hangs (fuzz_api.py)
+
+
+@pytest.mark.xfail(strict=True, reason="bug: functional.rnn with hidden size 0 returns empty outputs but loops "
+                                       "over every step of an x that holds nothing (days for T = 2**40)")
+@pytest.mark.parametrize("shape", [(2**40, 0), (0, 2**40, 0)], ids=["T=2**40 unbatched", "B=2**40 T=0"])
+def test_rnn_zero_hidden_size_does_not_loop_over_empty_steps(shape):
+    code, out = run_python(f"""
+        import numpy as np
+        from rnnext import functional as F
+        x = np.zeros({shape!r}, np.float32)  # holds nothing
+        print("ready", flush=True)
+        try:
+            h_seq, h_n = F.rnn(x, np.zeros((0, 0), np.float32), np.zeros((0, 0), np.float32), batch_first=False)
+            print("returned", h_seq.shape, h_n.shape)
+        except (MemoryError, ValueError) as e:
+            print(type(e).__name__, e)
+        """, timeout=10)
+    assert code == 0, f"exit code {code} (None: still running after 10 s):\n{out[-2000:]}"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: RNN(1, 1, num_layers=2**32) builds every parameter's shape before "
+                                       "its memory check: it runs for hours and exhausts memory instead of "
+                                       "raising MemoryError")
+def test_huge_num_layers_raises_memoryerror_promptly():
+    code, out = run_python("""
+        import rnnext as rx
+        print("ready", flush=True)
+        try:
+            rx.RNN(1, 1, num_layers=2**32)
+            print("returned")
+        except (MemoryError, ValueError) as e:
+            print(type(e).__name__)
+        """, timeout=10)
+    assert code == 0 and ("MemoryError" in out or "ValueError" in out), \
+        f"exit code {code} (None: still running after 10 s):\n{out[-2000:]}"
+
+
+@pytest.mark.xfail(strict=True, reason="bug: predict(x, batch_size=1) with an output past memory computes batch "
+                                       "after batch (for days) instead of raising MemoryError before any compute")
+def test_predict_output_past_memory_raises_before_computing():
+    code, out = run_python("""
+        import numpy as np, rnnext as rx
+        model = rx.RNN(4, 2)
+        x = np.broadcast_to(np.float32(0), (2**40, 5, 4))  # 2**40 sequences, nothing allocated
+        print("ready", flush=True)
+        try:
+            model.predict(x, batch_size=1)
+            print("returned")
+        except (MemoryError, ValueError) as e:
+            print(type(e).__name__)
+        """, timeout=10)
+    assert code == 0 and ("MemoryError" in out or "ValueError" in out), \
+        f"exit code {code} (None: still running after 10 s):\n{out[-2000:]}"
