@@ -112,7 +112,8 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
     if version not in READABLE_VERSIONS:
         raise _invalid(f"format_version {version!r}; this rnnext reads {' and '.join(map(repr, READABLE_VERSIONS))}")
     classes = _model_classes()
-    cls = classes.get(meta.get("class"))
+    name = meta.get("class")
+    cls = classes.get(name) if isinstance(name, str) else None
     if cls is None or (version == "1" and meta.get("class") != "RNN"):
         raise _invalid(f"unknown model class {meta.get('class')!r}; expected one of {sorted(classes)}")
     try:
@@ -131,12 +132,18 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
     missing = sorted(set(cls._config_keys()) - set(config))
     if missing:
         raise _invalid(f"the configuration lacks {missing}")
+    # The model the configuration declares, checked but not yet allocated:
+    # nothing the size of the model is allocated before the file is known to
+    # hold its tensors (a 300-byte file may declare billions of parameters).
     try:
-        model = cls.from_config(config)
+        model = cls._declared(config)
     except (TypeError, ValueError) as e:
         raise _invalid(f"bad configuration: {e}") from None
 
-    # The tensors the configuration implies, and nothing else.
+    # The tensors the configuration implies, and nothing else; counted first,
+    # as the configuration may declare millions of layers.
+    if len(header) != model._param_count()[0]:
+        raise _invalid(f"{len(header)} tensors, {model!r} has {model._param_count()[0]} parameters")
     shapes = model._param_shapes()
     if set(header) != set(shapes):
         raise _invalid(f"tensors {sorted(header)} do not match the parameters {sorted(shapes)} of {model!r}")
@@ -145,7 +152,7 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
     for name, info in header.items():
         if not isinstance(info, dict):
             raise _invalid(f"tensor {name!r} has no description")
-        dtype = SAFETENSORS_DTYPES.get(info.get("dtype"))
+        dtype = SAFETENSORS_DTYPES.get(info.get("dtype")) if isinstance(info.get("dtype"), str) else None
         if dtype is None or dtype != model.dtype:
             raise _invalid(f"tensor {name!r} has dtype {info.get('dtype')!r}, the model is {model.dtype}")
         shape, offsets = info.get("shape"), info.get("data_offsets")
@@ -176,5 +183,5 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
         raise _invalid(str(e)) from None
     if version == "1":
         tensors = {V1_TENSOR_NAMES.get(k, k): v for k, v in tensors.items()}
-    model.load_state_dict(tensors)
+    model._set_params(tensors)  # names, dtypes and shapes checked above
     return model

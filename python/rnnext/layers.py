@@ -50,6 +50,17 @@ def recurrent_param_shapes(gates: int, input_size: int, hidden_size: int, num_la
     return shapes
 
 
+def recurrent_param_count(gates: int, input_size: int, hidden_size: int, num_layers: int,
+                          num_directions: int, bias: bool) -> Tuple[int, int]:
+    """(tensors, numbers) of ``recurrent_param_shapes``, in closed form: a
+    model may be asked for 2**32 layers, whose shapes are not worth listing."""
+    G, H, D = gates, hidden_size, num_directions
+    biases = 2 * G * H if bias else 0
+    first = G * H * (input_size + H) + biases
+    later = G * H * (D * H + H) + biases
+    return num_layers * D * (4 if bias else 2), D * (first + (num_layers - 1) * later)
+
+
 def map_state(function: Callable[..., Any], state: Any, *others: Any) -> Any:
     """``function`` applied to a model state's arrays: to the state itself, or
     to each of an LSTM's (h, c) (zipped with ``others`` of the same structure)."""
@@ -259,10 +270,12 @@ class Stack:
                 dh0[k] = g["h0"]
                 if cell.has_cell_state:
                     dc0[k] = g["c0"]
-                d_inputs = g["x"] if d_inputs is None else d_inputs + g["x"]
+                with np.errstate(invalid="ignore"):  # inf + -inf is NaN, quietly (API.md)
+                    d_inputs = g["x"] if d_inputs is None else d_inputs + g["x"]
             mask = cache.masks[layer]
             if mask is not None:
-                d_inputs = d_inputs * mask
+                with np.errstate(invalid="ignore"):  # a dropped inf is NaN, as in torch
+                    d_inputs = d_inputs * mask
             d_seq = d_inputs
         return grads, d_seq, np.stack(dh0), self._stacked(dc0) if cell.has_cell_state else None
 

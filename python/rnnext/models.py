@@ -22,9 +22,10 @@ from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, NamedTupl
 import numpy as np
 
 from . import generate as _generate, io as _io, train as _train
+from ._arrays import cast
 from ._typing import ArrayLike, DTypeLike
 from .cells import GRU_CELL, LSTM_CELL, RNN_CELL, Cell
-from .layers import Stack, StackCache, recurrent_param_shapes, valid_steps
+from .layers import Stack, StackCache, recurrent_param_count, recurrent_param_shapes, valid_steps
 
 __all__ = ["RNN", "LSTM", "GRU", "RecurrentModel", "Gradients"]
 
@@ -64,6 +65,20 @@ def _check_dropout(value: Any) -> float:
     if not (math.isfinite(value) and 0 <= value <= 1):
         raise ValueError(f"dropout: expected a probability in [0, 1], got {value}")
     return float(value)
+
+
+def _physical_memory() -> Optional[int]:
+    """This machine's memory in bytes; None where the OS does not say (the
+    allocation itself will tell then)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+#: The seed that makes a constructor check its configuration and stop before
+#: the parameters (RecurrentModel._declared).
+_DECLARED = object()
 
 
 def _frozen(array: np.ndarray) -> np.ndarray:
@@ -185,23 +200,38 @@ class RecurrentModel:
         config["dropout"] = _check_dropout(config["dropout"])
         config["batch_first"] = _check_bool("batch_first", config["batch_first"])
         config["dtype"] = _check_dtype(config["dtype"]).name
-        if seed is not None:
+        if seed is not None and seed is not _DECLARED:
             _check_int("seed", seed, minimum=0)
         self._config = {key: config[key] for key in self._CONFIG_KEYS}
+        if seed is _DECLARED:
+            return
         self._check_memory()
         self._set_params(self._initial_params(np.random.default_rng(seed)))
+
+    @classmethod
+    def _declared(cls, config: Mapping) -> "RecurrentModel":
+        """A model with ``config`` checked as ``from_config`` does, but no
+        parameters yet (``_set_params`` gives them): ``from_bytes`` checks a
+        file against it before allocating anything the model's size."""
+        return cls._from_config(config, _DECLARED)
+
+    def _param_count(self) -> Tuple[int, int]:
+        """(tensors, numbers) of the parameters, computed without listing them."""
+        c = self._config
+        tensors, numbers = recurrent_param_count(self._cell.gates, c["input_size"], c["hidden_size"],
+                                                 c["num_layers"], self.num_directions, c["bias"])
+        if c["output_size"] is not None:
+            tensors, numbers = tensors + 2, numbers + c["output_size"] * (self.num_directions * c["hidden_size"] + 1)
+        return tensors, numbers
 
     def _check_memory(self) -> None:
         """MemoryError before allocating anything when the parameters (drawn
         in float64, stored, and packed by the core) cannot fit in this
         machine's memory, instead of a swap storm or a failure halfway."""
-        count = sum(int(np.prod(shape, dtype=object)) for shape in self._param_shapes().values())
+        count = self._param_count()[1]
         needed = count * (8 + 3 * self.dtype.itemsize)
-        try:
-            available = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (AttributeError, ValueError, OSError):  # not POSIX: the allocation itself will tell
-            return
-        if needed > available:
+        available = _physical_memory()
+        if available is not None and needed > available:
             c = self._config
             raise MemoryError(
                 f"{type(self).__name__}(input_size={c['input_size']}, hidden_size={c['hidden_size']}, "
@@ -219,6 +249,10 @@ class RecurrentModel:
     def from_config(cls, config: Mapping) -> "RecurrentModel":
         """A new model (freshly initialised) with the given configuration;
         options left out take their defaults."""
+        return cls._from_config(config, None)
+
+    @classmethod
+    def _from_config(cls, config: Mapping, seed: Any) -> "RecurrentModel":
         if not isinstance(config, Mapping):
             raise TypeError(f"config: expected a mapping, got {type(config).__name__}")
         unknown = sorted(set(config) - set(cls._CONFIG_KEYS))
@@ -228,7 +262,7 @@ class RecurrentModel:
         if missing:
             raise ValueError(f"config: missing keys {missing} for {cls.__name__}")
         config = dict(config)
-        return cls(config.pop("input_size"), config.pop("hidden_size"), **config)
+        return cls(config.pop("input_size"), config.pop("hidden_size"), **config, seed=seed)
 
     @classmethod
     def _config_keys(cls) -> Tuple[str, ...]:
@@ -304,11 +338,11 @@ class RecurrentModel:
             raise TypeError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
         if array.shape != shapes[name]:
             raise ValueError(f"{name}: expected shape {shapes[name]}, got {array.shape}")
-        return np.array(array, dtype=self.dtype, copy=True)
+        return cast(array, self.dtype, copy=True)
 
     def _set_params(self, params: Dict[str, np.ndarray]) -> None:
         order = self._param_shapes()
-        self._params = {k: _frozen(np.asarray(params[k], dtype=self.dtype)) for k in order}
+        self._params = {k: _frozen(cast(params[k], self.dtype)) for k in order}
         self._packed: Optional[Stack] = None
 
     def _assign(self, name: str, value: ArrayLike) -> None:
@@ -496,7 +530,25 @@ class RecurrentModel:
             return self(x, lengths=lengths)[0]
         batch_size = _check_int("batch_size", batch_size)
         axis = 0 if self.batch_first else 1
-        lengths = None if lengths is None else np.asarray(lengths)
+        batch, steps = x.shape[axis], x.shape[1 - axis]
+        # Everything the batches would find wrong, found before the first one
+        # is computed.
+        if lengths is not None:
+            lengths = np.asarray(lengths)
+            if lengths.dtype.kind not in "iu":
+                raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype}")
+            if lengths.shape != (batch,):
+                raise ValueError(f"lengths: expected shape ({batch},) (one length per sequence), got {lengths.shape}")
+            bad = np.flatnonzero((lengths < 1) | (lengths > steps))
+            if bad.size:
+                raise ValueError(f"lengths[{bad[0]}] = {lengths[bad[0]]} is outside [1, T] with T = {steps}")
+        features = self.output_size if self.output_size is not None else self.num_directions * self.hidden_size
+        needed = batch * steps * features * self.dtype.itemsize * 2  # the batches' outputs, then their concatenation
+        available = _physical_memory()
+        if available is not None and needed > available:
+            raise MemoryError(f"predict: the output, {(batch, steps, features) if axis == 0 else (steps, batch, features)}"
+                              f" {self.dtype}, needs about {needed / 2**30:,.1f} GiB with its batches, more than "
+                              f"this machine's {available / 2**30:,.1f} GiB")
         parts = []
         for start in range(0, max(x.shape[axis], 1), batch_size):
             part = slice(start, start + batch_size)
@@ -649,12 +701,12 @@ class RecurrentModel:
         stack, dtype = cache.stack, cache.layers.dtype
         batch = None if cache.unbatched else cache.layers.batch
         dh, dc = self._read_state(dh_n, "dh_n", batch)
-        dh = None if dh is None else np.asarray(dh, dtype)
-        dc = None if dc is None else np.asarray(dc, dtype)
+        dh = None if dh is None else cast(dh, dtype)
+        dc = None if dc is None else cast(dc, dtype)
         grads: Dict[str, np.ndarray] = {}
         d_top = None
         if d_out is not None:
-            d_out = np.asarray(d_out, dtype)
+            d_out = cast(d_out, dtype)
             if d_out.shape != cache_out_shape(cache):
                 raise ValueError(f"d_out: expected shape {cache_out_shape(cache)} (like the forward's out), "
                                  f"got {d_out.shape}")

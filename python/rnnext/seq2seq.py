@@ -15,6 +15,7 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tupl
 import numpy as np
 
 from . import train as _train
+from ._arrays import cast
 from .generate import one_hot
 from .layers import map_state
 from .models import RecurrentModel
@@ -141,7 +142,7 @@ class Seq2Seq:
                              f"got dtype {src.dtype} and shape {src.shape}")
         if src.shape[-1] != self.encoder.input_size:
             raise ValueError(f"src: expected {self.encoder.input_size} features, got shape {src.shape}")
-        return src.astype(self.encoder.dtype, copy=False)
+        return cast(src, self.encoder.dtype)
 
     def _decoder_inputs(self, tgt: np.ndarray, bos: Optional[int]) -> np.ndarray:
         """Teacher forcing: the decoder reads bos (zeros when None), then the

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 
 import numpy as np
 
+from ._arrays import cast
 from .layers import map_state
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +35,8 @@ def mse_loss(y: np.ndarray, target: np.ndarray, mask: Optional[np.ndarray]) -> T
     """Mean squared error over counted positions x outputs."""
     # C order whatever the layouts of y and target: NumPy sums in memory order,
     # and the loss must not depend on how the caller's arrays are laid out.
-    diff = np.ascontiguousarray(y - target.astype(y.dtype, copy=False))
+    with np.errstate(over="ignore", invalid="ignore"):  # Inf targets: inf - inf is NaN, quietly
+        diff = np.ascontiguousarray(y - cast(target, y.dtype))
     if mask is not None:
         diff = np.where(mask[..., None], diff, 0)  # where, not *: padding may hold NaN
     count = (int(mask.sum()) if mask is not None else int(np.prod(y.shape[:-1]))) * y.shape[-1]
@@ -130,7 +132,8 @@ def clip_grad_norm(grads: Dict[str, np.ndarray], max_norm: float) -> Tuple[Dict[
     norm = global_norm(grads)
     scale = max_norm / (norm + 1e-6)
     if scale < 1:
-        grads = {k: (g * scale).astype(g.dtype, copy=False) for k, g in grads.items()}
+        with np.errstate(invalid="ignore"):  # inf * 0 is NaN, quietly: fit reports non-finite losses
+            grads = {k: (g * scale).astype(g.dtype, copy=False) for k, g in grads.items()}
     return grads, norm
 
 

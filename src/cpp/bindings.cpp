@@ -58,6 +58,8 @@ bool is_none(py::handle h) { return !h || h.is_none(); }
 py::array as_numeric(py::handle obj, const std::string& name) {
   py::array a = py::array::ensure(obj);
   if (!a) {
+    // A conversion that ran out of memory (a huge list) is not a type error.
+    if (PyErr_ExceptionMatches(PyExc_MemoryError)) throw py::error_already_set();
     PyErr_Clear();
     type_error(name + ": expected an array of real numbers, got " +
                py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
@@ -66,6 +68,29 @@ py::array as_numeric(py::handle obj, const std::string& name) {
   if (kind != 'f' && kind != 'i' && kind != 'u' && kind != 'b')
     type_error(name + ": expected an array of real numbers, got dtype " + dtype_of(a));
   return a;
+}
+
+// a as a C-contiguous array of T: a itself when it already is one, else a
+// copy. The cast runs under np.errstate(all="ignore"), so values past
+// float32's range become +-inf silently, as they would in the kernels
+// (API.md: NaN and Inf emit no warnings; under warnings-as-errors the warning
+// would otherwise fail the copy). A copy that fails (MemoryError for a view
+// too large to copy) raises: carray<T>::ensure would clear that error and
+// hand back a null array, the constructor keeps it.
+template <class T>
+carray<T> to_c(py::handle a) {
+  if (py::isinstance<carray<T>>(a)) return py::reinterpret_borrow<carray<T>>(a);
+  py::object quiet = py::module_::import("numpy").attr("errstate")(py::arg("all") = "ignore");
+  quiet.attr("__enter__")();
+  std::optional<carray<T>> c;
+  try {
+    c.emplace(py::reinterpret_borrow<py::object>(a));
+  } catch (py::error_already_set& e) {
+    quiet.attr("__exit__")(py::none(), py::none(), py::none());
+    throw;
+  }
+  quiet.attr("__exit__")(py::none(), py::none(), py::none());
+  return std::move(*c);
 }
 
 void expect_shape(const py::array& a, const std::string& name, std::initializer_list<index_t> dims,
@@ -128,7 +153,7 @@ std::optional<py::array> optional_array(py::handle obj, const char* name) {
 template <class T>
 std::optional<carray<T>> cast_optional(const std::optional<py::array>& a) {
   if (!a) return std::nullopt;
-  return carray<T>::ensure(*a);
+  return to_c<T>(*a);
 }
 
 template <class T>
@@ -141,7 +166,7 @@ const T* data_or_null(const std::optional<carray<T>>& a) {
 template <class T>
 carray<T> as_carray(py::handle obj, const char* name) {
   if (py::isinstance<carray<T>>(obj)) return py::reinterpret_borrow<carray<T>>(obj);
-  return carray<T>::ensure(as_numeric(obj, name));
+  return to_c<T>(as_numeric(obj, name));
 }
 
 // ---------------------------------------------------------------- sequences
@@ -197,13 +222,13 @@ std::vector<index_t> read_lengths(py::handle obj, const SequenceInput& in) {
                 " (one length per sequence), got " + shape_of(a));
   // Values past int64 are out of range whatever their sign after the cast.
   if (kind == 'u') {
-    auto u = carray<std::uint64_t>::ensure(a);
+    auto u = to_c<std::uint64_t>(a);
     for (py::ssize_t i = 0; i < u.size(); ++i)
       if (u.data()[i] > std::uint64_t(steps))
         value_error("lengths[" + std::to_string(i) + "] = " + std::to_string(u.data()[i]) +
                     " is outside [1, T] with T = " + std::to_string(steps));
   }
-  auto l = carray<index_t>::ensure(a);
+  auto l = to_c<index_t>(a);
   out.assign(l.data(), l.data() + l.size());
   for (std::size_t i = 0; i < out.size(); ++i)
     if (out[i] < 1 || out[i] > steps)
@@ -252,7 +277,7 @@ py::tuple elman_forward(const ElmanWeights<T>& w, py::handle x_obj, py::handle h
   std::vector<index_t> lengths = read_lengths(lengths_obj, in);
   const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
 
-  auto x = carray<T>::ensure(in.x);
+  auto x = to_c<T>(in.x);
   auto h0 = cast_optional<T>(h0_any);
   const SequenceShape shape = in.shape;
   const index_t rows = checked_mul(shape.batch, shape.steps);
@@ -292,7 +317,7 @@ py::tuple elman_step(const ElmanWeights<T>& w, py::handle x_obj, py::handle h_ob
     else expect_shape(*h_any, "state", {batch, hidden}, "(B, hidden_size)");
   }
   const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
-  auto x = carray<T>::ensure(x_any);
+  auto x = to_c<T>(x_any);
   auto h = cast_optional<T>(h_any);
   const index_t out_features = head ? head->out_features() : hidden;
   auto y = unbatched ? new_array<T>({out_features}) : new_array<T>({batch, out_features});
@@ -319,7 +344,7 @@ py::tuple elman_forward_cache(std::shared_ptr<ElmanWeights<T>> w, py::handle x_o
   SequenceInput in = read_sequence(x_obj, input, batch_first);
   std::optional<py::array> h0_any = read_state(h0_obj, "h0", in, hidden);
   std::vector<index_t> lengths = read_lengths(lengths_obj, in);
-  auto x = carray<T>::ensure(in.x);
+  auto x = to_c<T>(in.x);
   auto h0 = cast_optional<T>(h0_any);
   auto h_seq = new_array<T>(sequence_shape(in, hidden));
   auto h_n = in.unbatched ? new_array<T>({hidden}) : new_array<T>({in.shape.batch, hidden});
@@ -349,7 +374,7 @@ std::optional<carray<T>> read_gradient(py::handle obj, const char* name, const s
       expected += std::to_string(shape[i]) + (shape.size() == 1 ? "," : i + 1 < shape.size() ? ", " : "");
     value_error(std::string(name) + ": expected shape " + expected + ") " + meaning + ", got " + shape_of(g));
   }
-  return carray<T>::ensure(g);
+  return to_c<T>(g);
 }
 
 template <class T>
@@ -454,7 +479,7 @@ py::object pack_rnn(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj, 
   const Activation activation = parse_activation(activation_obj);
   auto build = [&](auto zero) -> py::object {
     using T = decltype(zero);
-    auto wx = carray<T>::ensure(W_x), wh = carray<T>::ensure(*weights[1].array);
+    auto wx = to_c<T>(W_x), wh = to_c<T>(*weights[1].array);
     auto bx = cast_optional<T>(weights[2].array), bh = cast_optional<T>(weights[3].array);
     return py::cast(std::make_shared<ElmanWeights<T>>(wx.data(), wh.data(), data_or_null(bx),
                                                       data_or_null(bh), input, hidden, activation));
@@ -472,7 +497,8 @@ bool read_gated_weights(const std::vector<NamedArray>& weights, index_t gates, c
   const py::array& W_x = *weights[0].array;
   const std::string g = std::to_string(gates);
   if (W_x.ndim() != 2 || W_x.shape(0) % gates != 0 || W_x.shape(0) == 0)
-    value_error("W_x: expected a 2-D array (" + g + "*hidden_size, input_size), " + g + " gate blocks " + order +
+    value_error("W_x: expected a 2-D array (" + g + "*hidden_size, input_size) with hidden_size >= 1, " + g +
+                " gate blocks " + order +
                 ", got shape " + shape_of(W_x));
   *hidden = W_x.shape(0) / gates;
   *input = W_x.shape(1);
@@ -506,7 +532,7 @@ GatedInput<T> read_gated_input(index_t input, index_t hidden, py::handle x_obj, 
   std::optional<py::array> h0 = read_state(h0_obj, "h0", in, hidden);
   std::optional<py::array> c0 = read_state(c0_obj, "c0", in, hidden);
   std::vector<index_t> lengths = read_lengths(lengths_obj, in);
-  auto x = carray<T>::ensure(in.x);
+  auto x = to_c<T>(in.x);
   return {std::move(in), std::move(x), cast_optional<T>(h0), cast_optional<T>(c0), std::move(lengths)};
 }
 
@@ -729,7 +755,7 @@ py::object pack_lstm(py::handle W_x, py::handle W_h, py::handle b_x, py::handle 
   const bool is_double = read_gated_weights(weights, 4, "(i, f, g, o)", &input, &hidden);
   auto build = [&](auto zero) -> py::object {
     using T = decltype(zero);
-    auto wx = carray<T>::ensure(*weights[0].array), wh = carray<T>::ensure(*weights[1].array);
+    auto wx = to_c<T>(*weights[0].array), wh = to_c<T>(*weights[1].array);
     auto bx = cast_optional<T>(weights[2].array), bh = cast_optional<T>(weights[3].array);
     return py::cast(std::make_shared<LstmWeights<T>>(wx.data(), wh.data(), data_or_null(bx), data_or_null(bh),
                                                      input, hidden));
@@ -747,7 +773,7 @@ py::object pack_gru(py::handle W_x, py::handle W_h, py::handle b_x, py::handle b
   const bool is_double = read_gated_weights(weights, 3, "(r, z, n)", &input, &hidden);
   auto build = [&](auto zero) -> py::object {
     using T = decltype(zero);
-    auto wx = carray<T>::ensure(*weights[0].array), wh = carray<T>::ensure(*weights[1].array);
+    auto wx = to_c<T>(*weights[0].array), wh = to_c<T>(*weights[1].array);
     auto bx = cast_optional<T>(weights[2].array), bh = cast_optional<T>(weights[3].array);
     return py::cast(std::make_shared<GruWeights<T>>(wx.data(), wh.data(), data_or_null(bx), data_or_null(bh),
                                                     input, hidden, lbr));
@@ -767,7 +793,7 @@ py::object pack_dense(py::handle W_obj, py::handle b_obj) {
   if (weights[1].array) expect_shape(*weights[1].array, "b_o", {out}, "(output_size,) from W_o");
   auto build = [&](auto zero) -> py::object {
     using T = decltype(zero);
-    auto w = carray<T>::ensure(W);
+    auto w = to_c<T>(W);
     auto b = cast_optional<T>(weights[1].array);
     return py::cast(std::make_shared<DenseWeights<T>>(w.data(), data_or_null(b), out, in));
   };
@@ -781,7 +807,7 @@ py::array_t<T> dense_forward(const DenseWeights<T>& w, py::handle x_obj) {
   const index_t in = w.in_features();
   if (x_any.ndim() < 1 || x_any.shape(x_any.ndim() - 1) != in)
     value_error("x: expected shape (..., " + std::to_string(in) + "), got " + shape_of(x_any));
-  auto x = carray<T>::ensure(x_any);
+  auto x = to_c<T>(x_any);
   std::vector<py::ssize_t> shape(x.shape(), x.shape() + x.ndim());
   shape.back() = w.out_features();
   auto y = new_array<T>(shape);
@@ -805,7 +831,7 @@ py::tuple dense_backward(const DenseWeights<T>& w, py::handle x_obj, py::handle 
   dy_shape.back() = out;
   auto dy = read_gradient<T>(dy_obj, "dy", dy_shape, "(x's leading axes, out_features)");
   if (!dy) type_error("dy: expected an array, got None");
-  auto x = carray<T>::ensure(x_any);
+  auto x = to_c<T>(x_any);
   index_t rows = 1;
   for (py::ssize_t i = 0; i + 1 < x.ndim(); ++i) rows *= x.shape(i);
   auto dW = new_array<T>({out, in});
@@ -830,7 +856,7 @@ py::array dense_reference_py(py::handle x_obj, py::handle W_obj, py::handle b_ob
   if (weights[1].array) expect_shape(*weights[1].array, "b", {index_t(W.shape(0))}, "(out_features,)");
   auto run = [&](auto zero) -> py::array {
     using T = decltype(zero);
-    auto x = carray<T>::ensure(x_any), w = carray<T>::ensure(W);
+    auto x = to_c<T>(x_any), w = to_c<T>(W);
     auto b = cast_optional<T>(weights[1].array);
     auto y = new_array<T>({x.shape(0), w.shape(0)});
     dense_reference(x.data(), x.shape(0), w.data(), data_or_null(b), w.shape(0), w.shape(1), y.mutable_data());
@@ -846,7 +872,7 @@ py::array activation_py(py::handle name, py::handle x_obj) {
   const bool is_double = weights_are_double(arrays);
   auto run = [&](auto zero) -> py::array {
     using T = decltype(zero);
-    auto x = carray<T>::ensure(*arrays[0].array);
+    auto x = to_c<T>(*arrays[0].array);
     py::array_t<T> y(std::vector<py::ssize_t>(x.shape(), x.shape() + x.ndim()));
     activation(f, x.data(), y.mutable_data(), x.size());
     return y;

@@ -1,5 +1,6 @@
 #include "elman.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "gradients.h"
@@ -25,7 +26,8 @@ void ElmanWeights<T>::forward(const T* x, const T* h0, const index_t* lengths,
   const index_t batch = shape.batch, steps = shape.steps;
   const index_t hidden = hidden_size();
   const index_t padded = w_h_.padded_n();
-  if (batch == 0) return;
+  // Nothing to compute, and no step to visit: x may hold 2**40 empty steps.
+  if (batch == 0 || hidden_size() == 0) return;
 
   // Workspace: the input projection of every step, computed before the loop.
   // A streaming step's fits on the stack: no allocation on that hot path.
@@ -58,6 +60,12 @@ void ElmanWeights<T>::backward(const ElmanCache<T>& cache, const T* dh_seq, cons
   const index_t input = input_size(), hidden = hidden_size();
   const index_t padded = w_h_.padded_n();
   const index_t* lengths = cache.lengths_or_null();
+  // Hidden size 0: dx (zero) is the only gradient that holds anything, and
+  // there is no step worth visiting (x may hold 2**40 empty steps).
+  if (hidden == 0) {
+    std::fill_n(grads.dx, checked_mul(checked_mul(batch, steps), input), T(0));
+    return;
+  }
   const T* h0 = cache.h0_or_null();
 
   // 1. The sequential part: dz for every valid step, and dh0.
