@@ -70,6 +70,7 @@ REAL_LIMIT = 2048  # elements of an argument that is really allocated
 ASTRO_BYTES = 2**44  # a view this large cannot be copied (past the address space limit and RAM)
 WORK_LIMIT = 200_000  # multiply-adds (and time steps) of one call
 PARAM_BYTES_LIMIT = 2**22  # parameters a model may really allocate
+PHYSICAL_MEMORY = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")  # what rnnext's checks compare with
 CHILD_TIMEOUT = 30.0  # seconds, for a call run in a forked child
 VERBOSE = os.environ.get("RNNEXT_FUZZ_VERBOSE", "0") not in ("", "0")  # print each call (replaying a crash)
 STATS = os.environ.get("RNNEXT_FUZZ_STATS", "0") not in ("", "0")  # outcome counts per call, at exit
@@ -957,6 +958,11 @@ def op_predict(ctx: Ctx, model) -> None:
     lengths = ctx.lengths(B, T, False)
     batch_size = ctx.pick([None, 1, 2, 3, 0, -1, 2.5, True])
     xs = _shape_of(x)
+    if len(xs) == 3 and type(batch_size) is int and batch_size > 0:
+        batches = -(-xs[0 if model.batch_first else 1] // batch_size)
+        features = model.output_size or model.num_directions * model.hidden_size
+        if batches > 1000 and 2 * _prod(xs[:-1]) * features * model.dtype.itemsize <= PHYSICAL_MEMORY:
+            raise Skip()  # many batches of an output that can exist: slow, not wrong
     budget(ctx, _model_work(model, x), _prod(xs[:-1]) * model.num_directions * model.hidden_size * 5)
 
     note(f"{model!r}.predict", x=x, lengths=lengths, batch_size=batch_size)

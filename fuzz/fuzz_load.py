@@ -27,6 +27,7 @@ libFuzzer's byte mutations.
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import os
@@ -184,7 +185,9 @@ def _oddity(rng: random.Random, old=None):
         else:
             new = new[::-1]
         return new
-    return rng.choice(_JSON_ODDITIES)
+    # A copy: the mutations edit lists and dicts in place, and a shared one
+    # could end up inside itself.
+    return copy.deepcopy(rng.choice(_JSON_ODDITIES))
 
 
 def _mutate_header(header: dict, payload: bytes, rng: random.Random):
