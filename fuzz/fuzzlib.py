@@ -76,11 +76,12 @@ def _passes_through(e: BaseException, filename: str, function: str) -> bool:
 
 
 KNOWN_BUGS: Dict[str, KnownBug] = {b.name: b for b in [
-    # None open. The eleven the fuzzers found (load-unhashable-metadata,
+    # None open. The twelve the fuzzers found (load-unhashable-metadata,
     # load-declared-size-memoryerror, load-allocates-declared-model,
     # crash-failed-conversion-huge-view, crash-failed-conversion-warning-error,
     # warning-cast-overflow, warning-inf-gradient-sum, hang-rnn-zero-hidden,
-    # hang-huge-num-layers, predict-0d-lengths, predict-huge-loops) are fixed;
+    # hang-huge-num-layers, predict-0d-lengths, predict-huge-loops,
+    # generate-scans-huge-prompt) are fixed;
     # their regression tests are in tests/test_fuzz_regressions.py. A new one
     # is added as KnownBug(name, test, summary, exception=..., warning=...).
 ]}

@@ -102,8 +102,10 @@ def test_from_bytes_unhashable_class_or_dtype(where):
         rx.from_bytes(model_file(edit))
 
 
-def test_from_bytes_huge_declared_model():
-    data = model_file(with_config(hidden_size=10**7))
+@pytest.mark.parametrize("config", [{"hidden_size": 10**7}, {"num_layers": 10**9}, {"num_layers": 2**40}],
+                         ids=["hidden_size=1e7", "num_layers=1e9", "num_layers=2**40"])
+def test_from_bytes_huge_declared_model(config):
+    data = model_file(with_config(**config))
     with pytest.raises(ValueError, match="not a valid rnnext model file"):
         rx.from_bytes(data)
 
@@ -217,7 +219,41 @@ def test_predict_scalar_lengths_raises_valueerror(lengths):
         model.predict(np.zeros((2, 3, 2), F32), lengths=lengths, batch_size=1)
 
 
+@pytest.mark.parametrize("lengths, error", [
+    (np.array([1.0, 2.0]), TypeError),
+    (np.array([1, 2, 3]), ValueError),
+    (np.array([1, 0]), ValueError),
+    (np.array([3, 4]), ValueError),
+], ids=["float", "too many", "zero", "past T"])
+def test_predict_checks_lengths_before_the_first_batch(lengths, error, monkeypatch):
+    model = rx.RNN(2, 3)
+    calls = []
+    original = type(model).__call__
+    monkeypatch.setattr(type(model), "__call__", lambda self, *a, **k: calls.append(1) or original(self, *a, **k))
+    with pytest.raises(error, match="lengths"):
+        model.predict(np.zeros((2, 3, 2), F32), lengths=lengths, batch_size=1)
+    assert not calls, "a batch was computed before lengths was checked"
+
+
 # ---------------------------------------------------------------- hangs (fuzz_api.py)
+
+
+@pytest.mark.parametrize("shape", [(2**31 - 1, 2**31 - 1), (2**62,)], ids=["(B, T0)", "(T0,)"])
+def test_generate_huge_class_id_prompt_raises_before_scanning(shape):
+    # It scanned the ids (min/max over 2**62 entries of a broadcast view) before
+    # finding that their one-hot encoding cannot exist.
+    code, out = run_python(f"""
+        import numpy as np, rnnext as rx
+        model = rx.LSTM(3, 3, num_layers=2)
+        x0 = np.broadcast_to(np.int8(1), {shape!r})  # nothing allocated
+        print("ready", flush=True)
+        try:
+            model.generate(x0, 3, mode="sample")
+            print("returned")
+        except (MemoryError, ValueError) as e:
+            print(type(e).__name__)
+        """, timeout=10)
+    assert code == 0 and "MemoryError" in out, f"exit code {code} (None: still running after 10 s):\n{out[-2000:]}"
 
 
 @pytest.mark.parametrize("shape", [(2**40, 0), (0, 2**40, 0)], ids=["T=2**40 unbatched", "B=2**40 T=0"])

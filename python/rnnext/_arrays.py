@@ -1,8 +1,10 @@
-"""Casting to a model's dtype the way the kernels do."""
+"""Array helpers of the Python layer: casts the way the kernels cast, and
+the memory check made before a buffer that cannot exist is computed."""
 
 from __future__ import annotations
 
-from typing import Any
+import os
+from typing import Any, Optional
 
 import numpy as np
 
@@ -15,3 +17,23 @@ def cast(value: Any, dtype: Any, copy: bool = False) -> np.ndarray:
     the warning would be an exception)."""
     with np.errstate(all="ignore"):
         return np.array(value, dtype=dtype, copy=True) if copy else np.asarray(value, dtype=dtype)
+
+
+def physical_memory() -> Optional[int]:
+    """This machine's memory in bytes; None where the OS does not say (the
+    allocation itself will tell then)."""
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def require_memory(nbytes: int, what: str) -> None:
+    """MemoryError naming ``what`` when ``nbytes`` (a Python int: no overflow)
+    exceed this machine's memory: raised before any compute, as API.md asks,
+    instead of a failure halfway or a scan of a broadcast view of 2**60
+    elements."""
+    available = physical_memory()
+    if available is not None and nbytes > available:
+        raise MemoryError(f"{what} needs about {nbytes / 2**30:,.1f} GiB, more than this machine's "
+                          f"{available / 2**30:,.1f} GiB")

@@ -7,6 +7,8 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
+from ._arrays import require_memory
+
 if TYPE_CHECKING:  # pragma: no cover
     from .models import RecurrentModel
 
@@ -42,6 +44,7 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
                          f"== input_size {I}")
     x0 = np.asarray(x0)
     if mode != "continuous" and x0.dtype.kind in "iu" and x0.ndim in (1, 2):
+        require_memory(x0.size * I * model.dtype.itemsize, f"x0: the one-hot prompt, {x0.shape + (I,)},")
         if x0.size and (x0.min() < 0 or x0.max() >= I):
             raise ValueError(f"x0: class ids must be in [0, {I}), got {x0[(x0 < 0) | (x0 >= I)].flat[0]}")
         x0 = one_hot(x0, I, model.dtype)

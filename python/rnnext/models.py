@@ -22,7 +22,7 @@ from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, NamedTupl
 import numpy as np
 
 from . import generate as _generate, io as _io, train as _train
-from ._arrays import cast
+from ._arrays import cast, require_memory
 from ._typing import ArrayLike, DTypeLike
 from .cells import GRU_CELL, LSTM_CELL, RNN_CELL, Cell
 from .layers import Stack, StackCache, recurrent_param_count, recurrent_param_shapes, valid_steps
@@ -65,15 +65,6 @@ def _check_dropout(value: Any) -> float:
     if not (math.isfinite(value) and 0 <= value <= 1):
         raise ValueError(f"dropout: expected a probability in [0, 1], got {value}")
     return float(value)
-
-
-def _physical_memory() -> Optional[int]:
-    """This machine's memory in bytes; None where the OS does not say (the
-    allocation itself will tell then)."""
-    try:
-        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (AttributeError, ValueError, OSError):
-        return None
 
 
 #: The seed that makes a constructor check its configuration and stop before
@@ -229,14 +220,10 @@ class RecurrentModel:
         in float64, stored, and packed by the core) cannot fit in this
         machine's memory, instead of a swap storm or a failure halfway."""
         count = self._param_count()[1]
-        needed = count * (8 + 3 * self.dtype.itemsize)
-        available = _physical_memory()
-        if available is not None and needed > available:
-            c = self._config
-            raise MemoryError(
-                f"{type(self).__name__}(input_size={c['input_size']}, hidden_size={c['hidden_size']}, "
-                f"num_layers={c['num_layers']}) has {count:,} parameters and needs about "
-                f"{needed / 2**30:,.1f} GiB, more than this machine's {available / 2**30:,.1f} GiB")
+        c = self._config
+        require_memory(count * (8 + 3 * self.dtype.itemsize),
+                       f"{type(self).__name__}(input_size={c['input_size']}, hidden_size={c['hidden_size']}, "
+                       f"num_layers={c['num_layers']}) has {count:,} parameters and")
 
     # ------------------------------------------------------------ configuration
 
@@ -543,12 +530,9 @@ class RecurrentModel:
             if bad.size:
                 raise ValueError(f"lengths[{bad[0]}] = {lengths[bad[0]]} is outside [1, T] with T = {steps}")
         features = self.output_size if self.output_size is not None else self.num_directions * self.hidden_size
-        needed = batch * steps * features * self.dtype.itemsize * 2  # the batches' outputs, then their concatenation
-        available = _physical_memory()
-        if available is not None and needed > available:
-            raise MemoryError(f"predict: the output, {(batch, steps, features) if axis == 0 else (steps, batch, features)}"
-                              f" {self.dtype}, needs about {needed / 2**30:,.1f} GiB with its batches, more than "
-                              f"this machine's {available / 2**30:,.1f} GiB")
+        shape = (batch, steps, features) if axis == 0 else (steps, batch, features)
+        require_memory(2 * batch * steps * features * self.dtype.itemsize,  # the batches' outputs, then one array
+                       f"predict: the output, {shape} {self.dtype}, with its batches,")
         parts = []
         for start in range(0, max(x.shape[axis], 1), batch_size):
             part = slice(start, start + batch_size)
