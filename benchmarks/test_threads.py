@@ -5,7 +5,8 @@ with one OpenMP thread each run about twice the work of one in the same time.
 
 Compare the two groups' means: "2 threads" does twice the calls of "1 thread";
 a ratio of mean times near 1.0 means twice the throughput (the acceptance mark
-is about 2x; it cannot show on a machine with one core).
+is about 2x; it cannot show on a machine with one core). On a noisy machine,
+threads_ratio.py alternates the two and reports the median of paired ratios.
 """
 
 from concurrent.futures import ThreadPoolExecutor
