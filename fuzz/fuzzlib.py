@@ -76,8 +76,9 @@ def _passes_through(e: BaseException, filename: str, function: str) -> bool:
 
 
 KNOWN_BUGS: Dict[str, KnownBug] = {b.name: b for b in [
-    # None open. The twelve the fuzzers found (load-unhashable-metadata,
+    # None open. The thirteen the fuzzers found (load-unhashable-metadata,
     # load-declared-size-memoryerror, load-allocates-declared-model,
+    # load-dtype-syntaxerror,
     # crash-failed-conversion-huge-view, crash-failed-conversion-warning-error,
     # warning-cast-overflow, warning-inf-gradient-sum, hang-rnn-zero-hidden,
     # hang-huge-num-layers, predict-0d-lengths, predict-huge-loops,

@@ -123,6 +123,17 @@ def test_from_bytes_allocates_declared_model_first():
     assert peak < 8 * 2**20, f"refusing a {len(data)}-byte file took {peak / 2**20:.0f} MiB"
 
 
+@pytest.mark.parametrize("dtype", [",loat32", "f4,(", "(f4", "[('a', 'f4')]x"])
+def test_dtype_strings_numpy_cannot_parse(dtype):
+    # np.dtype(",loat32") raises SyntaxError (it parses comma strings with
+    # ast.literal_eval); from_bytes let it through, and so did the constructors.
+    with pytest.raises(ValueError, match="not a valid rnnext model file"):
+        rx.from_bytes(model_file(with_config(dtype=dtype)))
+    for cls in (rx.RNN, rx.LSTM, rx.GRU):
+        with pytest.raises(ValueError, match="dtype"):
+            cls(2, 3, dtype=dtype)
+
+
 # ---------------------------------------------------------------- crashes (fuzz_api.py)
 
 HUGE_VIEW_CASES = {

@@ -52,7 +52,7 @@ def _check_bool(name: str, value: Any) -> bool:
 def _check_dtype(value: DTypeLike) -> np.dtype:
     try:
         dtype = np.dtype(value) if value is not None else None
-    except TypeError:
+    except Exception:  # np.dtype's parser: TypeError, ValueError, also SyntaxError (",f4" is a comma string)
         dtype = None
     if dtype is None or dtype.type not in (np.float32, np.float64):
         raise ValueError(f"dtype: expected 'float32' or 'float64', got {value!r}")
