@@ -134,6 +134,27 @@ def test_dtype_strings_numpy_cannot_parse(dtype):
             cls(2, 3, dtype=dtype)
 
 
+def test_numbers_past_float_range_are_valueerrors():
+    # math.isfinite(10**400) raises OverflowError: JSON configurations (and
+    # callers) can hold such ints.
+    with pytest.raises(ValueError, match="not a valid rnnext model file"):
+        rx.from_bytes(model_file(with_config(dropout=10**400)))
+    with pytest.raises(ValueError, match="dropout"):
+        rx.RNN(2, 3, dropout=10**400)
+    model = rx.RNN(2, 3, 2)
+    x = np.zeros((1, 3, 2), F32)
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(x, 2, mode="sample", temperature=10**400)
+    with pytest.raises(ValueError, match="lr"):
+        model.fit(x, x, loss="mse", epochs=1, lr=10**400)
+
+
+def test_generate_output_past_memory_raises_before_computing():
+    model = rx.RNN(2, 3, 2)
+    with pytest.raises(MemoryError, match="generate"):
+        model.generate(np.zeros((4, 3, 2), F32), 2**60)
+
+
 # ---------------------------------------------------------------- crashes (fuzz_api.py)
 
 HUGE_VIEW_CASES = {

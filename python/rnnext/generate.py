@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import math
+import sys
 from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
@@ -32,7 +32,7 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
         raise ValueError(f"steps: expected an int >= 0, got {steps}")
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)):
         raise TypeError(f"temperature: expected a number, got {type(temperature).__name__}")
-    if not (math.isfinite(temperature) and temperature > 0):
+    if not 0 < temperature <= sys.float_info.max:  # NaN, Inf and ints past float's range fail
         raise ValueError(f"temperature: expected a number > 0, got {temperature}")
     if model.bidirectional:
         raise ValueError(f"generate: {model!r} is bidirectional; its backward direction needs the whole "
@@ -55,6 +55,9 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
     time_axis = 0 if unbatched or not model.batch_first else 1
     if x0.shape[time_axis] < 1:
         raise ValueError("x0: the prompt needs at least one step")
+    batch = 1 if unbatched else x0.shape[1 - time_axis]
+    per_item = O * model.dtype.itemsize if mode == "continuous" else 8
+    require_memory(2 * steps * batch * per_item, f"generate: {steps:,} steps of {batch} sequences")  # items, then one array
     rng = np.random.default_rng(seed)
 
     out, state = model(x0, h0)

@@ -13,7 +13,6 @@ rebuilt after an assignment.
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Mapping
 from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, NamedTuple, Optional, Sequence, Tuple,
@@ -62,7 +61,7 @@ def _check_dtype(value: DTypeLike) -> np.dtype:
 def _check_dropout(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"dropout: expected a number, got {type(value).__name__}")
-    if not (math.isfinite(value) and 0 <= value <= 1):
+    if not 0 <= value <= 1:  # NaN and ints past float's range fail too (math.isfinite(10**400) raises)
         raise ValueError(f"dropout: expected a probability in [0, 1], got {value}")
     return float(value)
 

@@ -9,6 +9,7 @@ vectorised NumPy, and the bookkeeping around it.
 from __future__ import annotations
 
 import math
+import sys
 from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -316,7 +317,7 @@ def _positive_float(name: str, value: Any, allow_none: bool = False) -> Optional
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a positive number, got {type(value).__name__}")
-    if not (math.isfinite(value) and value > 0):
+    if not 0 < value <= sys.float_info.max:  # NaN, Inf and ints past float's range fail
         raise ValueError(f"{name}: expected a positive number, got {value}")
     return float(value)
 
