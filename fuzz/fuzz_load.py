@@ -163,7 +163,8 @@ def TestOneInput(data: bytes) -> None:
 _JSON_ODDITIES = [None, True, False, 0, -1, 1, 2, 3, 2**31, 2**32 + 1, 2**63, -2**63, 2**64, 10**30, 1.5, -0.0,
                   1e308, float("inf"), float("nan"), "", "RNN", "LSTM", "GRU", "rnnext", "1", "2", "float32",
                   "float64", "F32", "F64", "F16", "BF16", "I64", "tanh", "relu", "sigmoid", [], [1], [[]], {},
-                  {"a": 1}, ["RNN"], {"dtype": "F32"}, "\ud800", "x" * 300]
+                  {"a": 1}, ["RNN"], {"dtype": "F32"}, "\ud800", "x" * 300, ",f4", "f4,(", "<f4", "float16",
+                  10**400, -10**400, 1e-320]
 
 
 def _oddity(rng: random.Random, old=None):
