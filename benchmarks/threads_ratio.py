@@ -47,7 +47,8 @@ def main(cells: str = "rnn,lstm,gru", calls: int = 100) -> None:
             one.append(t1 / calls)
         q1, _, q3 = statistics.quantiles(ratios, n=4)
         print(f"{cell} (B, T, I, H = 8, 100, 64, 128): 2 Python threads do {statistics.median(ratios):.2f}x the "
-              f"work of 1 in the same time (quartiles {q1:.2f}-{q3:.2f}); one call {statistics.median(one) * 1e6:.0f} us")
+              f"work of 1 in the same time (quartiles {q1:.2f}-{q3:.2f}); "
+              f"one call {statistics.median(one) * 1e6:.0f} us")
         for pool in pools.values():
             pool.shutdown()
 

@@ -1,5 +1,6 @@
-"""Leaks: 10**4 calls each of forward, backward, step and load (from bytes)
-for every cell leave the process as it was:
+"""Leaks: 10**4 calls each of forward, backward, step, load (from bytes) and
+of refused calls (errors at every stage) for every cell leave the process as
+it was:
 
 - its resident memory (/proc/self/statm) within a few MiB;
 - the bytes malloc has handed out (glibc's mallinfo2: the core's buffers and
@@ -15,6 +16,7 @@ these tests skip there, and LeakSanitizer checks the same calls instead.
 
 import ctypes
 import gc
+import json
 import os
 import sys
 
@@ -120,6 +122,8 @@ def _operation(cell, name):
             _, _, cache = _forward(cell, args, lengths, return_cache=True)
             return backward(cache, dh_seq, dh_n)
         return call, [*args.values(), lengths, dh_seq, dh_n]
+    if name == "errors":
+        return _refused_calls(cell, lengths)
     model = MODELS[cell](I, H, O, seed=0)
     x_t = np.random.default_rng(1).standard_normal((B, I)).astype(np.float32)
     if name == "step":
@@ -137,7 +141,38 @@ def _operation(cell, name):
     return (lambda: rx.from_bytes(blob).step(x_t)), [blob, x_t]
 
 
-@pytest.mark.parametrize("name", ["forward", "backward", "step", "load"])
+def _refused_calls(cell, lengths):
+    """One call that makes six refused calls: exceptions thrown through the
+    binding at each stage (shapes, lengths, dtypes, a copy that cannot be
+    allocated) and from the loader must not leak what was built before them."""
+    args = _functional_args(cell)
+    view = np.broadcast_to(0.0, (1, 1, 2**40))  # its copy (8 TiB) cannot be allocated
+    model = MODELS[cell](I, H, O, seed=0)
+    header = json.loads(model.to_bytes()[8:8 + int.from_bytes(model.to_bytes()[:8], "little")])
+    header["__metadata__"]["config"] = json.dumps({**model.config, "hidden_size": 10**6})
+    text = json.dumps(header).encode()
+    declared_huge = len(text).to_bytes(8, "little") + text  # no tensor data
+    refused = [
+        lambda: _forward(cell, {**args, "W_h": args["W_h"][:, 1:]}, lengths),
+        lambda: _forward(cell, args, np.array([T + 1, 1, 1, 1])),
+        lambda: _forward(cell, {**args, "x": args["x"].astype(np.complex128)}, lengths),
+        lambda: _forward(cell, {**args, "x": view, "W_x": np.broadcast_to(0.0, (len(args["W_x"]), 2**40)),
+                                "h0": None, **({"c0": None} if cell == "lstm" else {})}, None),
+        lambda: model(np.zeros((B, T, I + 1), np.float32)),
+        lambda: rx.from_bytes(declared_huge),
+    ]
+
+    def call():
+        for function in refused:
+            try:
+                function()
+            except (ValueError, TypeError, MemoryError):
+                continue
+            raise AssertionError("a call that must be refused returned")
+    return call, [*args.values(), lengths, view, model, declared_huge]
+
+
+@pytest.mark.parametrize("name", ["forward", "backward", "step", "load", "errors"])
 @pytest.mark.parametrize("cell", CELLS)
 def test_repeated_calls_leak_nothing(cell, name):
     call, arguments = _operation(cell, name)

@@ -57,7 +57,8 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
         raise ValueError("x0: the prompt needs at least one step")
     batch = 1 if unbatched else x0.shape[1 - time_axis]
     per_item = O * model.dtype.itemsize if mode == "continuous" else 8
-    require_memory(2 * steps * batch * per_item, f"generate: {steps:,} steps of {batch} sequences")  # items, then one array
+    # The items, then the one array they are stacked into.
+    require_memory(2 * steps * batch * per_item, f"generate: {steps:,} steps of {batch} sequences")
     rng = np.random.default_rng(seed)
 
     out, state = model(x0, h0)
