@@ -332,3 +332,65 @@ def test_predict_output_past_memory_raises_before_computing():
         """, timeout=10)
     assert code == 0 and ("MemoryError" in out or "ValueError" in out), \
         f"exit code {code} (None: still running after 10 s):\n{out[-2000:]}"
+
+
+# ---------------------------------------------------------------- found by review (same classes)
+
+
+def test_list_of_huge_views_is_a_memoryerror_not_a_typeerror():
+    # py::array::ensure cleared the MemoryError of np.asarray([view]) and the
+    # binding reported "expected an array of real numbers, got list".
+    view = np.broadcast_to(F32(0), (2**40, 2))
+    with pytest.raises(MemoryError):
+        F.rnn([view], np.zeros((3, 2), F32), np.zeros((3, 3), F32))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: rx.RNN(1, 1, num_layers=10**400),  # the message's GiB overflowed a float: OverflowError
+    lambda: rx.GRU(1, 10**2200),  # its digits are past Python's 4300-digit str limit: ValueError
+    lambda: rx.RNN(2, 3, 2).generate(np.zeros((1, 1, 2), F32), 10**400),
+    lambda: rx.RNN(2, 3, 2).generate(np.zeros((1, 1, 2), F32), np.int64(2**62)),  # int64 product wrapped to 0
+], ids=["num_layers=10**400", "hidden_size=10**2200", "steps=10**400", "steps=np.int64(2**62)"])
+def test_sizes_past_memory_of_any_magnitude_are_memoryerrors(make):
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(MemoryError):
+            make()
+
+
+def test_generate_with_no_sequences_returns_at_once():
+    # B = 0 passed the memory check (0 bytes), then visited every one of the steps.
+    code, out = run_python("""
+        import numpy as np, rnnext as rx
+        model = rx.RNN(2, 3, 2)
+        print("ready", flush=True)
+        print(model.generate(np.zeros((0, 1, 2), np.float32), 2**40).shape)
+        """, timeout=10)
+    assert code == 0 and f"(0, {2**40}, 2)" in out, f"exit code {code} (None: still running after 10 s):\n{out[-2000:]}"
+
+
+def test_sampling_and_adam_emit_no_warnings_on_extreme_values():
+    model = rx.RNN(2, 3, 2, seed=0)
+    model.b_o = np.array([np.inf, 0], F32)  # Inf logits
+    x = np.ones((2, 3, 2), F32)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        model.generate(x[:, :1], 3, mode="sample", temperature=1e-320, seed=0)
+        rx.RNN(2, 3, 2, seed=0).fit(x, np.full((2, 3, 2), 1e25, F32), loss="mse", epochs=1, optimizer="adam",
+                                    clip_norm=None, progress=False)
+    assert not caught, [f"{w.category.__name__}: {w.message} ({w.filename}:{w.lineno})" for w in caught]
+
+
+def test_from_bytes_tensor_sizes_do_not_wrap():
+    # np.prod of (2**32, 2**32) wraps to 0 in int64: empty data_offsets passed
+    # the loader's own checks (safetensors refused the file later).
+    def edit(header):
+        with_config(input_size=2**32, hidden_size=2**32, bias=False)(header)
+        for name in ("b_x_l0", "b_h_l0"):
+            del header[name]
+        for name in ("W_x_l0", "W_h_l0"):
+            header[name].update(shape=[2**32, 2**32], data_offsets=[0, 0])
+
+    header, _ = split_file(model_file(edit))
+    with pytest.raises(ValueError, match="data_offsets"):
+        rx.from_bytes(join_file(header, b""))

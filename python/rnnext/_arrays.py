@@ -28,6 +28,13 @@ def physical_memory() -> Optional[int]:
         return None
 
 
+def count_str(n: int) -> str:
+    """An int for a message: ``1,000,000``, or ``about 2**3321`` for sizes
+    whose digits are not worth printing (or past Python's 4300-digit limit)."""
+    n = int(n)
+    return f"{n:,}" if abs(n) < 2**64 else f"about {'-' if n < 0 else ''}2**{abs(n).bit_length() - 1}"
+
+
 def require_memory(nbytes: int, what: str) -> None:
     """MemoryError naming ``what`` when ``nbytes`` (a Python int: no overflow)
     exceed this machine's memory: raised before any compute, as API.md asks,
@@ -35,5 +42,5 @@ def require_memory(nbytes: int, what: str) -> None:
     elements."""
     available = physical_memory()
     if available is not None and nbytes > available:
-        raise MemoryError(f"{what} needs about {nbytes / 2**30:,.1f} GiB, more than this machine's "
-                          f"{available / 2**30:,.1f} GiB")
+        gib = f"about {nbytes / 2**30:,.1f}" if nbytes < 2**64 else count_str(nbytes // 2**30)
+        raise MemoryError(f"{what} needs {gib} GiB, more than this machine's {available / 2**30:,.1f} GiB")

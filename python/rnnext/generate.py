@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import numpy as np
 
-from ._arrays import require_memory
+from ._arrays import count_str, require_memory
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import RecurrentModel
@@ -29,7 +29,8 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):
         raise TypeError(f"steps: expected an int, got {type(steps).__name__}")
     if steps < 0:
-        raise ValueError(f"steps: expected an int >= 0, got {steps}")
+        raise ValueError(f"steps: expected an int >= 0, got {count_str(steps)}")
+    steps = int(steps)  # np.int64 products below would wrap
     if isinstance(temperature, bool) or not isinstance(temperature, (int, float, np.integer, np.floating)):
         raise TypeError(f"temperature: expected a number, got {type(temperature).__name__}")
     if not 0 < temperature <= sys.float_info.max:  # NaN, Inf and ints past float's range fail
@@ -58,10 +59,15 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
     batch = 1 if unbatched else x0.shape[1 - time_axis]
     per_item = O * model.dtype.itemsize if mode == "continuous" else 8
     # The items, then the one array they are stacked into.
-    require_memory(2 * steps * batch * per_item, f"generate: {steps:,} steps of {batch} sequences")
+    require_memory(2 * steps * batch * per_item, f"generate: {count_str(steps)} steps of {batch} sequences")
     rng = np.random.default_rng(seed)
 
     out, state = model(x0, h0)
+    if steps == 0 or batch == 0:  # nothing to compute, however many steps
+        shape = (steps,) if unbatched else ((batch, steps) if model.batch_first else (steps, batch))
+        if mode == "continuous":
+            return np.zeros(shape + (O,), model.dtype)
+        return np.zeros(shape, np.int64)
     y = np.take(out, -1, axis=time_axis)  # the output after the prompt's last step
     items = []
     for k in range(steps):
@@ -72,9 +78,10 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
             if mode == "greedy":
                 item = np.argmax(y, axis=-1)
             else:
-                logits = y.astype(np.float64) / temperature
-                p = np.exp(logits - logits.max(axis=-1, keepdims=True))
-                cdf = np.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
+                with np.errstate(all="ignore"):  # Inf logits, tiny temperatures: NaN or Inf quietly (API.md)
+                    logits = y.astype(np.float64) / temperature
+                    p = np.exp(logits - logits.max(axis=-1, keepdims=True))
+                    cdf = np.cumsum(p / p.sum(axis=-1, keepdims=True), axis=-1)
                 u = rng.random(cdf.shape[:-1] + (1,))
                 item = np.minimum((cdf < u).sum(axis=-1), O - 1)
             item = np.asarray(item, np.int64)
@@ -82,9 +89,4 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
         items.append(item)
         if k + 1 < steps:
             y, state = model.step(feed, state)
-    if not items:
-        shape = (0,) if unbatched else ((x0.shape[0], 0) if model.batch_first else (0, x0.shape[1]))
-        if mode == "continuous":
-            shape = shape + (O,)
-        return np.zeros(shape, model.dtype if mode == "continuous" else np.int64)
     return np.stack(items, axis=time_axis)

@@ -8,6 +8,7 @@ so a truncated, corrupted, inconsistent or hostile file raises ValueError.
 from __future__ import annotations
 
 import json
+import math
 import os
 from typing import IO, TYPE_CHECKING, Any, Dict, Union
 
@@ -162,7 +163,7 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
                 or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
             raise _invalid(f"tensor {name!r} has bad data_offsets {offsets!r}")
         start, end = offsets
-        if not 0 <= start <= end <= data_size or end - start != int(np.prod(shapes[name])) * dtype.itemsize:
+        if not 0 <= start <= end <= data_size or end - start != math.prod(shapes[name]) * dtype.itemsize:
             raise _invalid(f"tensor {name!r} has data_offsets {offsets!r} that do not fit its shape "
                            f"or the file ({data_size} bytes of data)")
         extents.append((start, end))

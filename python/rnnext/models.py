@@ -21,7 +21,7 @@ from typing import (IO, Any, Callable, Dict, Iterable, Iterator, List, NamedTupl
 import numpy as np
 
 from . import generate as _generate, io as _io, train as _train
-from ._arrays import cast, require_memory
+from ._arrays import cast, count_str, require_memory
 from ._typing import ArrayLike, DTypeLike
 from .cells import GRU_CELL, LSTM_CELL, RNN_CELL, Cell
 from .layers import Stack, StackCache, recurrent_param_count, recurrent_param_shapes, valid_steps
@@ -38,7 +38,7 @@ def _check_int(name: str, value: Any, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise TypeError(f"{name}: expected an int, got {type(value).__name__}")
     if value < minimum:
-        raise ValueError(f"{name}: expected an int >= {minimum}, got {value}")
+        raise ValueError(f"{name}: expected an int >= {minimum}, got {count_str(value)}")
     return int(value)
 
 
@@ -221,8 +221,9 @@ class RecurrentModel:
         count = self._param_count()[1]
         c = self._config
         require_memory(count * (8 + 3 * self.dtype.itemsize),
-                       f"{type(self).__name__}(input_size={c['input_size']}, hidden_size={c['hidden_size']}, "
-                       f"num_layers={c['num_layers']}) has {count:,} parameters and")
+                       f"{type(self).__name__}(input_size={count_str(c['input_size'])}, "
+                       f"hidden_size={count_str(c['hidden_size'])}, num_layers={count_str(c['num_layers'])}) "
+                       f"has {count_str(count)} parameters and")
 
     # ------------------------------------------------------------ configuration
 

@@ -86,6 +86,7 @@ class SGD:
         self.lr, self.momentum = lr, momentum
         self.velocity: Dict[str, np.ndarray] = {}
 
+    @np.errstate(over="ignore", invalid="ignore")  # huge gradients give Inf quietly, as in torch (API.md)
     def step(self, params: Dict[str, np.ndarray], grads: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         out = {}
         for k, p in params.items():
@@ -105,6 +106,7 @@ class Adam:
         self.m: Dict[str, np.ndarray] = {}
         self.v: Dict[str, np.ndarray] = {}
 
+    @np.errstate(over="ignore", invalid="ignore")  # g * g of a gradient past 1.8e19 is Inf in float32, quietly
     def step(self, params: Dict[str, np.ndarray], grads: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
         self.t += 1
         b1, b2 = self.betas

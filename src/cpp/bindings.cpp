@@ -54,13 +54,16 @@ std::string dtype_of(const py::array& a) { return py::str(a.dtype()).cast<std::s
 bool is_none(py::handle h) { return !h || h.is_none(); }
 
 // np.asarray(obj), refusing anything that is not real numbers (complex,
-// object, strings, dates): those are TypeErrors naming the argument.
+// object, strings, dates): those are TypeErrors naming the argument. A
+// conversion that runs out of memory (a list of huge views) stays a
+// MemoryError, and KeyboardInterrupt and the like pass through; the converting
+// constructor keeps the error where py::array::ensure would clear it.
 py::array as_numeric(py::handle obj, const std::string& name) {
-  py::array a = py::array::ensure(obj);
-  if (!a) {
-    // A conversion that ran out of memory (a huge list) is not a type error.
-    if (PyErr_ExceptionMatches(PyExc_MemoryError)) throw py::error_already_set();
-    PyErr_Clear();
+  py::array a;
+  try {
+    a = py::array(py::reinterpret_borrow<py::object>(obj));
+  } catch (py::error_already_set& e) {
+    if (e.matches(PyExc_MemoryError) || !e.matches(PyExc_Exception)) throw;
     type_error(name + ": expected an array of real numbers, got " +
                py::str(py::type::of(obj).attr("__name__")).cast<std::string>());
   }
@@ -70,27 +73,43 @@ py::array as_numeric(py::handle obj, const std::string& name) {
   return a;
 }
 
-// a as a C-contiguous array of T: a itself when it already is one, else a
-// copy. The cast runs under np.errstate(all="ignore"), so values past
-// float32's range become +-inf silently, as they would in the kernels
-// (API.md: NaN and Inf emit no warnings; under warnings-as-errors the warning
-// would otherwise fail the copy). A copy that fails (MemoryError for a view
-// too large to copy) raises: carray<T>::ensure would clear that error and
-// hand back a null array, the constructor keeps it.
-template <class T>
-carray<T> to_c(py::handle a) {
-  if (py::isinstance<carray<T>>(a)) return py::reinterpret_borrow<carray<T>>(a);
-  py::object quiet = py::module_::import("numpy").attr("errstate")(py::arg("all") = "ignore");
-  quiet.attr("__enter__")();
-  std::optional<carray<T>> c;
-  try {
-    c.emplace(py::reinterpret_borrow<py::object>(a));
-  } catch (py::error_already_set& e) {
-    quiet.attr("__exit__")(py::none(), py::none(), py::none());
-    throw;
+// np.errstate(all="ignore") for a scope: a float64 value past float32's
+// range cast to float32 becomes +-inf silently, as it would in the kernels
+// (API.md: NaN and Inf emit no warnings; under warnings-as-errors the
+// warning would otherwise fail the copy).
+class QuietCasts {
+ public:
+  QuietCasts() : state_(py::module_::import("numpy").attr("errstate")(py::arg("all") = "ignore")) {
+    state_.attr("__enter__")();
   }
-  quiet.attr("__exit__")(py::none(), py::none(), py::none());
-  return std::move(*c);
+  ~QuietCasts() {
+    py::error_scope pending;  // an error being raised survives __exit__
+    try {
+      state_.attr("__exit__")(py::none(), py::none(), py::none());
+    } catch (py::error_already_set&) {  // nothing to report it to from a destructor
+    }
+  }
+  QuietCasts(const QuietCasts&) = delete;
+  QuietCasts& operator=(const QuietCasts&) = delete;
+
+ private:
+  py::object state_;
+};
+
+// a as a C-contiguous array of T: a itself when it already is one, else a
+// copy. A copy that fails (MemoryError for a view too large to copy) raises:
+// carray<T>::ensure would clear that error and hand back a null array, the
+// converting constructor keeps it. Only a cast from a wider floating type can
+// overflow, so only that one pays for QuietCasts (about 1 us).
+template <class T>
+carray<T> to_c(const py::array& a) {
+  if (py::isinstance<carray<T>>(a)) return py::reinterpret_borrow<carray<T>>(a);
+  const py::dtype from = a.dtype();
+  if (from.kind() == 'f' && std::size_t(from.itemsize()) > sizeof(T)) {
+    QuietCasts quiet;
+    return carray<T>(py::reinterpret_borrow<py::object>(a));
+  }
+  return carray<T>(py::reinterpret_borrow<py::object>(a));
 }
 
 void expect_shape(const py::array& a, const std::string& name, std::initializer_list<index_t> dims,
