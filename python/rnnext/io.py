@@ -14,6 +14,8 @@ from typing import IO, TYPE_CHECKING, Any, Dict, Union
 
 import numpy as np
 
+from ._arrays import count_str
+
 if TYPE_CHECKING:  # pragma: no cover
     from .models import RecurrentModel
 
@@ -143,8 +145,9 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
 
     # The tensors the configuration implies, and nothing else; counted first,
     # as the configuration may declare millions of layers.
-    if len(header) != model._param_count()[0]:
-        raise _invalid(f"{len(header)} tensors, {model!r} has {model._param_count()[0]} parameters")
+    expected = model._param_count()[0]
+    if len(header) != expected:
+        raise _invalid(f"{len(header)} tensors, {model!r} has {count_str(expected)} parameters")
     shapes = model._param_shapes()
     if set(header) != set(shapes):
         raise _invalid(f"tensors {sorted(header)} do not match the parameters {sorted(shapes)} of {model!r}")

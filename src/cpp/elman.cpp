@@ -27,7 +27,7 @@ void ElmanWeights<T>::forward(const T* x, const T* h0, const index_t* lengths,
   const index_t hidden = hidden_size();
   const index_t padded = w_h_.padded_n();
   // Nothing to compute, and no step to visit: x may hold 2**40 empty steps.
-  if (batch == 0 || hidden_size() == 0) return;
+  if (batch == 0 || hidden == 0) return;
 
   // Workspace: the input projection of every step, computed before the loop.
   // A streaming step's fits on the stack: no allocation on that hot path.

@@ -1,6 +1,5 @@
 #include "gru.h"
 
-#include <algorithm>
 #include <vector>
 
 #include "kernels.h"
@@ -34,8 +33,7 @@ template <class T>
 void GruWeights<T>::forward(const T* x, const T* h0, const index_t* lengths, SequenceShape shape, bool reverse,
                             T* h_seq, T* h_n, GruCache<T>* keep) const {
   const index_t batch = shape.batch, steps = shape.steps, hidden = hidden_size(), hp = layout_.padded();
-  // Nothing to compute, and no step to visit: x may hold 2**40 empty steps.
-  if (batch == 0 || hidden_size() == 0) return;
+  if (batch == 0) return;
   const index_t rows = checked_mul(batch, steps);
   Workspace<T> gate_space(keep ? 0 : checked_mul(rows, layout_.width()));
   Workspace<T> hn_space(keep ? 0 : checked_mul(rows, hp));
@@ -72,12 +70,6 @@ void GruWeights<T>::backward(const GruCache<T>& cache, const T* dh_seq, const T*
   const index_t input = input_size(), hidden = hidden_size(), hp = layout_.padded();
   const index_t width = layout_.width(), width_h = layout_h_.width();
   const index_t* lengths = cache.lengths_or_null();
-  // Hidden size 0: dx (zero) is the only gradient that holds anything, and
-  // there is no step worth visiting (x may hold 2**40 empty steps).
-  if (hidden == 0) {
-    std::fill_n(grads.dx, checked_mul(checked_mul(batch, steps), input), T(0));
-    return;
-  }
   const index_t count = checked_mul(batch, steps);
   const bool lbr = linear_before_reset_;
 

@@ -1,7 +1,5 @@
 #include "lstm.h"
 
-#include <algorithm>
-
 #include "kernels.h"
 #include "recurrence.h"
 
@@ -22,8 +20,7 @@ template <class T>
 void LstmWeights<T>::forward(const T* x, const T* h0, const T* c0, const index_t* lengths, SequenceShape shape,
                              bool reverse, T* h_seq, T* h_n, T* c_n, LstmCache<T>* keep) const {
   const index_t batch = shape.batch, steps = shape.steps, hidden = hidden_size(), hp = layout_.padded();
-  // Nothing to compute, and no step to visit: x may hold 2**40 empty steps.
-  if (batch == 0 || hidden_size() == 0) return;
+  if (batch == 0) return;
   const index_t rows = checked_mul(batch, steps);
   // Gate rows start as the input projection; c_t for every step only when
   // backward will need it, else one running state per sequence.
@@ -60,12 +57,6 @@ void LstmWeights<T>::backward(const LstmCache<T>& cache, const T* dh_seq, const 
   const index_t batch = shape.batch, steps = shape.steps;
   const index_t input = input_size(), hidden = hidden_size(), width = layout_.width();
   const index_t* lengths = cache.lengths_or_null();
-  // Hidden size 0: dx (zero) is the only gradient that holds anything, and
-  // there is no step worth visiting (x may hold 2**40 empty steps).
-  if (hidden == 0) {
-    std::fill_n(grads.dx, checked_mul(checked_mul(batch, steps), input), T(0));
-    return;
-  }
 
   // 1. The sequential part: gate gradients for every valid step, dh0, dc0.
   // Zeroed: the kernels leave whole vectors of padding units unwritten, and
