@@ -117,8 +117,8 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
     classes = _model_classes()
     name = meta.get("class")
     cls = classes.get(name) if isinstance(name, str) else None
-    if cls is None or (version == "1" and meta.get("class") != "RNN"):
-        raise _invalid(f"unknown model class {meta.get('class')!r}; expected one of {sorted(classes)}")
+    if cls is None or (version == "1" and name != "RNN"):
+        raise _invalid(f"unknown model class {name!r}; expected one of {sorted(classes)}")
     try:
         config = json.loads(meta.get("config", ""))
     except (ValueError, RecursionError, TypeError) as e:

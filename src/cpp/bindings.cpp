@@ -105,10 +105,8 @@ template <class T>
 carray<T> to_c(const py::array& a) {
   if (py::isinstance<carray<T>>(a)) return py::reinterpret_borrow<carray<T>>(a);
   const py::dtype from = a.dtype();
-  if (from.kind() == 'f' && std::size_t(from.itemsize()) > sizeof(T)) {
-    QuietCasts quiet;
-    return carray<T>(py::reinterpret_borrow<py::object>(a));
-  }
+  std::optional<QuietCasts> quiet;
+  if (from.kind() == 'f' && std::size_t(from.itemsize()) > sizeof(T)) quiet.emplace();
   return carray<T>(py::reinterpret_borrow<py::object>(a));
 }
 
