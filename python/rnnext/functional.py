@@ -14,10 +14,24 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from . import _core
 from ._typing import ArrayLike
+from .cells import GRU_CELL, LSTM_CELL, RNN_CELL, Cell
 
 __all__ = ["rnn", "rnn_backward", "lstm", "lstm_backward", "gru", "gru_backward"]
+
+
+def _run(cell: Cell, options: Dict[str, Any], x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike],
+         b_h: Optional[ArrayLike], h0: Optional[ArrayLike], c0: Optional[ArrayLike], lengths: Optional[ArrayLike],
+         batch_first: bool, reverse: bool, return_cache: bool) -> Tuple[Any, ...]:
+    """Every functional forward: pack the weights, run the layer once; the
+    state is an (h_n, c_n) pair for LSTM."""
+    layer = cell.pack(W_x, W_h, b_x, b_h, options)
+    if return_cache:
+        h_seq, h_n, c_n, cache = layer.forward_cache(x, h0, c0, lengths, batch_first, reverse)
+    else:
+        h_seq, h_n, c_n = layer.forward(x, h0, c0, lengths, batch_first, reverse)
+    state = (h_n, c_n) if cell.has_cell_state else h_n
+    return (h_seq, state, cache) if return_cache else (h_seq, state)
 
 
 def rnn(
@@ -82,10 +96,8 @@ def rnn(
     MemoryError
         Outputs or workspace that cannot be allocated.
     """
-    layer = _core.pack_rnn(W_x, W_h, b_x, b_h, activation)
-    if return_cache:
-        return layer.forward_cache(x, h0, lengths, batch_first, reverse)
-    return layer.forward(x, h0, lengths, batch_first, reverse)
+    return _run(RNN_CELL, {"activation": activation}, x, W_x, W_h, b_x, b_h, h0, None, lengths, batch_first, reverse,
+                return_cache)
 
 
 def rnn_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
@@ -115,7 +127,7 @@ def rnn_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[
     single matrix products over all valid steps. Gradients are bitwise
     identical for a given instruction set, whatever the thread count.
     """
-    return _core.rnn_backward(cache, dh_seq, dh_n)
+    return RNN_CELL.backward(cache, dh_seq, dh_n)
 
 
 def lstm(
@@ -168,12 +180,7 @@ def lstm(
     step is then one product with ``W_h``, the gates stored interleaved so that
     the cell update runs while each block of units is still in registers.
     """
-    layer = _core.pack_lstm(W_x, W_h, b_x, b_h)
-    if return_cache:
-        h_seq, h_n, c_n, cache = layer.forward_cache(x, h0, c0, lengths, batch_first, reverse)
-        return h_seq, (h_n, c_n), cache
-    h_seq, h_n, c_n = layer.forward(x, h0, c0, lengths, batch_first, reverse)
-    return h_seq, (h_n, c_n)
+    return _run(LSTM_CELL, {}, x, W_x, W_h, b_x, b_h, h0, c0, lengths, batch_first, reverse, return_cache)
 
 
 def lstm_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None,
@@ -186,7 +193,7 @@ def lstm_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional
     shaped like the forward's arguments (``b_x`` and ``b_h`` get equal
     gradients, as separate arrays).
     """
-    return _core.lstm_backward(cache, dh_seq, dh_n, dc_n)
+    return LSTM_CELL.backward(cache, dh_seq, dh_n, dc_n)
 
 
 def gru(
@@ -230,10 +237,8 @@ def gru(
     h_seq, h_n[, cache]
         As in ``rnn``; the cache is for ``gru_backward``.
     """
-    layer = _core.pack_gru(W_x, W_h, b_x, b_h, linear_before_reset)
-    if return_cache:
-        return layer.forward_cache(x, h0, lengths, batch_first, reverse)
-    return layer.forward(x, h0, lengths, batch_first, reverse)
+    return _run(GRU_CELL, {"linear_before_reset": linear_before_reset}, x, W_x, W_h, b_x, b_h, h0, None, lengths,
+                batch_first, reverse, return_cache)
 
 
 def gru_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
@@ -242,4 +247,4 @@ def gru_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[
     Returns a dict with ``"x"``, ``"W_x"``, ``"W_h"``, ``"b_x"``, ``"b_h"``,
     ``"h0"``, shaped like the forward's arguments.
     """
-    return _core.gru_backward(cache, dh_seq, dh_n)
+    return GRU_CELL.backward(cache, dh_seq, dh_n)

@@ -126,11 +126,9 @@ class Stack:
             for layer in range(self.num_layers)
         ]
         self.head = _core.pack_dense(params["W_o"], params["b_o"]) if "W_o" in params else None
-        # One layer, one direction, Elman: the core runs the head fused and streams in one call.
-        single = self.num_layers == 1 and self.num_directions == 1
-        self.fused = self.layers[0][0] if single and cell.fused_head else None
-        # One layer, one direction, any cell: model.step is one C++ call (step_model).
-        self.streaming = self.layers[0][0] if single else None
+        # One layer, one direction: the forward with its head, and a streaming
+        # step, are each one C++ call.
+        self.single = self.layers[0][0] if self.num_layers == 1 and self.num_directions == 1 else None
 
     # ------------------------------------------------------------ forward
 
@@ -176,7 +174,7 @@ class Stack:
         return top, h_n, c_n, StackCache(caches, masks, x.ndim == 2, batch, top.dtype)
 
     def _run(self, x, h0, c0, lengths, batch_first, training):
-        cell, D = self.cell, self.num_directions
+        D = self.num_directions
         h_n: List[Optional[np.ndarray]] = []
         c_n: List[Optional[np.ndarray]] = []
         caches: List[List[Any]] = []
@@ -192,11 +190,11 @@ class Stack:
             for d, weights in enumerate(packed):
                 k = layer * D + d
                 if training is None:
-                    h_seq, h, c = cell.forward(weights, inputs, self._piece(h0, k), self._piece(c0, k), lengths,
-                                               batch_first, d == 1)
+                    h_seq, h, c = weights.forward(inputs, self._piece(h0, k), self._piece(c0, k), lengths,
+                                                  batch_first, d == 1)
                 else:
-                    h_seq, h, c, cache = cell.forward_cache(weights, inputs, self._piece(h0, k),
-                                                            self._piece(c0, k), lengths, batch_first, d == 1)
+                    h_seq, h, c, cache = weights.forward_cache(inputs, self._piece(h0, k), self._piece(c0, k),
+                                                               lengths, batch_first, d == 1)
                     layer_caches.append(cache)
                 outputs.append(h_seq)
                 h_n.append(h)
@@ -204,6 +202,14 @@ class Stack:
             caches.append(layer_caches)
             inputs = outputs[0] if D == 1 else np.concatenate(outputs, axis=-1)
         return inputs, np.stack(h_n), self._stacked(c_n), caches
+
+    def layer_step(self, layer: int, x_t: np.ndarray, h: Optional[np.ndarray], c: Optional[np.ndarray]
+                   ) -> Tuple[np.ndarray, Optional[np.ndarray]]:
+        """One time step of one (forward-direction) layer: ``x_t`` (B, I) or
+        (I,) and the states (B, H) or (H,) (None means zeros) -> the new
+        ``(h, c)``, ``c`` None but for LSTM."""
+        _, h_n, c_n = self.layers[layer][0].forward(np.expand_dims(x_t, -2), h, c, None, True, False)
+        return h_n, c_n
 
     # ------------------------------------------------------------ the head
 

@@ -494,12 +494,13 @@ class RecurrentModel:
         x = np.asarray(x)
         batch = self._batch_of(x)
         h0, c0 = self._read_state(h0, "h0", batch) if x.ndim in (2, 3) else (None, None)
-        if stack.fused is not None:  # one layer, one direction, Elman: the head fused, one C++ call
-            out, h_n = stack.fused.forward(x, None if h0 is None else h0[0], lengths, self.batch_first, False,
-                                            stack.head if return_sequences else None)
+        if stack.single is not None:  # one layer, one direction: the forward and its head in one C++ call
+            out, h_n, c_n = stack.single.forward(x, None if h0 is None else h0[0], None if c0 is None else c0[0],
+                                                 lengths, self.batch_first, False,
+                                                 stack.head if return_sequences else None)
             if not return_sequences:
                 out = stack.head.forward(h_n) if stack.head is not None else h_n.copy()
-            return out, h_n[None]
+            return out, self._state_out(h_n[None], None if c_n is None else c_n[None])
         top, h_n, c_n = stack.forward(x, h0, c0, lengths, self.batch_first)
         if return_sequences:
             mask = valid_steps(lengths, top.shape[1 if self.batch_first and top.ndim == 3 else 0], batch)
@@ -565,8 +566,8 @@ class RecurrentModel:
             sequence), and for shapes that do not fit.
         """
         stack = self._packed_weights()
-        if stack.streaming is not None:  # one C++ call, which checks the arguments
-            return stack.streaming.step_model(x_t, state, stack.head)
+        if stack.single is not None:  # one C++ call, which checks the arguments
+            return stack.single.step(x_t, state, stack.head)
         if self._config["bidirectional"]:
             raise ValueError(f"step: {self!r} is bidirectional; its backward direction reads whole sequences, "
                              "so it cannot stream (call the model on the sequence instead)")
@@ -580,8 +581,8 @@ class RecurrentModel:
         hs, cs = [], []
         inputs = x_t
         for layer, packed in enumerate(stack.layers):
-            h_t, c_t = self._cell.step(packed[0], inputs, None if h is None else h[layer],
-                                       None if c is None else c[layer])
+            h_t, c_t = stack.layer_step(layer, inputs, None if h is None else h[layer],
+                                        None if c is None else c[layer])
             hs.append(h_t)
             cs.append(c_t)
             inputs = h_t

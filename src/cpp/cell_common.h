@@ -1,5 +1,6 @@
-// What the cells' time loops share: gathering the rows still running at a
-// step, and loads and stores of a row's last, partial vector.
+// What the cells' time loops share: one thread's slice of the hidden units,
+// gathering the rows still running at a step, and loads and stores of a
+// row's last, partial vector.
 // Included from kernels_impl.h inside an instruction-set namespace.
 #pragma once
 
@@ -9,15 +10,41 @@
 // blocks, few enough for the pointer arrays to live on the stack.
 constexpr index_t kRowChunk = 64;
 
-// For step s of the sequences [b0, b1): calls add(slot, b, t) for each one
-// still running (t: the time it reads at step s; from its end when reversed)
-// and flush(count) after every kRowChunk of them and at the end.
-template <class Length, class Add, class Flush>
-RNNEXT_INLINE void for_active_rows(index_t s, index_t b0, index_t b1, Length length, bool reverse, Add add,
-                                   Flush flush) {
+// The hidden units [first_unit, end_unit) of a thread's unit blocks
+// [panel_begin, panel_end).
+template <class T>
+RNNEXT_INLINE index_t first_unit(const TimeLoop& a) { return a.panel_begin * panel_width<T>(); }
+template <class T>
+RNNEXT_INLINE index_t end_unit(const TimeLoop& a) {
+  const index_t end = a.panel_end * panel_width<T>();
+  return end < a.hidden_size ? end : a.hidden_size;
+}
+
+// The thread's unit blocks of a packed weight whose unit blocks hold `gates`
+// panels each (gate_layout.h): the only panels its products read.
+template <class T>
+RNNEXT_INLINE PackedView<T> unit_blocks(PackedView<T> w, const TimeLoop& a, index_t gates) {
+  w.data += a.panel_begin * gates * w.panel_stride;
+  w.panels = (a.panel_end - a.panel_begin) * gates;
+  return w;
+}
+
+// The longest of the thread's sequences: the steps its loop visits.
+RNNEXT_INLINE index_t longest_sequence(const TimeLoop& a) {
+  if (a.lengths == nullptr) return a.batch_end > a.batch_begin ? a.steps : 0;
+  index_t longest = 0;
+  for (index_t b = a.batch_begin; b < a.batch_end; ++b) longest = a.lengths[b] > longest ? a.lengths[b] : longest;
+  return longest;
+}
+
+// For step s of the thread's sequences: calls add(slot, b, t) for each one
+// still running (t: the time it reads at step s, from its end when
+// `reverse`) and flush(count) after every kRowChunk of them and at the end.
+template <class Add, class Flush>
+RNNEXT_INLINE void for_active_rows(const TimeLoop& a, index_t s, bool reverse, Add add, Flush flush) {
   index_t count = 0;
-  for (index_t b = b0; b < b1; ++b) {
-    const index_t len = length(b);
+  for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
+    const index_t len = a.length(b);
     if (s >= len) continue;
     add(count, b, reverse ? len - 1 - s : s);
     if (++count == kRowChunk) {
@@ -26,6 +53,13 @@ RNNEXT_INLINE void for_active_rows(index_t s, index_t b0, index_t b1, Length len
     }
   }
   if (count > 0) flush(count);
+}
+
+// Calls f(col, n) for each vector of the units [col0, col1): n = col1 - col,
+// a whole vector when n >= lanes.
+template <class T, class F>
+RNNEXT_INLINE void for_slice_vectors(index_t col0, index_t col1, F f) {
+  for (index_t col = col0; col < col1; col += simd<T>::lanes) f(col, col1 - col);
 }
 
 // Calls f(v, col, n) for each vector v of a unit block's panel whose first
@@ -45,6 +79,12 @@ RNNEXT_INLINE void for_unit_vectors(index_t block, index_t units, F f) {
 template <class T>
 RNNEXT_INLINE vec<T> load_n(const T* p, index_t n) {
   return n >= simd<T>::lanes ? load(p) : load_partial(p, n);
+}
+
+// The n values at p + offset as a vector (see load_n), or zeros when p is null.
+template <class T>
+RNNEXT_INLINE vec<T> load_n_or_zero(const T* p, index_t offset, index_t n) {
+  return p ? load_n(p + offset, n) : vec<T>{};
 }
 
 // Stores the first n lanes (an unpadded, user-visible row).

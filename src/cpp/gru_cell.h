@@ -101,23 +101,14 @@ template <class T>
 void gru_forward_kernel(const GruArgs<T>& a) {
   constexpr index_t nr = panel_width<T>();
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 3 * hp;
-  const index_t col0 = a.panel_begin * nr;
-  const index_t col1 = a.panel_end * nr < hidden ? a.panel_end * nr : hidden;
+  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
   const index_t gates_h = a.linear_before_reset ? 3 : 2;  // gate panels per block in w_h
-  PackedView<T> w = a.w_h;
-  w.data += a.panel_begin * gates_h * w.panel_stride;
-  w.panels = (a.panel_end - a.panel_begin) * gates_h;
-  PackedView<T> w_n = a.w_hn;
-  if (!a.linear_before_reset) {
-    w_n.data += a.panel_begin * w_n.panel_stride;
-    w_n.panels = a.panel_end - a.panel_begin;
-  }
-  auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
+  const PackedView<T> w = unit_blocks(a.w_h, a, gates_h);
+  const PackedView<T> w_n = a.linear_before_reset ? a.w_hn : unit_blocks(a.w_hn, a, 1);
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + b * a.h_stride_b + t * a.h_stride_t; };
   auto h_first = [&](index_t b) { return a.h0 ? a.h0 + b * hidden : a.zeros; };
 
-  index_t max_length = 0;
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
+  const index_t max_length = longest_sequence(a);
 
   const T* prev[kRowChunk];       // whole rows, for the product
   const T* prev_units[kRowChunk];  // the slice's units, for the epilogue
@@ -142,13 +133,13 @@ void gru_forward_kernel(const GruArgs<T>& a) {
     auto gather = [&](index_t i, index_t b, index_t t) { add(s, i, b, t); };
     auto row_a = [&](index_t i) { return prev[i]; };
     if (a.linear_before_reset) {
-      for_active_rows(s, a.batch_begin, a.batch_end, length, a.reverse, gather,
+      for_active_rows(a, s, a.reverse, gather,
                       [&](index_t count) { gemm_rows<T>(count, w, row_a, fused); });
     } else {
-      for_active_rows(s, a.batch_begin, a.batch_end, length, a.reverse, gather,
+      for_active_rows(a, s, a.reverse, gather,
                       [&](index_t count) { gemm_rows<T>(count, w, row_a, reset); });
       if (a.barrier) a.barrier(a.barrier_state);  // the next product reads whole r h rows
-      for_active_rows(s, a.batch_begin, a.batch_end, length, a.reverse, gather, [&](index_t count) {
+      for_active_rows(a, s, a.reverse, gather, [&](index_t count) {
         gemm_rows<T>(count, w_n, [&](index_t i) { return rh[i]; }, update);
       });
     }
@@ -156,7 +147,7 @@ void gru_forward_kernel(const GruArgs<T>& a) {
   }
 
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = length(b);
+    const index_t len = a.length(b);
     const T* h = len == 0 ? h_first(b) : h_row(b, a.reverse ? 0 : len - 1);
     for (index_t j = col0; j < col1; ++j) a.h_n[b * hidden + j] = h[j];
   }
@@ -255,50 +246,38 @@ struct GruResetBackwardEpilogue : GruBackwardRows<T> {
 template <class T>
 void gru_backward_kernel(const GruBackwardArgs<T>& a) {
   constexpr index_t nr = panel_width<T>();
-  constexpr int lanes = simd<T>::lanes;
   const bool lbr = a.linear_before_reset;
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 3 * hp;
   const index_t gates_h = lbr ? 3 : 2, width_h = gates_h * hp;
-  const index_t col0 = a.panel_begin * nr;
-  const index_t col1 = a.panel_end * nr < hidden ? a.panel_end * nr : hidden;
-  PackedView<T> w = a.w_h_t;
-  w.data += a.panel_begin * w.panel_stride;
-  w.panels = a.panel_end - a.panel_begin;
-  PackedView<T> w_n = a.w_hn_t;
-  if (!lbr) {
-    w_n.data += a.panel_begin * w_n.panel_stride;
-    w_n.panels = a.panel_end - a.panel_begin;
-  }
-  auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
-  auto time_of = [&](index_t b, index_t s) { return a.reverse ? length(b) - 1 - s : s; };
+  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
+  const PackedView<T> w = unit_blocks(a.w_h_t, a, 1);
+  const PackedView<T> w_n = lbr ? a.w_hn_t : unit_blocks(a.w_hn_t, a, 1);
   auto offset = [&](index_t b, index_t t) { return b * a.h_stride_b + t * a.h_stride_t; };
   auto row = [&](index_t b, index_t t) { return b * a.steps + t; };
   // The state step s of sequence b read.
   auto h_before = [&](index_t b, index_t s) {
-    return s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : a.h_seq + offset(b, time_of(b, s - 1));
+    return s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : a.h_seq + offset(b, a.time_of(b, s - 1));
   };
 
-  index_t max_length = 0;
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
+  const index_t max_length = longest_sequence(a);
 
   // Each sequence's last step, from dh_seq and dh_n alone.
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = length(b);
-    for (index_t col = col0; col < col1; col += lanes) {
-      const index_t n = col1 - col;
-      vec<T> dh = a.dh_n ? load_n(a.dh_n + b * hidden + col, n) : vec<T>{};
+    const index_t len = a.length(b);
+    for_slice_vectors<T>(col0, col1, [&](index_t col, index_t n) {
+      vec<T> dh = load_n_or_zero(a.dh_n, b * hidden + col, n);
       if (len == 0) {
         store_n(a.dh0 + b * hidden + col, dh, n);
-        continue;
+        return;
       }
-      const index_t t = time_of(b, len - 1), r = row(b, t), block = col / nr, lane = col % nr;
+      const index_t t = a.time_of(b, len - 1), r = row(b, t), block = col / nr, lane = col % nr;
       if (a.dh_seq) dh += load_n(a.dh_seq + offset(b, t) + col, n);
       const vec<T> hn = lbr ? load(a.hn + r * hp + col) : vec<T>{};
       store(a.direct + b * hp + col,
             gru_cell_backward<T>(lbr, dh, a.gates + r * width + block * 3 * nr + lane, load_n(h_before(b, len - 1) + col, n),
                                  hn, a.dz + r * width + block * 3 * nr + lane,
                                  a.dz_h + r * width_h + block * gates_h * nr + lane, lbr ? nullptr : a.dn + r * hp + col, n));
-    }
+    });
   }
   if (a.barrier) a.barrier(a.barrier_state);
 
@@ -318,8 +297,7 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
   auto row_a = [&](index_t i) { return a_rows[i]; };
   for (index_t s = max_length - 1; s >= 0; --s) {
     if (!lbr) {  // finish step s: dn_t W_hn -> r's gradient and r's share of dh_{t-1}
-      for_active_rows(
-          s, a.batch_begin, a.batch_end, length, a.reverse,
+      for_active_rows(a, s, a.reverse,
           [&](index_t i, index_t b, index_t t) {
             const index_t r = row(b, t);
             a_rows[i] = a.dn + r * hp;
@@ -332,8 +310,7 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
           [&](index_t count) { gemm_rows<T>(count, w_n, row_a, reset_back); });
       if (a.barrier) a.barrier(a.barrier_state);
     }
-    for_active_rows(
-        s, a.batch_begin, a.batch_end, length, a.reverse,
+    for_active_rows(a, s, a.reverse,
         [&](index_t i, index_t b, index_t t) {
           a_rows[i] = a.dz_h + row(b, t) * width_h;
           direct[i] = a.direct + b * hp + col0;
@@ -342,7 +319,7 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
             dz[i] = nullptr;
             return;
           }
-          const index_t t_prev = time_of(b, s - 1), r = row(b, t_prev);
+          const index_t t_prev = a.time_of(b, s - 1), r = row(b, t_prev);
           dz[i] = a.dz + r * width + col0 * 3;
           dz_h[i] = a.dz_h + r * width_h + col0 * gates_h;
           dn[i] = lbr ? nullptr : a.dn + r * hp + col0;

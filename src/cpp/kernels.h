@@ -41,6 +41,11 @@ struct TimeLoop {
   // Called after every step when threads share the rows (hidden-unit slices).
   void (*barrier)(void*);
   void* barrier_state;
+
+  // The steps of sequence b, and the time its step s reads (from its end
+  // when reversed).
+  index_t length(index_t b) const { return lengths ? lengths[b] : steps; }
+  index_t time_of(index_t b, index_t s) const { return reverse ? length(b) - 1 - s : s; }
 };
 
 // Every row and unit block of a batch laid out as `shape`.
@@ -174,25 +179,35 @@ struct GruBackwardArgs : TimeLoop {
   bool linear_before_reset;
 };
 
+// Elementwise activation y = f(x) over n values, exposed for accuracy tests.
+template <class T>
+struct ActivationArgs {
+  Activation f;
+  const T* x;
+  T* y;
+  index_t n;
+};
+
+// Every kernel, registered once: X(name, Args) says that each instruction set
+// implements name##_kernel<T>(const Args<T>&) for float and double (in the
+// cell headers kernels_impl.h includes), and that drivers call it as name(args).
+#define RNNEXT_KERNELS(X)                  \
+  X(dense, DenseArgs)                      \
+  X(activation, ActivationArgs)            \
+  X(elman_forward, ElmanArgs)              \
+  X(elman_backward, ElmanBackwardArgs)     \
+  X(lstm_forward, LstmArgs)                \
+  X(lstm_backward, LstmBackwardArgs)       \
+  X(gru_forward, GruArgs)                  \
+  X(gru_backward, GruBackwardArgs)
+
 struct KernelTable {
   const char* isa;
-  void (*dense_f32)(const DenseArgs<float>&);
-  void (*dense_f64)(const DenseArgs<double>&);
-  void (*elman_forward_f32)(const ElmanArgs<float>&);
-  void (*elman_forward_f64)(const ElmanArgs<double>&);
-  void (*elman_backward_f32)(const ElmanBackwardArgs<float>&);
-  void (*elman_backward_f64)(const ElmanBackwardArgs<double>&);
-  void (*lstm_forward_f32)(const LstmArgs<float>&);
-  void (*lstm_forward_f64)(const LstmArgs<double>&);
-  void (*lstm_backward_f32)(const LstmBackwardArgs<float>&);
-  void (*lstm_backward_f64)(const LstmBackwardArgs<double>&);
-  void (*gru_forward_f32)(const GruArgs<float>&);
-  void (*gru_forward_f64)(const GruArgs<double>&);
-  void (*gru_backward_f32)(const GruBackwardArgs<float>&);
-  void (*gru_backward_f64)(const GruBackwardArgs<double>&);
-  // Elementwise activation, exposed for accuracy tests.
-  void (*activation_f32)(Activation, const float*, float*, index_t);
-  void (*activation_f64)(Activation, const double*, double*, index_t);
+#define RNNEXT_TABLE_FIELD(name, Args)           \
+  void (*name##_f32)(const Args<float>&);      \
+  void (*name##_f64)(const Args<double>&);
+  RNNEXT_KERNELS(RNNEXT_TABLE_FIELD)
+#undef RNNEXT_TABLE_FIELD
 };
 
 // The table for the best instruction set this CPU supports, or the one named
@@ -201,25 +216,15 @@ const KernelTable& kernels();
 // Instruction sets this build has kernels for and this CPU can run.
 const char* const* available_isas();
 
-inline void dense(const DenseArgs<float>& a) { kernels().dense_f32(a); }
-inline void dense(const DenseArgs<double>& a) { kernels().dense_f64(a); }
-inline void elman_forward_slice(const ElmanArgs<float>& a) { kernels().elman_forward_f32(a); }
-inline void elman_forward_slice(const ElmanArgs<double>& a) { kernels().elman_forward_f64(a); }
-inline void elman_backward_slice(const ElmanBackwardArgs<float>& a) { kernels().elman_backward_f32(a); }
-inline void elman_backward_slice(const ElmanBackwardArgs<double>& a) { kernels().elman_backward_f64(a); }
-inline void lstm_forward_slice(const LstmArgs<float>& a) { kernels().lstm_forward_f32(a); }
-inline void lstm_forward_slice(const LstmArgs<double>& a) { kernels().lstm_forward_f64(a); }
-inline void lstm_backward_slice(const LstmBackwardArgs<float>& a) { kernels().lstm_backward_f32(a); }
-inline void lstm_backward_slice(const LstmBackwardArgs<double>& a) { kernels().lstm_backward_f64(a); }
-inline void gru_forward_slice(const GruArgs<float>& a) { kernels().gru_forward_f32(a); }
-inline void gru_forward_slice(const GruArgs<double>& a) { kernels().gru_forward_f64(a); }
-inline void gru_backward_slice(const GruBackwardArgs<float>& a) { kernels().gru_backward_f32(a); }
-inline void gru_backward_slice(const GruBackwardArgs<double>& a) { kernels().gru_backward_f64(a); }
-inline void activation(Activation f, const float* x, float* y, index_t n) {
-  kernels().activation_f32(f, x, y, n);
-}
-inline void activation(Activation f, const double* x, double* y, index_t n) {
-  kernels().activation_f64(f, x, y, n);
+#define RNNEXT_WRAPPER(name, Args)                                              \
+  inline void name(const Args<float>& a) { kernels().name##_f32(a); }          \
+  inline void name(const Args<double>& a) { kernels().name##_f64(a); }
+RNNEXT_KERNELS(RNNEXT_WRAPPER)
+#undef RNNEXT_WRAPPER
+
+template <class T>
+void activation(Activation f, const T* x, T* y, index_t n) {
+  activation(ActivationArgs<T>{f, x, y, n});
 }
 
 }  // namespace rnnext

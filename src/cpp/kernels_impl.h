@@ -22,7 +22,7 @@ namespace RNNEXT_ISA {
 
 #include "activations.h"
 #include "gemm.h"
-#include "rnn_cell.h"
+#include "elman_cell.h"
 #include "lstm_cell.h"
 #include "gru_cell.h"
 
@@ -39,34 +39,18 @@ void activation_rows(const T* x, T* y, index_t n) {
 }
 
 template <class T>
-void activation_kernel(Activation f, const T* x, T* y, index_t n) {
-  switch (f) {
-    case Activation::tanh: return activation_rows<Activation::tanh>(x, y, n);
-    case Activation::sigmoid: return activation_rows<Activation::sigmoid>(x, y, n);
-    case Activation::relu: return activation_rows<Activation::relu>(x, y, n);
+void activation_kernel(const ActivationArgs<T>& a) {
+  switch (a.f) {
+    case Activation::tanh: return activation_rows<Activation::tanh>(a.x, a.y, a.n);
+    case Activation::sigmoid: return activation_rows<Activation::sigmoid>(a.x, a.y, a.n);
+    case Activation::relu: return activation_rows<Activation::relu>(a.x, a.y, a.n);
   }
 }
 
 const KernelTable& table() {
-  static const KernelTable t = {
-      RNNEXT_STRINGIFY(RNNEXT_ISA),
-      &dense_kernel<float>,
-      &dense_kernel<double>,
-      &elman_forward_kernel<float>,
-      &elman_forward_kernel<double>,
-      &elman_backward_kernel<float>,
-      &elman_backward_kernel<double>,
-      &lstm_forward_kernel<float>,
-      &lstm_forward_kernel<double>,
-      &lstm_backward_kernel<float>,
-      &lstm_backward_kernel<double>,
-      &gru_forward_kernel<float>,
-      &gru_forward_kernel<double>,
-      &gru_backward_kernel<float>,
-      &gru_backward_kernel<double>,
-      &activation_kernel<float>,
-      &activation_kernel<double>,
-  };
+#define RNNEXT_TABLE_ENTRY(name, Args) &name##_kernel<float>, &name##_kernel<double>,
+  static const KernelTable t = {RNNEXT_STRINGIFY(RNNEXT_ISA), RNNEXT_KERNELS(RNNEXT_TABLE_ENTRY)};
+#undef RNNEXT_TABLE_ENTRY
   return t;
 }
 

@@ -58,19 +58,14 @@ template <class T>
 void lstm_forward_kernel(const LstmArgs<T>& a) {
   constexpr index_t nr = panel_width<T>();
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 4 * hp;
-  const index_t col0 = a.panel_begin * nr;
-  const index_t col1 = a.panel_end * nr < hidden ? a.panel_end * nr : hidden;
-  PackedView<T> w = a.w_h;
-  w.data += a.panel_begin * 4 * w.panel_stride;
-  w.panels = (a.panel_end - a.panel_begin) * 4;
-  auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
+  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
+  const PackedView<T> w = unit_blocks(a.w_h, a, 4);
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + b * a.h_stride_b + t * a.h_stride_t; };
   auto c_row = [&](index_t b, index_t t) { return a.c_seq ? a.c_seq + (b * a.steps + t) * hp : a.c_state + b * hp; };
   auto h_first = [&](index_t b) { return a.h0 ? a.h0 + b * hidden : a.zeros; };
   auto c_first = [&](index_t b) { return a.c0 ? a.c0 + b * hidden : a.zeros; };
 
-  index_t max_length = 0;
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
+  const index_t max_length = longest_sequence(a);
 
   const T* prev[kRowChunk];
   T* gate_rows[kRowChunk];
@@ -79,8 +74,7 @@ void lstm_forward_kernel(const LstmArgs<T>& a) {
   T* h_out[kRowChunk];
   LstmEpilogue<T> epilogue{gate_rows, c_prev, c_out, h_out, col1 - col0};
   for (index_t s = 0; s < max_length; ++s) {
-    for_active_rows(
-        s, a.batch_begin, a.batch_end, length, a.reverse,
+    for_active_rows(a, s, a.reverse,
         [&](index_t i, index_t b, index_t t) {
           const index_t t_prev = a.reverse ? t + 1 : t - 1;
           prev[i] = s == 0 ? h_first(b) : h_row(b, t_prev);
@@ -94,7 +88,7 @@ void lstm_forward_kernel(const LstmArgs<T>& a) {
   }
 
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = length(b), t = a.reverse ? 0 : len - 1;
+    const index_t len = a.length(b), t = a.reverse ? 0 : len - 1;
     const T* h = len == 0 ? h_first(b) : h_row(b, t);
     const T* c = len == 0 ? c_first(b) : c_row(b, t);
     for (index_t j = col0; j < col1; ++j) {
@@ -160,44 +154,36 @@ struct LstmBackwardEpilogue {
 template <class T>
 void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
   constexpr index_t nr = panel_width<T>();
-  constexpr int lanes = simd<T>::lanes;
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 4 * hp;
-  const index_t col0 = a.panel_begin * nr;
-  const index_t col1 = a.panel_end * nr < hidden ? a.panel_end * nr : hidden;
-  PackedView<T> w = a.w_h_t;
-  w.data += a.panel_begin * w.panel_stride;
-  w.panels = a.panel_end - a.panel_begin;
-  auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
-  auto time_of = [&](index_t b, index_t s) { return a.reverse ? length(b) - 1 - s : s; };
+  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
+  const PackedView<T> w = unit_blocks(a.w_h_t, a, 1);
   auto offset = [&](index_t b, index_t t) { return b * a.h_stride_b + t * a.h_stride_t; };
   auto row = [&](index_t b, index_t t) { return b * a.steps + t; };
   // c before step s of sequence b (s >= 1: c of step s-1).
   auto c_before = [&](index_t b, index_t s) {
-    return s == 0 ? (a.c0 ? a.c0 + b * hidden : a.zeros) : a.c_seq + row(b, time_of(b, s - 1)) * hp;
+    return s == 0 ? (a.c0 ? a.c0 + b * hidden : a.zeros) : a.c_seq + row(b, a.time_of(b, s - 1)) * hp;
   };
 
-  index_t max_length = 0;
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
+  const index_t max_length = longest_sequence(a);
 
   // Each sequence's last step, from dh_seq, dh_n and dc_n alone.
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = length(b);
-    for (index_t col = col0; col < col1; col += lanes) {
-      const index_t n = col1 - col;
-      vec<T> dh = a.dh_n ? load_n(a.dh_n + b * hidden + col, n) : vec<T>{};
-      const vec<T> dc = a.dc_n ? load_n(a.dc_n + b * hidden + col, n) : vec<T>{};
+    const index_t len = a.length(b);
+    for_slice_vectors<T>(col0, col1, [&](index_t col, index_t n) {
+      vec<T> dh = load_n_or_zero(a.dh_n, b * hidden + col, n);
+      const vec<T> dc = load_n_or_zero(a.dc_n, b * hidden + col, n);
       if (len == 0) {  // no steps: h_n is h0, c_n is c0
         store_n(a.dh0 + b * hidden + col, dh, n);
         store_n(a.dc0 + b * hidden + col, dc, n);
-        continue;
+        return;
       }
-      const index_t t = time_of(b, len - 1);
+      const index_t t = a.time_of(b, len - 1);
       if (a.dh_seq) dh += load_n(a.dh_seq + offset(b, t) + col, n);
       const index_t at = row(b, t) * width + (col / nr) * 4 * nr + col % nr;
       store(a.dc + b * hp + col,
             lstm_cell_backward<T>(dh, dc, a.gates + at, load(a.c_seq + row(b, t) * hp + col),
                                   load_n(c_before(b, len - 1) + col, n), a.dz + at, n));
-    }
+    });
   }
   if (a.barrier) a.barrier(a.barrier_state);
 
@@ -212,10 +198,9 @@ void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
   T* dc0[kRowChunk];
   LstmBackwardEpilogue<T> epilogue{dz_out, gate_rows, c, c_prev, dh_seq, dc, dh0, dc0, col1 - col0};
   for (index_t s = max_length - 1; s >= 0; --s) {
-    for_active_rows(
-        s, a.batch_begin, a.batch_end, length, false,
+    for_active_rows(a, s, false,
         [&](index_t i, index_t b, index_t) {
-          dz_in[i] = a.dz + row(b, time_of(b, s)) * width;
+          dz_in[i] = a.dz + row(b, a.time_of(b, s)) * width;
           dc[i] = a.dc + b * hp + col0;
           dh0[i] = a.dh0 + b * hidden + col0;
           dc0[i] = a.dc0 + b * hidden + col0;
@@ -223,7 +208,7 @@ void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
             dz_out[i] = nullptr;
             return;
           }
-          const index_t t_prev = time_of(b, s - 1);
+          const index_t t_prev = a.time_of(b, s - 1);
           dz_out[i] = a.dz + row(b, t_prev) * width + col0 * 4;
           gate_rows[i] = a.gates + row(b, t_prev) * width + col0 * 4;
           c[i] = a.c_seq + row(b, t_prev) * hp + col0;

@@ -101,6 +101,22 @@ class Workspace {
   T* data_;
 };
 
+// A per-step buffer of `count` values: kept in *kept (allocated here) when
+// backward will need it, else a workspace that lives as long as this object.
+template <class T>
+class StepBuffer {
+ public:
+  StepBuffer(AlignedBuffer<T>* kept, index_t count) : space_(kept ? 0 : count) {
+    if (kept) *kept = AlignedBuffer<T>(count, AlignedBuffer<T>::uninitialized);
+    data_ = kept ? kept->data() : space_.data();
+  }
+  T* data() { return data_; }
+
+ private:
+  Workspace<T> space_;
+  T* data_;
+};
+
 // dW (n, k) = sum over rows of dy^T x for interleaved dy rows (layout.width()
 // wide): the product in the gate layout, then back to PyTorch's row order.
 // db likewise from the sums of the dy rows (db may be null).

@@ -4,22 +4,8 @@
 #pragma once
 
 #include "activations.h"
+#include "cell_common.h"
 #include "gemm.h"
-
-// The hidden units [col0, col1) of panels [panel_begin, panel_end) of a packed
-// recurrent weight, and the view of just those panels: one thread's slice.
-template <class T>
-struct HiddenSlice {
-  PackedView<T> w;
-  index_t col0, col1;
-  HiddenSlice(PackedView<T> all, index_t panel_begin, index_t panel_end, index_t hidden)
-      : w(all),
-        col0(panel_begin * panel_width<T>()),
-        col1(panel_end * panel_width<T>() < hidden ? panel_end * panel_width<T>() : hidden) {
-    w.data += panel_begin * w.panel_stride;
-    w.panels = panel_end - panel_begin;
-  }
-};
 
 // The step's epilogue: h_t = f(acc + xproj_t), written straight to the
 // output row while the tile is in registers.
@@ -46,45 +32,34 @@ template <class T, Activation act>
 void elman_forward_rows(const ElmanArgs<T>& a) {
   const index_t hidden = a.hidden_size;
   const index_t padded = a.w_h.panels * panel_width<T>();
-  const HiddenSlice<T> slice(a.w_h, a.panel_begin, a.panel_end, hidden);
-  const index_t col0 = slice.col0, col1 = slice.col1;
-  const PackedView<T>& w_h = slice.w;
-  auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
+  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
+  const PackedView<T> w_h = unit_blocks(a.w_h, a, 1);
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + b * a.h_stride_b + t * a.h_stride_t; };
   auto xproj_row = [&](index_t b, index_t t) { return a.xproj + (b * a.steps + t) * padded; };
 
-  index_t max_length = 0;
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
+  const index_t max_length = longest_sequence(a);
 
   // Rows still running at step s are gathered in chunks; with `reverse`,
   // sequence b reads its step len-1-s at iteration s.
-  constexpr index_t chunk = 64;
-  const T* prev[chunk];
-  T* out[chunk];
-  const T* proj[chunk];
+  const T* prev[kRowChunk];
+  T* out[kRowChunk];
+  const T* proj[kRowChunk];
   ElmanEpilogue<T, act> epilogue{out, proj, col1 - col0};
   for (index_t s = 0; s < max_length; ++s) {
-    index_t count = 0;
-    for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-      const index_t len = length(b);
-      if (s >= len) continue;
-      const index_t t = a.reverse ? len - 1 - s : s;
-      const index_t t_prev = a.reverse ? t + 1 : t - 1;
-      prev[count] = s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : h_row(b, t_prev);
-      out[count] = h_row(b, t) + col0;
-      proj[count] = xproj_row(b, t) + col0;
-      if (++count == chunk) {
-        gemm_rows<T>(count, w_h, [&](index_t i) { return prev[i]; }, epilogue);
-        count = 0;
-      }
-    }
-    if (count > 0) gemm_rows<T>(count, w_h, [&](index_t i) { return prev[i]; }, epilogue);
+    for_active_rows(a, s, a.reverse,
+        [&](index_t i, index_t b, index_t t) {
+          const index_t t_prev = a.reverse ? t + 1 : t - 1;
+          prev[i] = s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : h_row(b, t_prev);
+          out[i] = h_row(b, t) + col0;
+          proj[i] = xproj_row(b, t) + col0;
+        },
+        [&](index_t count) { gemm_rows<T>(count, w_h, [&](index_t i) { return prev[i]; }, epilogue); });
     if (a.barrier) a.barrier(a.barrier_state);
   }
 
   // Final states: after step len-1, or after step 0 when reversed.
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = length(b);
+    const index_t len = a.length(b);
     const T* last = len == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros)
                              : h_row(b, a.reverse ? 0 : len - 1);
     T* dst = a.h_n + b * hidden;
@@ -142,18 +117,13 @@ template <class T, Activation act>
 void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
   const index_t hidden = a.hidden_size;
   const index_t padded = a.w_h_t.panels * panel_width<T>();
-  const HiddenSlice<T> slice(a.w_h_t, a.panel_begin, a.panel_end, hidden);
-  const index_t col0 = slice.col0, col1 = slice.col1;
-  const PackedView<T>& w_h_t = slice.w;
+  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
+  const PackedView<T> w_h_t = unit_blocks(a.w_h_t, a, 1);
   constexpr int lanes = simd<T>::lanes;
-  auto length = [&](index_t b) { return a.lengths ? a.lengths[b] : a.steps; };
   auto offset = [&](index_t b, index_t t) { return b * a.h_stride_b + t * a.h_stride_t; };
   auto dz_row = [&](index_t b, index_t t) { return a.dz + (b * a.steps + t) * padded; };
-  // Step s of the forward (0 = first step read) is time t of sequence b.
-  auto time_of = [&](index_t b, index_t s) { return a.reverse ? length(b) - 1 - s : s; };
 
-  index_t max_length = 0;
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) max_length = length(b) > max_length ? length(b) : max_length;
+  const index_t max_length = longest_sequence(a);
   if (max_length == 0) {  // no steps: h_n is h0
     for (index_t b = a.batch_begin; b < a.batch_end; ++b)
       for (index_t j = col0; j < col1; ++j) a.dh0[b * hidden + j] = a.dh_n ? a.dh_n[b * hidden + j] : T(0);
@@ -162,7 +132,7 @@ void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
 
   // Each sequence's last step: dz from dh_seq and dh_n alone, before the loop.
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t t = time_of(b, length(b) - 1);
+    const index_t t = a.time_of(b, a.length(b) - 1);
     const T* g_seq = a.dh_seq ? a.dh_seq + offset(b, t) : nullptr;
     const T* g_n = a.dh_n ? a.dh_n + b * hidden : nullptr;
     const T* h = a.h_seq + offset(b, t);
@@ -177,35 +147,27 @@ void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
   }
   if (a.barrier) a.barrier(a.barrier_state);
 
-  constexpr index_t chunk = 64;
-  const T* dz_in[chunk];
-  T* out[chunk];
-  const T* dh_out[chunk];
-  const T* h_prev[chunk];
+  const T* dz_in[kRowChunk];
+  T* out[kRowChunk];
+  const T* dh_out[kRowChunk];
+  const T* h_prev[kRowChunk];
   ElmanBackwardEpilogue<T, act> epilogue{out, dh_out, h_prev, col1 - col0};
   for (index_t s = max_length - 1; s >= 0; --s) {
-    index_t count = 0;
-    auto flush = [&] {
-      gemm_rows<T>(count, w_h_t, [&](index_t i) { return dz_in[i]; }, epilogue);
-      count = 0;
-    };
-    for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-      const index_t len = length(b);
-      if (s >= len) continue;
-      dz_in[count] = dz_row(b, time_of(b, s));
-      if (s > 0) {
-        const index_t t_prev = time_of(b, s - 1);
-        out[count] = dz_row(b, t_prev) + col0;
-        dh_out[count] = a.dh_seq ? a.dh_seq + offset(b, t_prev) + col0 : nullptr;
-        h_prev[count] = a.h_seq + offset(b, t_prev) + col0;
-      } else {
-        out[count] = a.dh0 + b * hidden + col0;
-        dh_out[count] = nullptr;
-        h_prev[count] = nullptr;
-      }
-      if (++count == chunk) flush();
-    }
-    if (count > 0) flush();
+    for_active_rows(a, s, false,
+        [&](index_t i, index_t b, index_t) {
+          dz_in[i] = dz_row(b, a.time_of(b, s));
+          if (s > 0) {
+            const index_t t_prev = a.time_of(b, s - 1);
+            out[i] = dz_row(b, t_prev) + col0;
+            dh_out[i] = a.dh_seq ? a.dh_seq + offset(b, t_prev) + col0 : nullptr;
+            h_prev[i] = a.h_seq + offset(b, t_prev) + col0;
+          } else {
+            out[i] = a.dh0 + b * hidden + col0;
+            dh_out[i] = nullptr;
+            h_prev[i] = nullptr;
+          }
+        },
+        [&](index_t count) { gemm_rows<T>(count, w_h_t, [&](index_t i) { return dz_in[i]; }, epilogue); });
     if (a.barrier) a.barrier(a.barrier_state);
   }
 }
