@@ -30,12 +30,11 @@ struct ElmanEpilogue {
 // Shapes per step: h_{t-1} (rows, H) . W_h^T slice (H, cols) -> h_t[:, cols].
 template <class T, Activation act>
 void elman_forward_rows(const ElmanArgs<T>& a) {
-  const index_t hidden = a.hidden_size;
-  const index_t padded = a.w_h.panels * panel_width<T>();
+  const index_t hidden = a.hidden_size, padded = a.w_h.panels * panel_width<T>();
   const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
   const PackedView<T> w_h = unit_blocks(a.w_h, a, 1);
-  auto h_row = [&](index_t b, index_t t) { return a.h_seq + b * a.h_stride_b + t * a.h_stride_t; };
-  auto xproj_row = [&](index_t b, index_t t) { return a.xproj + (b * a.steps + t) * padded; };
+  auto h_row = [&](index_t b, index_t t) { return a.h_seq + a.offset(b, t); };
+  auto xproj_row = [&](index_t b, index_t t) { return a.xproj + a.row(b, t) * padded; };
 
   const index_t max_length = longest_sequence(a);
 
@@ -115,13 +114,11 @@ struct ElmanBackwardEpilogue {
 // rows). Shapes (per sequence b): dz rows (T, Hp) in xproj's layout, dh0 (H).
 template <class T, Activation act>
 void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
-  const index_t hidden = a.hidden_size;
-  const index_t padded = a.w_h_t.panels * panel_width<T>();
+  const index_t hidden = a.hidden_size, padded = a.w_h_t.panels * panel_width<T>();
   const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
   const PackedView<T> w_h_t = unit_blocks(a.w_h_t, a, 1);
   constexpr int lanes = simd<T>::lanes;
-  auto offset = [&](index_t b, index_t t) { return b * a.h_stride_b + t * a.h_stride_t; };
-  auto dz_row = [&](index_t b, index_t t) { return a.dz + (b * a.steps + t) * padded; };
+  auto dz_row = [&](index_t b, index_t t) { return a.dz + a.row(b, t) * padded; };
 
   const index_t max_length = longest_sequence(a);
   if (max_length == 0) {  // no steps: h_n is h0
@@ -133,9 +130,9 @@ void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
   // Each sequence's last step: dz from dh_seq and dh_n alone, before the loop.
   for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
     const index_t t = a.time_of(b, a.length(b) - 1);
-    const T* g_seq = a.dh_seq ? a.dh_seq + offset(b, t) : nullptr;
+    const T* g_seq = a.dh_seq ? a.dh_seq + a.offset(b, t) : nullptr;
     const T* g_n = a.dh_n ? a.dh_n + b * hidden : nullptr;
-    const T* h = a.h_seq + offset(b, t);
+    const T* h = a.h_seq + a.offset(b, t);
     T* dz = dz_row(b, t);
     for (index_t col = col0; col < col1; col += lanes) {
       const index_t n = col1 - col < lanes ? col1 - col : lanes;
@@ -159,8 +156,8 @@ void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
           if (s > 0) {
             const index_t t_prev = a.time_of(b, s - 1);
             out[i] = dz_row(b, t_prev) + col0;
-            dh_out[i] = a.dh_seq ? a.dh_seq + offset(b, t_prev) + col0 : nullptr;
-            h_prev[i] = a.h_seq + offset(b, t_prev) + col0;
+            dh_out[i] = a.dh_seq ? a.dh_seq + a.offset(b, t_prev) + col0 : nullptr;
+            h_prev[i] = a.h_seq + a.offset(b, t_prev) + col0;
           } else {
             out[i] = a.dh0 + b * hidden + col0;
             dh_out[i] = nullptr;

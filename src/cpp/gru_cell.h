@@ -105,7 +105,7 @@ void gru_forward_kernel(const GruArgs<T>& a) {
   const index_t gates_h = a.linear_before_reset ? 3 : 2;  // gate panels per block in w_h
   const PackedView<T> w = unit_blocks(a.w_h, a, gates_h);
   const PackedView<T> w_n = a.linear_before_reset ? a.w_hn : unit_blocks(a.w_hn, a, 1);
-  auto h_row = [&](index_t b, index_t t) { return a.h_seq + b * a.h_stride_b + t * a.h_stride_t; };
+  auto h_row = [&](index_t b, index_t t) { return a.h_seq + a.offset(b, t); };
   auto h_first = [&](index_t b) { return a.h0 ? a.h0 + b * hidden : a.zeros; };
 
   const index_t max_length = longest_sequence(a);
@@ -124,10 +124,10 @@ void gru_forward_kernel(const GruArgs<T>& a) {
     const index_t t_prev = a.reverse ? t + 1 : t - 1;
     prev[i] = s == 0 ? h_first(b) : h_row(b, t_prev);
     prev_units[i] = prev[i] + col0;
-    gate_rows[i] = a.gates + (b * a.steps + t) * width + col0 * 3;
+    gate_rows[i] = a.gates + a.row(b, t) * width + col0 * 3;
     h_out[i] = h_row(b, t) + col0;
-    hn[i] = a.hn + (b * a.steps + t) * hp + col0;
-    rh[i] = a.hn + (b * a.steps + t) * hp;
+    hn[i] = a.hn + a.row(b, t) * hp + col0;
+    rh[i] = a.hn + a.row(b, t) * hp;
   };
   for (index_t s = 0; s < max_length; ++s) {
     auto gather = [&](index_t i, index_t b, index_t t) { add(s, i, b, t); };
@@ -252,11 +252,9 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
   const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
   const PackedView<T> w = unit_blocks(a.w_h_t, a, 1);
   const PackedView<T> w_n = lbr ? a.w_hn_t : unit_blocks(a.w_hn_t, a, 1);
-  auto offset = [&](index_t b, index_t t) { return b * a.h_stride_b + t * a.h_stride_t; };
-  auto row = [&](index_t b, index_t t) { return b * a.steps + t; };
   // The state step s of sequence b read.
   auto h_before = [&](index_t b, index_t s) {
-    return s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : a.h_seq + offset(b, a.time_of(b, s - 1));
+    return s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : a.h_seq + a.offset(b, a.time_of(b, s - 1));
   };
 
   const index_t max_length = longest_sequence(a);
@@ -270,8 +268,8 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
         store_n(a.dh0 + b * hidden + col, dh, n);
         return;
       }
-      const index_t t = a.time_of(b, len - 1), r = row(b, t), block = col / nr, lane = col % nr;
-      if (a.dh_seq) dh += load_n(a.dh_seq + offset(b, t) + col, n);
+      const index_t t = a.time_of(b, len - 1), r = a.row(b, t), block = col / nr, lane = col % nr;
+      if (a.dh_seq) dh += load_n(a.dh_seq + a.offset(b, t) + col, n);
       const vec<T> hn = lbr ? load(a.hn + r * hp + col) : vec<T>{};
       store(a.direct + b * hp + col,
             gru_cell_backward<T>(lbr, dh, a.gates + r * width + block * 3 * nr + lane, load_n(h_before(b, len - 1) + col, n),
@@ -299,7 +297,7 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
     if (!lbr) {  // finish step s: dn_t W_hn -> r's gradient and r's share of dh_{t-1}
       for_active_rows(a, s, a.reverse,
           [&](index_t i, index_t b, index_t t) {
-            const index_t r = row(b, t);
+            const index_t r = a.row(b, t);
             a_rows[i] = a.dn + r * hp;
             dz[i] = a.dz + r * width + col0 * 3;
             dz_h[i] = a.dz_h + r * width_h + col0 * 2;
@@ -312,21 +310,21 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
     }
     for_active_rows(a, s, a.reverse,
         [&](index_t i, index_t b, index_t t) {
-          a_rows[i] = a.dz_h + row(b, t) * width_h;
+          a_rows[i] = a.dz_h + a.row(b, t) * width_h;
           direct[i] = a.direct + b * hp + col0;
           dh0[i] = a.dh0 + b * hidden + col0;
           if (s == 0) {
             dz[i] = nullptr;
             return;
           }
-          const index_t t_prev = a.time_of(b, s - 1), r = row(b, t_prev);
+          const index_t t_prev = a.time_of(b, s - 1), r = a.row(b, t_prev);
           dz[i] = a.dz + r * width + col0 * 3;
           dz_h[i] = a.dz_h + r * width_h + col0 * gates_h;
           dn[i] = lbr ? nullptr : a.dn + r * hp + col0;
           gate_rows[i] = a.gates + r * width + col0 * 3;
           h_prev[i] = h_before(b, s - 1) + col0;
           hn[i] = a.hn + r * hp + col0;
-          dh_seq[i] = a.dh_seq ? a.dh_seq + offset(b, t_prev) + col0 : nullptr;
+          dh_seq[i] = a.dh_seq ? a.dh_seq + a.offset(b, t_prev) + col0 : nullptr;
         },
         [&](index_t count) { gemm_rows<T>(count, w, row_a, step_back); });
     if (a.barrier) a.barrier(a.barrier_state);

@@ -46,6 +46,10 @@ struct TimeLoop {
   // when reversed).
   index_t length(index_t b) const { return lengths ? lengths[b] : steps; }
   index_t time_of(index_t b, index_t s) const { return reverse ? length(b) - 1 - s : s; }
+  // Where step t of sequence b is: its h_seq row's offset, and its row in the
+  // sequence-major per-step workspaces (input projection, gates, dz).
+  index_t offset(index_t b, index_t t) const { return b * h_stride_b + t * h_stride_t; }
+  index_t row(index_t b, index_t t) const { return b * steps + t; }
 };
 
 // Every row and unit block of a batch laid out as `shape`.

@@ -60,8 +60,8 @@ void lstm_forward_kernel(const LstmArgs<T>& a) {
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 4 * hp;
   const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
   const PackedView<T> w = unit_blocks(a.w_h, a, 4);
-  auto h_row = [&](index_t b, index_t t) { return a.h_seq + b * a.h_stride_b + t * a.h_stride_t; };
-  auto c_row = [&](index_t b, index_t t) { return a.c_seq ? a.c_seq + (b * a.steps + t) * hp : a.c_state + b * hp; };
+  auto h_row = [&](index_t b, index_t t) { return a.h_seq + a.offset(b, t); };
+  auto c_row = [&](index_t b, index_t t) { return a.c_seq ? a.c_seq + a.row(b, t) * hp : a.c_state + b * hp; };
   auto h_first = [&](index_t b) { return a.h0 ? a.h0 + b * hidden : a.zeros; };
   auto c_first = [&](index_t b) { return a.c0 ? a.c0 + b * hidden : a.zeros; };
 
@@ -80,7 +80,7 @@ void lstm_forward_kernel(const LstmArgs<T>& a) {
           prev[i] = s == 0 ? h_first(b) : h_row(b, t_prev);
           c_prev[i] = (s == 0 ? c_first(b) : c_row(b, t_prev)) + col0;
           c_out[i] = c_row(b, t) + col0;
-          gate_rows[i] = a.gates + (b * a.steps + t) * width + col0 * 4;
+          gate_rows[i] = a.gates + a.row(b, t) * width + col0 * 4;
           h_out[i] = h_row(b, t) + col0;
         },
         [&](index_t count) { gemm_rows<T>(count, w, [&](index_t i) { return prev[i]; }, epilogue); });
@@ -153,15 +153,14 @@ struct LstmBackwardEpilogue {
 
 template <class T>
 void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
+  // The product dz_t W_h runs over whole gate rows and gives the thread's units of dh_{t-1}.
+  const PackedView<T> w = unit_blocks(a.w_h_t, a, 1);
   constexpr index_t nr = panel_width<T>();
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 4 * hp;
   const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
-  const PackedView<T> w = unit_blocks(a.w_h_t, a, 1);
-  auto offset = [&](index_t b, index_t t) { return b * a.h_stride_b + t * a.h_stride_t; };
-  auto row = [&](index_t b, index_t t) { return b * a.steps + t; };
   // c before step s of sequence b (s >= 1: c of step s-1).
   auto c_before = [&](index_t b, index_t s) {
-    return s == 0 ? (a.c0 ? a.c0 + b * hidden : a.zeros) : a.c_seq + row(b, a.time_of(b, s - 1)) * hp;
+    return s == 0 ? (a.c0 ? a.c0 + b * hidden : a.zeros) : a.c_seq + a.row(b, a.time_of(b, s - 1)) * hp;
   };
 
   const index_t max_length = longest_sequence(a);
@@ -178,10 +177,10 @@ void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
         return;
       }
       const index_t t = a.time_of(b, len - 1);
-      if (a.dh_seq) dh += load_n(a.dh_seq + offset(b, t) + col, n);
-      const index_t at = row(b, t) * width + (col / nr) * 4 * nr + col % nr;
+      if (a.dh_seq) dh += load_n(a.dh_seq + a.offset(b, t) + col, n);
+      const index_t at = a.row(b, t) * width + (col / nr) * 4 * nr + col % nr;
       store(a.dc + b * hp + col,
-            lstm_cell_backward<T>(dh, dc, a.gates + at, load(a.c_seq + row(b, t) * hp + col),
+            lstm_cell_backward<T>(dh, dc, a.gates + at, load(a.c_seq + a.row(b, t) * hp + col),
                                   load_n(c_before(b, len - 1) + col, n), a.dz + at, n));
     });
   }
@@ -200,7 +199,7 @@ void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
   for (index_t s = max_length - 1; s >= 0; --s) {
     for_active_rows(a, s, false,
         [&](index_t i, index_t b, index_t) {
-          dz_in[i] = a.dz + row(b, a.time_of(b, s)) * width;
+          dz_in[i] = a.dz + a.row(b, a.time_of(b, s)) * width;
           dc[i] = a.dc + b * hp + col0;
           dh0[i] = a.dh0 + b * hidden + col0;
           dc0[i] = a.dc0 + b * hidden + col0;
@@ -209,11 +208,11 @@ void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
             return;
           }
           const index_t t_prev = a.time_of(b, s - 1);
-          dz_out[i] = a.dz + row(b, t_prev) * width + col0 * 4;
-          gate_rows[i] = a.gates + row(b, t_prev) * width + col0 * 4;
-          c[i] = a.c_seq + row(b, t_prev) * hp + col0;
+          dz_out[i] = a.dz + a.row(b, t_prev) * width + col0 * 4;
+          gate_rows[i] = a.gates + a.row(b, t_prev) * width + col0 * 4;
+          c[i] = a.c_seq + a.row(b, t_prev) * hp + col0;
           c_prev[i] = c_before(b, s - 1) + col0;
-          dh_seq[i] = a.dh_seq ? a.dh_seq + offset(b, t_prev) + col0 : nullptr;
+          dh_seq[i] = a.dh_seq ? a.dh_seq + a.offset(b, t_prev) + col0 : nullptr;
         },
         [&](index_t count) { gemm_rows<T>(count, w, [&](index_t i) { return dz_in[i]; }, epilogue); });
     if (a.barrier) a.barrier(a.barrier_state);
