@@ -62,24 +62,11 @@ def _finish(h_seq, finals, unbatched, batch_first):
 def rnn(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, activation="tanh", lengths=None,
         batch_first=True, reverse=False) -> Tuple[np.ndarray, np.ndarray]:
     """h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h), one step at a time."""
-    W_x = np.asarray(W_x)
-    W_h = np.asarray(W_h, dtype=W_x.dtype)
-    dtype = W_x.dtype
-    H = W_h.shape[0]
-    b_x = np.zeros(H, dtype) if b_x is None else np.asarray(b_x, dtype)
-    b_h = np.zeros(H, dtype) if b_h is None else np.asarray(b_h, dtype)
-    x = np.asarray(x, dtype)
-    unbatched = x.ndim == 2
-    if unbatched:
-        x = x[None]
-    elif not batch_first:
-        x = x.transpose(1, 0, 2)
+    x, W_x, W_h, b_x, b_h, (h0,), lengths, unbatched, H = _prepare(x, W_x, W_h, b_x, b_h, [h0], lengths,
+                                                                   batch_first, 1)
     B, T, _ = x.shape
-    h0 = np.zeros((B, H), dtype) if h0 is None else np.asarray(h0, dtype).reshape(B, H)
-    lengths = np.full(B, T) if lengths is None else np.asarray(lengths).reshape(B)
-
-    h_seq = np.zeros((B, T, H), dtype)
-    h_n = np.zeros((B, H), dtype)
+    h_seq = np.zeros((B, T, H), x.dtype)
+    h_n = np.zeros((B, H), x.dtype)
     for b in range(B):
         steps = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
         h = h0[b]
@@ -87,11 +74,7 @@ def rnn(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, activation="tanh", lengths=
             h = activate(activation, W_x @ x[b, t] + b_x + W_h @ h + b_h)
             h_seq[b, t] = h
         h_n[b] = h
-
-    if unbatched:
-        return h_seq[0], h_n[0]
-    if not batch_first:
-        h_seq = h_seq.transpose(1, 0, 2)
+    h_seq, (h_n,) = _finish(h_seq, [h_n], unbatched, batch_first)
     return h_seq, h_n
 
 
