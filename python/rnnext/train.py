@@ -1,9 +1,10 @@
 """Training: losses, gradients of a model, optimisers, ``fit`` and ``evaluate``.
 
-The recurrent and head gradients come from the model's ``_forward_cache`` /
-``_backward_cache`` (the C++ core's backpropagation through time, driven over
+The recurrent and head gradients come from the model's ``forward_cache`` /
+``backward_cache`` (the C++ core's backpropagation through time, driven over
 the layers by ``layers.py``); this module does the loss arithmetic,
-vectorised NumPy, and the bookkeeping around it.
+vectorised NumPy, and the bookkeeping around it. It reaches the model only
+through its public methods and the package interface listed in ``models.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 import numpy as np
 
 from ._arrays import cast
+from ._states import read_state, state_out
 from .layers import map_state
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -235,11 +237,11 @@ def batched_state(model: "RecurrentModel", h0: Any, batch: Batch) -> Any:
     for an unbatched sequence: (num_layers*D, B, H) (an (h, c) pair for LSTM)."""
     if h0 is None:
         return None
-    h, c = model._read_state(h0, "h0", None if batch.unbatched else batch.B)
+    h, c = read_state(model.spec, h0, "h0", None if batch.unbatched else batch.B)
     if batch.unbatched:
         h = None if h is None else h[:, None]
         c = None if c is None else c[:, None]
-    return model._state_out(h, c)
+    return state_out(model.spec, h, c)
 
 
 def loss_and_grads(model: "RecurrentModel", batch: Batch, loss: str, h0: Any = None,
@@ -248,15 +250,24 @@ def loss_and_grads(model: "RecurrentModel", batch: Batch, loss: str, h0: Any = N
     """(loss, grads keyed like model.params, counted elements, h_n batched and
     structured like the model's states). ``dropout_rng`` turns the model's
     dropout on (``fit`` only)."""
-    out, h_n, cache = model._forward_cache(batch.x, h0, lengths=batch.lengths, return_sequences=batch.per_step,
-                                           dropout_rng=dropout_rng)
+    out, h_n, cache = model.forward_cache(batch.x, h0, lengths=batch.lengths, return_sequences=batch.per_step,
+                                          dropout_rng=dropout_rng)
     loss_fn = LOSS_FUNCTIONS[loss]
     if batch.per_step:
         value, dy, count = loss_fn(batch.bf(out), batch.target, batch.mask())
         dy = batch.bf(dy)
     else:
         value, dy, count = loss_fn(out, batch.target, None)
-    return value, model._backward_cache(cache, dy).params, count, h_n
+    return value, model.backward_cache(cache, dy).params, count, h_n
+
+
+def model_loss_and_grads(model: "RecurrentModel", x: Any, target: Any, *, loss: str, h0: Any, lengths: Any,
+                         return_sequences: Optional[bool]) -> Tuple[float, Dict[str, np.ndarray]]:
+    """(loss, grads) on one batch, without dropout; see ``RNN.loss_and_grads``."""
+    loss = check_loss(loss)
+    batch = Batch(model, x, target, loss, lengths, return_sequences)
+    value, grads, _, _ = loss_and_grads(model, batch, loss, batched_state(model, h0, batch))
+    return value, grads
 
 
 def evaluate(model: "RecurrentModel", x: Any, y: Any, *, loss: str, lengths: Any = None,
@@ -390,7 +401,7 @@ def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, 
                         raise FloatingPointError(
                             f"fit: non-finite gradients at epoch {epoch + 1}, batch {number + 1} "
                             f"(the loss was {value}); lower lr, or clip gradients with clip_norm")
-                    model._set_params(opt.step(model._params, grads))
+                    model.set_params(opt.step(model.params, grads))
                     total += value * n
                     count += n
                     if steps is not None:  # carry the state, not the gradient, into the next chunk
