@@ -84,6 +84,42 @@ def check_activation(value: Any) -> str:
     return value
 
 
+#: The options RNN, LSTM and GRU share, for their docstrings ({extra}: the cell's own).
+CONSTRUCTOR_DOC = """
+    Parameters
+    ----------
+    input_size, hidden_size : int
+        I and H.
+    output_size : int, optional
+        O: adds the head ``W_o`` (O, D*H), ``b_o`` (O,) on the last layer's
+        states. Without it the outputs are the hidden states.
+    num_layers : int
+        Stacked layers; layer ``l``'s input is layer ``l - 1``'s hidden states.
+    bidirectional : bool
+        Each layer also reads every sequence backwards; its features are
+        ``[forward, backward]`` (D = 2).{extra}
+    bias : bool
+        Whether the cells have ``b_x`` and ``b_h`` (the head always has ``b_o``).
+    dropout : float
+        Dropout probability on the input of every layer above the first,
+        during ``fit`` only (never in the forward, ``step`` or ``generate``).
+    batch_first : bool
+        ``x`` is (B, T, I) when true, (T, B, I) otherwise; states are always
+        (num_layers*D, B, H).
+    dtype : "float32" or "float64"
+        The dtype of the parameters and of every computation and result.
+    seed : int, optional
+        Seeds the PyTorch-style initialisation ``U(-1/sqrt(H), 1/sqrt(H))``
+        (the head like ``torch.nn.Linear(D*H, O)``).
+
+    Parameters are in ``params``, keyed like PyTorch's ``state_dict``
+    (``"W_x_l0"``, ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``,
+    ``"W_x_l0_reverse"``, ..., ``"W_o"``, ``"b_o"``), with G gate blocks
+    stacked along the first axis: ``W_x_l{{k}}`` is (G*H, I) for layer 0 and
+    (G*H, D*H) above it, ``W_h_l{{k}}`` (G*H, H), the biases (G*H,).
+"""
+
+
 def checked_config(keys: Tuple[str, ...], config: Dict[str, Any], seed: Any) -> Dict[str, Any]:
     """The options every model has, checked (the cell's own options are
     checked by its constructor), as a configuration with ``keys`` in order."""

@@ -24,8 +24,9 @@ Imports run one way: ``_params`` <- ``_states`` <- ``_forward`` <- ``train``,
 The package interface
 ---------------------
 What ``train``, ``io``, ``generate``, ``interop`` and ``seq2seq`` may use of
-a model besides its public API; nothing outside this class touches its
-private attributes:
+a model besides its public API. Its private attributes (``_spec``,
+``_weights``) are touched only here and by the parts of the class that
+``_params`` defines (``ParameterDict``, the ``W_x``, ... properties):
 
 ``model.spec``
     The ``_params.Spec``: class name, ``cell`` (``cells.Cell``), checked
@@ -53,15 +54,26 @@ from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, 
 import numpy as np
 
 from . import _forward, _states, generate as _generate, interop as _interop, io as _io, train as _train
-from ._forward import Gradients, ModelCache
-from ._params import (DECLARED, MODEL_CLASSES, ParameterDict, Spec, Weights, check_activation, check_bool,
-                      checked_config, checked_param, constructor_arguments, initial_params, loaded_params,
-                      single_layer_parameter, unpickled)
+from ._forward import Gradients, ModelCache, cache_out_shape  # noqa: F401 (a name models.py had)
+from ._params import (CONSTRUCTOR_DOC, DECLARED, MODEL_CLASSES, ParameterDict, Spec, Weights, check_activation,
+                      check_bool, checked_config, checked_param, constructor_arguments, initial_params,
+                      loaded_params, single_layer_parameter, unpickled)
 from ._states import State
 from ._typing import ArrayLike, DTypeLike
 from .cells import GRU_CELL, LSTM_CELL, RNN_CELL, Cell
 
-__all__ = ["RNN", "LSTM", "GRU", "RecurrentModel", "Gradients", "ModelCache", "State"]
+__all__ = ["RNN", "LSTM", "GRU", "RecurrentModel", "Gradients"]
+
+
+def _documented_by(function: Callable) -> Callable:
+    """A method's docstring taken from the function that does its work, so
+    the long ones (``fit``, ``generate``) are written once, beside the code."""
+
+    def decorate(method: Callable) -> Callable:
+        method.__doc__ = function.__doc__
+        return method
+
+    return decorate
 
 
 def _option(key: str, doc: str) -> property:
@@ -285,39 +297,9 @@ class RecurrentModel:
         """
         return _forward.step(self._spec, self._weights, x_t, state)
 
+    @_documented_by(_generate.generate)
     def generate(self, x0: ArrayLike, steps: int, *, h0: Optional[State] = None, mode: str = "continuous",
                  temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:
-        """One-to-many: runs the prompt ``x0``, then feeds each output back as
-        the next input for ``steps`` steps (built on ``step``).
-
-        Parameters
-        ----------
-        x0 : array_like
-            The prompt, laid out like ``x``: (B, T0, I), (T0, B, I) when not
-            batch first, or (T0, I). In the token modes an integer ``x0`` with
-            one axis fewer holds class ids, (B, T0) ((T0, B)) or (T0,).
-        steps : int
-            Items to generate; the first is the output after the prompt's
-            last step.
-        h0 : array_like, optional
-            The state before the prompt, shaped like ``h_n``.
-        mode : {"continuous", "greedy", "sample"}
-            ``continuous`` feeds each output back as it is and returns them,
-            (B, steps, O). ``greedy`` and ``sample`` read each output as logits
-            over O classes, feed the chosen class back one-hot and return the
-            int64 ids, (B, steps). Either way O must equal ``input_size``.
-            Results are laid out like ``x`` ((steps, B, ...) when not batch
-            first; no batch axis for an unbatched prompt).
-        temperature : float
-            ``sample`` draws from softmax(logits / temperature).
-        seed : int, optional
-            Seeds ``sample``.
-
-        Raises
-        ------
-        ValueError
-            For a bidirectional model, and for arguments out of range.
-        """
         return _generate.generate(self, x0, steps, h0=h0, mode=mode, temperature=temperature, seed=seed)
 
     # ------------------------------------------------------------ training
@@ -338,63 +320,13 @@ class RecurrentModel:
         return _train.model_loss_and_grads(self, x, target, loss=loss, h0=h0, lengths=lengths,
                                            return_sequences=return_sequences)
 
+    @_documented_by(_train.fit)
     def fit(self, x: ArrayLike, y: ArrayLike, *, loss: str, epochs: int = 1, batch_size: int = 32,
             optimizer: str = "adam", lr: float = 1e-3, clip_norm: Optional[float] = None,
             tbptt: Optional[int] = None, lengths: Optional[ArrayLike] = None,
             validation_data: Optional[Sequence] = None, shuffle: bool = True,
             callbacks: Optional[Iterable[Callable[[int, Dict[str, float]], Any]]] = None,
             seed: Optional[int] = None, progress: bool = True) -> Dict[str, List[float]]:
-        """Trains the model in place on mini-batches of sequences.
-
-        Parameters
-        ----------
-        x, y : array_like
-            Inputs and targets, read as in ``loss_and_grads``.
-        loss : {"mse", "cross_entropy"}
-        epochs, batch_size : int
-        optimizer : {"adam", "sgd"}
-            Adam with torch's defaults, or SGD with momentum 0.9; a fresh
-            optimizer state for every call.
-        lr : float
-        clip_norm : float, optional
-            Scales the gradients of each update so their global norm is at
-            most ``clip_norm`` (the cure for exploding gradients).
-        tbptt : int, optional
-            Truncated backpropagation through time: each batch is cut into
-            chunks of ``tbptt`` steps, one update per chunk; the state is
-            carried from chunk to chunk, the gradient is not. Per-step
-            targets only.
-        lengths : array_like of int, (B,), optional
-        validation_data : (x, y) or (x, y, lengths), optional
-            Its loss is computed after every epoch.
-        shuffle : bool
-            Shuffle the sequences every epoch (seeded by ``seed``).
-        callbacks : iterable of callables, optional
-            Each called as ``callback(epoch, logs)`` after every epoch;
-            returning True stops training.
-        seed : int, optional
-            Seeds the shuffling and the dropout masks.
-        progress : bool
-            Show a tqdm progress bar with the running loss.
-
-        Returns
-        -------
-        dict
-            ``"loss"`` (each epoch's mean over counted elements) and, with
-            validation data, ``"val_loss"``: one value per epoch.
-
-        Raises
-        ------
-        FloatingPointError
-            When the loss or a gradient stops being finite, naming the epoch
-            and batch, before the update that would spread it.
-
-        Notes
-        -----
-        The model's ``dropout`` applies here only: inverted dropout on the
-        input of every layer above the first, fresh masks for every batch
-        (and every ``tbptt`` chunk), the gradients masked alike.
-        """
         return _train.fit(self, x, y, loss=loss, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                           lr=lr, clip_norm=clip_norm, tbptt=tbptt, lengths=lengths,
                           validation_data=validation_data, shuffle=shuffle, callbacks=callbacks, seed=seed,
@@ -431,48 +363,13 @@ class RecurrentModel:
         return _interop.to_torch(self)
 
 
-_COMMON_DOC = """
-    Parameters
-    ----------
-    input_size, hidden_size : int
-        I and H.
-    output_size : int, optional
-        O: adds the head ``W_o`` (O, D*H), ``b_o`` (O,) on the last layer's
-        states. Without it the outputs are the hidden states.
-    num_layers : int
-        Stacked layers; layer ``l``'s input is layer ``l - 1``'s hidden states.
-    bidirectional : bool
-        Each layer also reads every sequence backwards; its features are
-        ``[forward, backward]`` (D = 2).{extra}
-    bias : bool
-        Whether the cells have ``b_x`` and ``b_h`` (the head always has ``b_o``).
-    dropout : float
-        Dropout probability on the input of every layer above the first,
-        during ``fit`` only (never in the forward, ``step`` or ``generate``).
-    batch_first : bool
-        ``x`` is (B, T, I) when true, (T, B, I) otherwise; states are always
-        (num_layers*D, B, H).
-    dtype : "float32" or "float64"
-        The dtype of the parameters and of every computation and result.
-    seed : int, optional
-        Seeds the PyTorch-style initialisation ``U(-1/sqrt(H), 1/sqrt(H))``
-        (the head like ``torch.nn.Linear(D*H, O)``).
-
-    Parameters are in ``params``, keyed like PyTorch's ``state_dict``
-    (``"W_x_l0"``, ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``,
-    ``"W_x_l0_reverse"``, ..., ``"W_o"``, ``"b_o"``), with G gate blocks
-    stacked along the first axis: ``W_x_l{{k}}`` is (G*H, I) for layer 0 and
-    (G*H, D*H) above it, ``W_h_l{{k}}`` (G*H, H), the biases (G*H,).
-"""
-
-
 class RNN(RecurrentModel):
     """The article's recurrent network: ``h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h)``,
     stacked ``num_layers`` deep, optionally bidirectional, with an optional
     linear head ``y_t = W_o h_t + b_o`` (G = 1).
     """
 
-    __doc__ += _COMMON_DOC.format(extra="""
+    __doc__ += CONSTRUCTOR_DOC.format(extra="""
     activation : {"tanh", "sigmoid", "relu"}
         f.""")
 
@@ -509,7 +406,7 @@ class LSTM(RecurrentModel):
     an optional linear head. States are ``(h, c)`` pairs.
     """
 
-    __doc__ += _COMMON_DOC.format(extra="")
+    __doc__ += CONSTRUCTOR_DOC.format(extra="")
 
     _cell = LSTM_CELL
     _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "bias", "dropout",
@@ -540,7 +437,7 @@ class GRU(RecurrentModel):
     linear head.
     """
 
-    __doc__ += _COMMON_DOC.format(extra="""
+    __doc__ += CONSTRUCTOR_DOC.format(extra="""
     linear_before_reset : bool
         True (PyTorch's GRU): ``n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))``.
         False (ONNX's default, Keras' ``reset_after=False``):
