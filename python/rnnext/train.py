@@ -342,55 +342,55 @@ def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, 
         progress: bool = True) -> Dict[str, List[float]]:
     """Trains the model in place on mini-batches of sequences.
 
-        Parameters
-        ----------
-        x, y : array_like
-            Inputs and targets, read as in ``loss_and_grads``.
-        loss : {"mse", "cross_entropy"}
-        epochs, batch_size : int
-        optimizer : {"adam", "sgd"}
-            Adam with torch's defaults, or SGD with momentum 0.9; a fresh
-            optimizer state for every call.
-        lr : float
-        clip_norm : float, optional
-            Scales the gradients of each update so their global norm is at
-            most ``clip_norm`` (the cure for exploding gradients).
-        tbptt : int, optional
-            Truncated backpropagation through time: each batch is cut into
-            chunks of ``tbptt`` steps, one update per chunk; the state is
-            carried from chunk to chunk, the gradient is not. Per-step
-            targets only.
-        lengths : array_like of int, (B,), optional
-        validation_data : (x, y) or (x, y, lengths), optional
-            Its loss is computed after every epoch.
-        shuffle : bool
-            Shuffle the sequences every epoch (seeded by ``seed``).
-        callbacks : iterable of callables, optional
-            Each called as ``callback(epoch, logs)`` after every epoch;
-            returning True stops training.
-        seed : int, optional
-            Seeds the shuffling and the dropout masks.
-        progress : bool
-            Show a tqdm progress bar with the running loss.
+    Parameters
+    ----------
+    x, y : array_like
+        Inputs and targets, read as in ``loss_and_grads``.
+    loss : {"mse", "cross_entropy"}
+    epochs, batch_size : int
+    optimizer : {"adam", "sgd"}
+        Adam with torch's defaults, or SGD with momentum 0.9; a fresh
+        optimizer state for every call.
+    lr : float
+    clip_norm : float, optional
+        Scales the gradients of each update so their global norm is at
+        most ``clip_norm`` (the cure for exploding gradients).
+    tbptt : int, optional
+        Truncated backpropagation through time: each batch is cut into
+        chunks of ``tbptt`` steps, one update per chunk; the state is
+        carried from chunk to chunk, the gradient is not. Per-step
+        targets only.
+    lengths : array_like of int, (B,), optional
+    validation_data : (x, y) or (x, y, lengths), optional
+        Its loss is computed after every epoch.
+    shuffle : bool
+        Shuffle the sequences every epoch (seeded by ``seed``).
+    callbacks : iterable of callables, optional
+        Each called as ``callback(epoch, logs)`` after every epoch;
+        returning True stops training.
+    seed : int, optional
+        Seeds the shuffling and the dropout masks.
+    progress : bool
+        Show a tqdm progress bar with the running loss.
 
-        Returns
-        -------
-        dict
-            ``"loss"`` (each epoch's mean over counted elements) and, with
-            validation data, ``"val_loss"``: one value per epoch.
+    Returns
+    -------
+    dict
+        ``"loss"`` (each epoch's mean over counted elements) and, with
+        validation data, ``"val_loss"``: one value per epoch.
 
-        Raises
-        ------
-        FloatingPointError
-            When the loss or a gradient stops being finite, naming the epoch
-            and batch, before the update that would spread it.
+    Raises
+    ------
+    FloatingPointError
+        When the loss or a gradient stops being finite, naming the epoch
+        and batch, before the update that would spread it.
 
-        Notes
-        -----
-        The model's ``dropout`` applies here only: inverted dropout on the
-        input of every layer above the first, fresh masks for every batch
-        (and every ``tbptt`` chunk), the gradients masked alike.
-        """
+    Notes
+    -----
+    The model's ``dropout`` applies here only: inverted dropout on the
+    input of every layer above the first, fresh masks for every batch
+    (and every ``tbptt`` chunk), the gradients masked alike.
+    """
     loss = check_loss(loss)
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
