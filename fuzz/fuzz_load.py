@@ -112,7 +112,7 @@ def _check_model(model, data: bytes) -> None:
     assert type(model) in (rx.RNN, rx.LSTM, rx.GRU), type(model)
     dtype = model.dtype
     assert dtype in (np.float32, np.float64), dtype
-    shapes = model._param_shapes()
+    shapes = model.spec.param_shapes()
     assert list(model.params) == list(shapes), (list(model.params), list(shapes))
     for name, value in model.params.items():
         assert value.shape == shapes[name] and value.dtype == dtype, (name, value.shape, value.dtype)

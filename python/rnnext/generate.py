@@ -23,7 +23,37 @@ def one_hot(ids: np.ndarray, size: int, dtype: np.dtype) -> np.ndarray:
 
 def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mode: str = "continuous",
              temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:
-    """See ``RNN.generate``."""
+    """One-to-many: runs the prompt ``x0``, then feeds each output back as
+    the next input for ``steps`` steps (built on ``step``).
+
+    Parameters
+    ----------
+    x0 : array_like
+        The prompt, laid out like ``x``: (B, T0, I), (T0, B, I) when not
+        batch first, or (T0, I). In the token modes an integer ``x0`` with
+        one axis fewer holds class ids, (B, T0) ((T0, B)) or (T0,).
+    steps : int
+        Items to generate; the first is the output after the prompt's
+        last step.
+    h0 : array_like, optional
+        The state before the prompt, shaped like ``h_n``.
+    mode : {"continuous", "greedy", "sample"}
+        ``continuous`` feeds each output back as it is and returns them,
+        (B, steps, O). ``greedy`` and ``sample`` read each output as logits
+        over O classes, feed the chosen class back one-hot and return the
+        int64 ids, (B, steps). Either way O must equal ``input_size``.
+        Results are laid out like ``x`` ((steps, B, ...) when not batch
+        first; no batch axis for an unbatched prompt).
+    temperature : float
+        ``sample`` draws from softmax(logits / temperature).
+    seed : int, optional
+        Seeds ``sample``.
+
+    Raises
+    ------
+    ValueError
+        For a bidirectional model, and for arguments out of range.
+    """
     if mode not in MODES:
         raise ValueError(f"mode: expected one of {', '.join(map(repr, MODES))}, got {mode!r}")
     if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)):

@@ -7,11 +7,14 @@ torch is imported only inside these functions. Parameters map one to one
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
-from .models import GRU, LSTM, RNN, RecurrentModel
+from ._params import MODEL_CLASSES
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .models import RecurrentModel
 
 __all__ = ["from_torch", "to_torch"]
 
@@ -25,9 +28,10 @@ def _numpy(tensor: Any) -> np.ndarray:
 
 
 def _torch_classes() -> Dict[type, type]:
+    """torch's module classes and the model classes they map to (the same names)."""
     import torch
 
-    return {torch.nn.RNN: RNN, torch.nn.LSTM: LSTM, torch.nn.GRU: GRU}
+    return {getattr(torch.nn, name): MODEL_CLASSES[name] for name in ("RNN", "LSTM", "GRU")}
 
 
 def _to_rnnext_name(name: str) -> str:
@@ -40,7 +44,7 @@ def _to_torch_name(name: str) -> str:
     return f"{TORCH_NAMES[kind]}_l{rest}"
 
 
-def from_torch(module: Any, head: Optional[Any] = None) -> RecurrentModel:
+def from_torch(module: Any, head: Optional[Any] = None) -> "RecurrentModel":
     """An ``rnnext.RNN``, ``LSTM`` or ``GRU`` with the weights and options of
     a ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (any ``num_layers``,
     ``bidirectional``, ``batch_first``, ``bias``, ``dropout``; float32 or
@@ -82,7 +86,7 @@ def from_torch(module: Any, head: Optional[Any] = None) -> RecurrentModel:
                                    bias=module.bias, dropout=float(module.dropout),
                                    batch_first=module.batch_first,
                                    dtype="float64" if dtype == torch.float64 else "float32")
-    if cls is RNN:
+    if cls is MODEL_CLASSES["RNN"]:
         options["activation"] = module.nonlinearity
     model = cls(module.input_size, module.hidden_size, None if head is None else head.out_features, **options)
     state = {_to_rnnext_name(name): _numpy(value) for name, value in module.state_dict().items()}
@@ -93,7 +97,7 @@ def from_torch(module: Any, head: Optional[Any] = None) -> RecurrentModel:
     return model
 
 
-def to_torch(model: RecurrentModel) -> Union[Any, Tuple[Any, Any]]:
+def to_torch(model: "RecurrentModel") -> Union[Any, Tuple[Any, Any]]:
     """The torch module (and ``torch.nn.Linear`` head) of a model; see
     ``RecurrentModel.to_torch``."""
     import torch
@@ -102,12 +106,12 @@ def to_torch(model: RecurrentModel) -> Union[Any, Tuple[Any, Any]]:
     c = model.config
     options: Dict[str, Any] = dict(num_layers=c["num_layers"], bias=c["bias"], batch_first=c["batch_first"],
                                    dropout=c["dropout"], bidirectional=c["bidirectional"])
-    if isinstance(model, RNN):
+    if isinstance(model, MODEL_CLASSES["RNN"]):
         if c["activation"] not in ("tanh", "relu"):
             raise ValueError(f"to_torch: torch.nn.RNN has no {c['activation']!r} activation "
                              "(only 'tanh' and 'relu')")
         options["nonlinearity"] = c["activation"]
-    if isinstance(model, GRU) and not c["linear_before_reset"]:
+    if isinstance(model, MODEL_CLASSES["GRU"]) and not c["linear_before_reset"]:
         raise ValueError("to_torch: torch.nn.GRU computes linear_before_reset=True only; this GRU has "
                          "linear_before_reset=False")
     dtype = torch.float64 if c["dtype"] == "float64" else torch.float32

@@ -15,6 +15,8 @@ from typing import IO, TYPE_CHECKING, Any, Dict, Union
 import numpy as np
 
 from ._arrays import count_str
+from ._core import build_info
+from ._params import MODEL_CLASSES
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import RecurrentModel
@@ -34,27 +36,18 @@ SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 
 
-def _model_classes() -> Dict[str, type]:
-    """The classes a model file may name (a registry: nothing else is ever built)."""
-    from .models import GRU, LSTM, RNN
-
-    return {"RNN": RNN, "LSTM": LSTM, "GRU": GRU}
-
-
 def to_bytes(model: "RecurrentModel") -> bytes:
     """The model as a safetensors file, in memory."""
     from safetensors.numpy import save as save_arrays
-
-    from . import __version__
 
     metadata = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
         "class": type(model).__name__,
         "config": json.dumps(model.config, sort_keys=True),
-        "rnnext_version": __version__,
+        "rnnext_version": build_info()["version"],
     }
-    tensors = {k: np.ascontiguousarray(v) for k, v in model._params.items()}
+    tensors = {k: np.ascontiguousarray(v) for k, v in model.params.items()}
     return save_arrays(tensors, metadata=metadata)
 
 
@@ -114,7 +107,7 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
     version = meta.get("format_version")
     if version not in READABLE_VERSIONS:
         raise _invalid(f"format_version {version!r}; this rnnext reads {' and '.join(map(repr, READABLE_VERSIONS))}")
-    classes = _model_classes()
+    classes = MODEL_CLASSES  # a registry: nothing else is ever built from a file
     name = meta.get("class")
     cls = classes.get(name) if isinstance(name, str) else None
     if cls is None or (version == "1" and name != "RNN"):
@@ -132,23 +125,23 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
         if any(name in header for name in V1_TENSOR_NAMES.values()):
             raise _invalid("a version 1 file names its tensors W_x, W_h, b_x, b_h")
         header = {V1_TENSOR_NAMES.get(k, k): v for k, v in header.items()}
-    missing = sorted(set(cls._config_keys()) - set(config))
+    missing = sorted(set(cls.config_keys()) - set(config))
     if missing:
         raise _invalid(f"the configuration lacks {missing}")
     # The model the configuration declares, checked but not yet allocated:
     # nothing the size of the model is allocated before the file is known to
     # hold its tensors (a 300-byte file may declare billions of parameters).
     try:
-        model = cls._declared(config)
+        model = cls.declared(config)
     except (TypeError, ValueError) as e:
         raise _invalid(f"bad configuration: {e}") from None
 
     # The tensors the configuration implies, and nothing else; counted first,
     # as the configuration may declare millions of layers.
-    expected = model._param_count()[0]
+    expected = model.spec.param_count()[0]
     if len(header) != expected:
         raise _invalid(f"{len(header)} tensors, {model!r} has {count_str(expected)} parameters")
-    shapes = model._param_shapes()
+    shapes = model.spec.param_shapes()
     if set(header) != set(shapes):
         raise _invalid(f"tensors {sorted(header)} do not match the parameters {sorted(shapes)} of {model!r}")
     data_size = len(data) - 8 - int.from_bytes(data[:8], "little")
@@ -187,5 +180,5 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
         raise _invalid(str(e)) from None
     if version == "1":
         tensors = {V1_TENSOR_NAMES.get(k, k): v for k, v in tensors.items()}
-    model._set_params(tensors)  # names, dtypes and shapes checked above
+    model.set_params(tensors)  # names, dtypes and shapes checked above
     return model

@@ -81,7 +81,7 @@ class Seq2Seq:
         if decoder.output_size != decoder.input_size:
             raise ValueError(f"decoder: output_size ({decoder.output_size}) must equal input_size "
                              f"({decoder.input_size}): it reads its previous token one-hot")
-        if encoder._cell.has_cell_state != decoder._cell.has_cell_state:
+        if encoder.spec.cell.has_cell_state != decoder.spec.cell.has_cell_state:
             raise ValueError(f"encoder and decoder: states differ ({type(encoder).__name__} and "
                              f"{type(decoder).__name__}); use LSTM for both, or RNN/GRU for both")
         if encoder.num_layers != decoder.num_layers:
@@ -181,28 +181,28 @@ class Seq2Seq:
 
     def _loss_and_grads(self, x, tgt, bos, src_lengths, tgt_lengths, dropout_rng):
         encoder, decoder = self.encoder, self.decoder
-        _, enc_state, enc_cache = encoder._forward_cache(x, lengths=src_lengths, dropout_rng=dropout_rng)
-        logits, _, dec_cache = decoder._forward_cache(self._decoder_inputs(tgt, bos), self._bridge(enc_state),
-                                                      lengths=tgt_lengths, dropout_rng=dropout_rng)
+        _, enc_state, enc_cache = encoder.forward_cache(x, lengths=src_lengths, dropout_rng=dropout_rng)
+        logits, _, dec_cache = decoder.forward_cache(self._decoder_inputs(tgt, bos), self._bridge(enc_state),
+                                                     lengths=tgt_lengths, dropout_rng=dropout_rng)
         batch_major = (lambda a: a) if decoder.batch_first else (lambda a: np.swapaxes(a, 0, 1))
         mask = None
         if tgt_lengths is not None:
             mask = np.arange(tgt.shape[self._time_axis()])[None, :] < tgt_lengths[:, None]
         value, d_logits, count = _train.cross_entropy_loss(batch_major(logits), batch_major(tgt), mask)
-        dec = decoder._backward_cache(dec_cache, batch_major(d_logits))
-        enc = encoder._backward_cache(enc_cache, None, self._bridge_back(dec.h0))
+        dec = decoder.backward_cache(dec_cache, batch_major(d_logits))
+        enc = encoder.backward_cache(enc_cache, None, self._bridge_back(dec.h0))
         grads = {f"encoder.{k}": v for k, v in enc.params.items()}
         grads.update({f"decoder.{k}": v for k, v in dec.params.items()})
         return value, grads, count
 
     def _params(self) -> Dict[str, np.ndarray]:
-        out = {f"encoder.{k}": v for k, v in self.encoder._params.items()}
-        out.update({f"decoder.{k}": v for k, v in self.decoder._params.items()})
+        out = {f"encoder.{k}": v for k, v in self.encoder.params.items()}
+        out.update({f"decoder.{k}": v for k, v in self.decoder.params.items()})
         return out
 
     def _set_params(self, params: Dict[str, np.ndarray]) -> None:
         for prefix, model in (("encoder.", self.encoder), ("decoder.", self.decoder)):
-            model._set_params({k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)})
+            model.set_params({k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)})
 
     def fit(self, src: Any, tgt: Any, *, bos: Optional[int] = None, src_lengths: Any = None,
             tgt_lengths: Any = None, epochs: int = 1, batch_size: int = 32, optimizer: str = "adam",

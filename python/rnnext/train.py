@@ -1,9 +1,10 @@
 """Training: losses, gradients of a model, optimisers, ``fit`` and ``evaluate``.
 
-The recurrent and head gradients come from the model's ``_forward_cache`` /
-``_backward_cache`` (the C++ core's backpropagation through time, driven over
+The recurrent and head gradients come from the model's ``forward_cache`` /
+``backward_cache`` (the C++ core's backpropagation through time, driven over
 the layers by ``layers.py``); this module does the loss arithmetic,
-vectorised NumPy, and the bookkeeping around it.
+vectorised NumPy, and the bookkeeping around it. It reaches the model only
+through its public methods and the package interface listed in ``models.py``.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 import numpy as np
 
 from ._arrays import cast
+from ._states import read_state, state_out
 from .layers import map_state
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -235,11 +237,11 @@ def batched_state(model: "RecurrentModel", h0: Any, batch: Batch) -> Any:
     for an unbatched sequence: (num_layers*D, B, H) (an (h, c) pair for LSTM)."""
     if h0 is None:
         return None
-    h, c = model._read_state(h0, "h0", None if batch.unbatched else batch.B)
+    h, c = read_state(model.spec, h0, "h0", None if batch.unbatched else batch.B)
     if batch.unbatched:
         h = None if h is None else h[:, None]
         c = None if c is None else c[:, None]
-    return model._state_out(h, c)
+    return state_out(model.spec, h, c)
 
 
 def loss_and_grads(model: "RecurrentModel", batch: Batch, loss: str, h0: Any = None,
@@ -248,15 +250,24 @@ def loss_and_grads(model: "RecurrentModel", batch: Batch, loss: str, h0: Any = N
     """(loss, grads keyed like model.params, counted elements, h_n batched and
     structured like the model's states). ``dropout_rng`` turns the model's
     dropout on (``fit`` only)."""
-    out, h_n, cache = model._forward_cache(batch.x, h0, lengths=batch.lengths, return_sequences=batch.per_step,
-                                           dropout_rng=dropout_rng)
+    out, h_n, cache = model.forward_cache(batch.x, h0, lengths=batch.lengths, return_sequences=batch.per_step,
+                                          dropout_rng=dropout_rng)
     loss_fn = LOSS_FUNCTIONS[loss]
     if batch.per_step:
         value, dy, count = loss_fn(batch.bf(out), batch.target, batch.mask())
         dy = batch.bf(dy)
     else:
         value, dy, count = loss_fn(out, batch.target, None)
-    return value, model._backward_cache(cache, dy).params, count, h_n
+    return value, model.backward_cache(cache, dy).params, count, h_n
+
+
+def model_loss_and_grads(model: "RecurrentModel", x: Any, target: Any, *, loss: str, h0: Any, lengths: Any,
+                         return_sequences: Optional[bool]) -> Tuple[float, Dict[str, np.ndarray]]:
+    """(loss, grads) on one batch, without dropout; see ``RNN.loss_and_grads``."""
+    loss = check_loss(loss)
+    batch = Batch(model, x, target, loss, lengths, return_sequences)
+    value, grads, _, _ = loss_and_grads(model, batch, loss, batched_state(model, h0, batch))
+    return value, grads
 
 
 def evaluate(model: "RecurrentModel", x: Any, y: Any, *, loss: str, lengths: Any = None,
@@ -329,7 +340,57 @@ def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, 
         tbptt: Optional[int] = None, lengths: Any = None, validation_data: Optional[Sequence] = None,
         shuffle: bool = True, callbacks: Optional[Iterable[Callable]] = None, seed: Optional[int] = None,
         progress: bool = True) -> Dict[str, List[float]]:
-    """Trains the model in place; see ``RNN.fit``."""
+    """Trains the model in place on mini-batches of sequences.
+
+    Parameters
+    ----------
+    x, y : array_like
+        Inputs and targets, read as in ``loss_and_grads``.
+    loss : {"mse", "cross_entropy"}
+    epochs, batch_size : int
+    optimizer : {"adam", "sgd"}
+        Adam with torch's defaults, or SGD with momentum 0.9; a fresh
+        optimizer state for every call.
+    lr : float
+    clip_norm : float, optional
+        Scales the gradients of each update so their global norm is at
+        most ``clip_norm`` (the cure for exploding gradients).
+    tbptt : int, optional
+        Truncated backpropagation through time: each batch is cut into
+        chunks of ``tbptt`` steps, one update per chunk; the state is
+        carried from chunk to chunk, the gradient is not. Per-step
+        targets only.
+    lengths : array_like of int, (B,), optional
+    validation_data : (x, y) or (x, y, lengths), optional
+        Its loss is computed after every epoch.
+    shuffle : bool
+        Shuffle the sequences every epoch (seeded by ``seed``).
+    callbacks : iterable of callables, optional
+        Each called as ``callback(epoch, logs)`` after every epoch;
+        returning True stops training.
+    seed : int, optional
+        Seeds the shuffling and the dropout masks.
+    progress : bool
+        Show a tqdm progress bar with the running loss.
+
+    Returns
+    -------
+    dict
+        ``"loss"`` (each epoch's mean over counted elements) and, with
+        validation data, ``"val_loss"``: one value per epoch.
+
+    Raises
+    ------
+    FloatingPointError
+        When the loss or a gradient stops being finite, naming the epoch
+        and batch, before the update that would spread it.
+
+    Notes
+    -----
+    The model's ``dropout`` applies here only: inverted dropout on the
+    input of every layer above the first, fresh masks for every batch
+    (and every ``tbptt`` chunk), the gradients masked alike.
+    """
     loss = check_loss(loss)
     epochs = _positive_int("epochs", epochs)
     batch_size = _positive_int("batch_size", batch_size)
@@ -390,7 +451,7 @@ def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, 
                         raise FloatingPointError(
                             f"fit: non-finite gradients at epoch {epoch + 1}, batch {number + 1} "
                             f"(the loss was {value}); lower lr, or clip gradients with clip_norm")
-                    model._set_params(opt.step(model._params, grads))
+                    model.set_params(opt.step(model.params, grads))
                     total += value * n
                     count += n
                     if steps is not None:  # carry the state, not the gradient, into the next chunk

@@ -1,0 +1,77 @@
+"""A model's recurrent states: reading and checking ``h0``, ``state`` and
+their gradients against the model, and building the structure callers see
+(an ``(h, c)`` pair for LSTM, one array otherwise).
+
+Inside the package a state travels as ``(h, c)`` arrays, ``c`` None but for
+LSTM and either None for zeros; ``read_state`` and ``state_out`` convert.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Tuple, Union
+
+import numpy as np
+
+from ._params import Spec, check_int
+
+#: A model's state: the hidden state (num_layers * D, B, H), or an (h, c) pair for LSTM.
+State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
+
+
+def state_shape(spec: Spec, batch: Optional[int]) -> Tuple[int, ...]:
+    """(num_layers*D, batch, H), or (num_layers*D, H) when ``batch`` is None (unbatched)."""
+    rows = spec.config["num_layers"] * spec.num_directions
+    hidden = spec.config["hidden_size"]
+    return (rows, hidden) if batch is None else (rows, batch, hidden)
+
+
+def read_state(spec: Spec, state: Any, name: str, batch: Optional[int]
+               ) -> Tuple[Optional[np.ndarray], Optional[np.ndarray]]:
+    """A model state (``h0``, ``state``) checked against the model and the
+    batch (None: unbatched) and split into ``(h, c)`` arrays (``c`` None
+    but for LSTM; either None for zeros)."""
+    if state is None:
+        return None, None
+    if spec.cell.has_cell_state:
+        if not isinstance(state, (tuple, list)) or len(state) != 2:
+            raise TypeError(f"{name}: expected an (h, c) pair for {spec.name}, got {type(state).__name__}")
+        return (_state_array(spec, state[0], f"{name}[0]", batch),
+                _state_array(spec, state[1], f"{name}[1]", batch))
+    return _state_array(spec, state, name, batch), None
+
+
+def _state_array(spec: Spec, value: Any, name: str, batch: Optional[int]) -> Optional[np.ndarray]:
+    if value is None:
+        return None
+    array = np.asarray(value)
+    if array.dtype.kind not in "fiub":
+        raise TypeError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
+    expected = state_shape(spec, batch)
+    if array.shape != expected:
+        rows = "num_layers" if spec.num_directions == 1 else "num_layers*2"
+        layout = f"({rows}, H)" if batch is None else f"({rows}, B, H)"
+        raise ValueError(f"{name}: expected shape {layout} = {expected}, got {array.shape}")
+    return array
+
+
+def state_out(spec: Spec, h: np.ndarray, c: Optional[np.ndarray]) -> State:
+    """The state as callers see it: ``(h, c)`` for LSTM, ``h`` otherwise."""
+    return (h, c) if spec.cell.has_cell_state else h
+
+
+def batch_of(spec: Spec, x: np.ndarray) -> Optional[int]:
+    """B of a sequence input in the model's layout; None when unbatched (or
+    malformed: the forward says what is wrong with it)."""
+    if x.ndim != 3:
+        return None
+    return x.shape[0] if spec.config["batch_first"] else x.shape[1]
+
+
+def initial_state(spec: Spec, batch_size: Optional[int]) -> State:
+    """Zeros shaped like ``h_n``; see ``RecurrentModel.initial_state``."""
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, 0)
+    shape = state_shape(spec, batch_size)
+    if spec.cell.has_cell_state:
+        return np.zeros(shape, spec.dtype), np.zeros(shape, spec.dtype)
+    return np.zeros(shape, spec.dtype)
