@@ -32,15 +32,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-import rnnext as rx
-from rnnext import functional as F
-from rnnext import reference
+from helpers import (ACTIVATIONS, GATES, assert_close, backward, f64, forward, grad_names, grad_scale, kind_of,
+                     numeric_gradient, params64, reference_forward, stacked_reference, weights)
 
+import rnnext as rx
+
+# The kernels; "gru" draws linear_before_reset, "rnn" its activation.
 CELLS = ["rnn", "lstm", "gru"]
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-KINDS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-ACTIVATIONS = ["tanh", "sigmoid", "relu"]
-TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
 
 # Memory layouts an input may come in; each holds the same values as the contiguous array.
 LAYOUTS = ["C", "F", "strided_last", "strided_first", "negative", "readonly", "byteswapped"]
@@ -82,10 +80,6 @@ def relayout(a, how):
     if how == "list" and a.size:  # (a zero-size array's list loses its shape)
         return a.tolist()
     return a.copy()
-
-
-def f64(a):
-    return None if a is None else np.asarray(a, np.float64)
 
 
 def arrays_of(value):
@@ -141,13 +135,6 @@ def assert_identical(a, b, what=""):
     for i, (x, y) in enumerate(zip(a_arrays, b_arrays)):
         assert x.dtype == y.dtype and x.shape == y.shape, f"{what} [{i}]"
         assert x.tobytes() == y.tobytes(), f"{what} [{i}] not bitwise equal"
-
-
-def close(actual, expected, dtype, what):
-    actual = np.asarray(actual)
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, expected {np.dtype(dtype)}"
-    assert actual.shape == np.shape(expected), f"{what}: shape {actual.shape}, expected {np.shape(expected)}"
-    np.testing.assert_allclose(actual, expected, err_msg=what, **TOL[np.dtype(dtype).type])
 
 
 def batch_major(a, batch_first, unbatched):
@@ -259,12 +246,8 @@ def lengths_for(draw, B, T, allow=True):
 
 
 def weights_for(rng, cell, I, H, dtype, b_x=True, b_h=True):
-    """PyTorch-scaled U(-1/sqrt(H), 1/sqrt(H)) weights, G gate blocks."""
-    G, k = GATES[cell], 1 / np.sqrt(H)
-    w = {"W_x": rng.uniform(-k, k, (G * H, I)).astype(dtype), "W_h": rng.uniform(-k, k, (G * H, H)).astype(dtype),
-         "b_x": rng.uniform(-k, k, G * H).astype(dtype) if b_x else None,
-         "b_h": rng.uniform(-k, k, G * H).astype(dtype) if b_h else None}
-    return w
+    """helpers.weights with a bias left out given as None."""
+    return {"b_x": None, "b_h": None, **weights(rng, cell, I, H, dtype, bias=(b_x, b_h))}
 
 
 @st.composite
@@ -315,29 +298,18 @@ def functional_cases(draw, cell, tiny=False, big=True, dtype=None):
 
 
 def call_forward(cell, args, options, return_cache=False):
-    """The functional forward; returns (h_seq, states tuple[, cache])."""
-    a = args
-    common = (a["x"], a["W_x"], a["W_h"], a["b_x"], a["b_h"], a["h0"])
-    if cell == "lstm":
-        out = F.lstm(*common, a["c0"], lengths=a["lengths"], return_cache=return_cache, **options)
-        return (out[0], tuple(out[1])) + tuple(out[2:])
-    function = F.rnn if cell == "rnn" else F.gru
-    out = function(*common, lengths=a["lengths"], return_cache=return_cache, **options)
-    return (out[0], (out[1],)) + tuple(out[2:])
+    """The functional forward (helpers.forward) of a case's arguments; returns (h_seq, states tuple[, cache])."""
+    return forward(cell, args["x"], args, args["h0"], args.get("c0"), lengths=args["lengths"],
+                   return_cache=return_cache, **options)
 
 
-def reference_forward(cell, plain, options, dtype):
-    """The float64 reference on the arguments as rnnext sees them (cast to the weights' dtype)."""
+def case_reference(cell, plain, options, dtype):
+    """The float64 reference (helpers.reference_forward) on the arguments as
+    rnnext sees them (cast to the weights' dtype)."""
     cast = lambda v: None if v is None else np.asarray(v).astype(dtype).astype(np.float64)  # noqa: E731
     p = {k: (v if k == "lengths" else cast(v)) for k, v in plain.items()}
-    common = (p["x"], p["W_x"], p["W_h"], p["b_x"], p["b_h"], p["h0"])
     with np.errstate(all="ignore"):
-        if cell == "lstm":
-            h_seq, (h_n, c_n) = reference.lstm(*common, p["c0"], lengths=p["lengths"], **options)
-            return h_seq, (h_n, c_n)
-        function = reference.rnn if cell == "rnn" else reference.gru
-        h_seq, h_n = function(*common, lengths=p["lengths"], **options)
-        return h_seq, (h_n,)
+        return reference_forward(cell, p["x"], p, p["h0"], p.get("c0"), lengths=p["lengths"], **options)
 
 
 # ---------------------------------------------------------------- functional forward
@@ -374,20 +346,13 @@ def test_functional_forward(threads, cell, data):
         dirty = dict(plain, x=dirty_padding(plain["x"], plain["lengths"], options["batch_first"], unbatched))
         assert_identical(call_forward(cell, dirty, options), two, "garbage in the padding")
 
-    r_seq, r_states = reference_forward(cell, plain, options, dtype)
-    close(h_seq, r_seq, dtype, "h_seq")
+    r_seq, r_states = case_reference(cell, plain, options, dtype)
+    assert_close(h_seq, r_seq, dtype, "h_seq")
     for i, (got, expected) in enumerate(zip(states, r_states)):
-        close(got, expected, dtype, ("h_n", "c_n")[i])
+        assert_close(got, expected, dtype, ("h_n", "c_n")[i])
 
 
 # ---------------------------------------------------------------- functional backward
-
-GRAD_NAMES = ["x", "W_x", "W_h", "b_x", "b_h", "h0"]
-
-
-def grad_names(cell):
-    return GRAD_NAMES + (["c0"] if cell == "lstm" else [])
-
 
 @st.composite
 def output_gradients(draw, case, states_given=None):
@@ -408,10 +373,7 @@ def output_gradients(draw, case, states_given=None):
 
 
 def call_backward(cell, cache, grads):
-    if cell == "lstm":
-        return F.lstm_backward(cache, grads["dh_seq"], grads["dh_n"], grads["dc_n"])
-    backward = F.rnn_backward if cell == "rnn" else F.gru_backward
-    return backward(cache, grads["dh_seq"], grads["dh_n"])
+    return backward(cell, cache, grads["dh_seq"], grads["dh_n"], grads.get("dc_n"))
 
 
 def check_gradient_dict(case, grads, args, laid_dgrads):
@@ -431,10 +393,6 @@ def check_gradient_dict(case, grads, args, laid_dgrads):
     for i, a in enumerate(values):
         for b in values[i + 1:]:
             assert not np.shares_memory(a, b), "two gradients share memory"
-
-
-def grad_scale(g):
-    return max(1.0, float(np.abs(g).max(initial=0)))
 
 
 def torch_layer(torch, cell, x, W_x, W_h, b_x, b_h, h0, c0, lengths, reverse, activation="tanh",
@@ -590,7 +548,7 @@ def test_torch_layer_matches_reference():
                 h_seq, h_n, c_n = torch_layer(torch, cell, t["x"], t["W_x"], t["W_h"], t["b_x"], t["b_h"], t["h0"],
                                               t["c0"] if cell == "lstm" else None, lengths, reverse, **options)
                 plain = dict(x=x, h0=h0, c0=c0 if cell == "lstm" else None, lengths=lengths, **w)
-                r_seq, r_states = reference_forward(cell, plain, dict(reverse=reverse, **options), np.float64)
+                r_seq, r_states = case_reference(cell, plain, dict(reverse=reverse, **options), np.float64)
                 np.testing.assert_allclose(h_seq.numpy(), r_seq, rtol=1e-12, atol=1e-14)
                 np.testing.assert_allclose(h_n.numpy(), r_states[0], rtol=1e-12, atol=1e-14)
                 if cell == "lstm":
@@ -622,22 +580,12 @@ def test_functional_backward_finite_differences(cell, data):
     d = {k: f64(v) for k, v in plain_d.items()}
 
     def loss():
-        h_seq, states = reference_forward(cell, point, options, np.float64)
+        h_seq, states = case_reference(cell, point, options, np.float64)
         total = np.sum(h_seq * d["dh_seq"]) + np.sum(states[0] * d["dh_n"])
         return total + (np.sum(states[1] * d["dc_n"]) if cell == "lstm" else 0.0)
 
-    eps = 1e-6
     for name in grad_names(cell):
-        array = point[name]
-        numeric = np.zeros(array.shape)
-        for index in np.ndindex(array.shape):
-            old = array[index]
-            array[index] = old + eps
-            plus = loss()
-            array[index] = old - eps
-            minus = loss()
-            array[index] = old
-            numeric[index] = (plus - minus) / (2 * eps)
+        numeric = numeric_gradient(loss, point[name], eps=1e-6)
         np.testing.assert_allclose(grads[name], numeric, rtol=0, atol=1e-7 * grad_scale(numeric), err_msg=name)
 
 
@@ -666,7 +614,7 @@ def model_cases(draw, cell, small=False, dtype=None, nonempty=False):
     config["bias"] = (small and config.get("activation") == "relu") or draw(st.booleans())
     if cell == "gru":
         config["linear_before_reset"] = draw(st.booleans())
-    model = getattr(rx, KINDS[cell])(I, H, seed=draw(st.integers(0, 2**16)), **config)
+    model = getattr(rx, kind_of(cell))(I, H, seed=draw(st.integers(0, 2**16)), **config)
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     x_shape = (T, I) if unbatched else ((B, T, I) if config["batch_first"] else (T, B, I))
@@ -688,54 +636,8 @@ def model_cases(draw, cell, small=False, dtype=None, nonempty=False):
 
 
 def model_reference(model, params, x, h0, lengths, return_sequences):
-    """The model's forward composed from rnnext.reference's single layers, in
-    float64, on ``params`` (float64 arrays): (out, h_n, c_n)."""
-    cell = type(model).__name__.lower()
-    dtype = model.dtype
-    cast = lambda v: None if v is None else np.asarray(v).astype(dtype).astype(np.float64)  # noqa: E731
-    L, D = model.num_layers, 2 if model.bidirectional else 1
-    h0, c0 = (h0 if cell == "lstm" else (h0, None)) if h0 is not None else (None, None)
-    h0, c0 = cast(h0), cast(c0)
-    inputs = cast(x)
-    h_n, c_n = [], []
-    with np.errstate(all="ignore"):
-        for layer in range(L):
-            outputs = []
-            for d in range(D):
-                k = layer * D + d
-                sfx = f"_l{layer}" + ("_reverse" if d else "")
-                args = (inputs, params["W_x" + sfx], params["W_h" + sfx], params.get("b_x" + sfx),
-                        params.get("b_h" + sfx), None if h0 is None else h0[k])
-                options = dict(lengths=lengths, batch_first=model.batch_first, reverse=d == 1)
-                if cell == "rnn":
-                    h_seq, h = reference.rnn(*args, activation=model.activation, **options)
-                    c = None
-                elif cell == "lstm":
-                    h_seq, (h, c) = reference.lstm(*args, None if c0 is None else c0[k], **options)
-                else:
-                    h_seq, h = reference.gru(*args, linear_before_reset=model.linear_before_reset, **options)
-                    c = None
-                outputs.append(h_seq)
-                h_n.append(h)
-                c_n.append(c)
-            inputs = np.concatenate(outputs, axis=-1)
-        if return_sequences:
-            out = inputs
-            if model.output_size is not None:
-                out = reference.dense(inputs, params["W_o"], params["b_o"])
-                if lengths is not None:
-                    bm = out if model.batch_first or out.ndim == 2 else out.swapaxes(0, 1)
-                    for b, n in enumerate(np.asarray(lengths).reshape(-1)):
-                        bm[b, n:] = 0
-        else:
-            out = np.concatenate(h_n[(L - 1) * D:], axis=-1)
-            if model.output_size is not None:
-                out = reference.dense(out, params["W_o"], params["b_o"])
-    return out, np.stack(h_n), (np.stack(c_n) if cell == "lstm" else None)
-
-
-def params64(model):
-    return {k: np.array(v, np.float64) for k, v in model.params.items()}  # writable copies
+    """helpers.stacked_reference on ``params`` (float64 arrays): (out, h_n, c_n)."""
+    return stacked_reference(model, x, h0, lengths, return_sequences, params=params)
 
 
 def model_outputs(result):
@@ -778,10 +680,10 @@ def test_model_forward(threads, cell, data):
 
     out, h_n, c_n = model_reference(model, params64(model), plain["x"], plain["h0"], plain["lengths"],
                                     return_sequences)
-    close(two[0], out, dtype, "out")
-    close(two[1], h_n, dtype, "h_n")
+    assert_close(two[0], out, dtype, "out")
+    assert_close(two[1], h_n, dtype, "h_n")
     if cell == "lstm":
-        close(two[2], c_n, dtype, "c_n")
+        assert_close(two[2], c_n, dtype, "c_n")
 
 
 @st.composite
@@ -1015,15 +917,9 @@ def test_model_loss_and_grads_finite_differences(cell, data):
     entries = [(name, index) for name, array in point.items() for index in np.ndindex(array.shape)]
     picks = data.draw(st.lists(st.integers(0, len(entries) - 1), min_size=1, max_size=12, unique=True),
                       label="entries")
-    eps = 1e-6
     scale = max(grad_scale(g) for g in grads.values())
     for i in picks:
         name, index = entries[i]
-        old = point[name][index]
-        point[name][index] = old + eps
-        plus = reference_loss(model, point, case, target, loss, per_step)
-        point[name][index] = old - eps
-        minus = reference_loss(model, point, case, target, loss, per_step)
-        point[name][index] = old
-        numeric = (plus - minus) / (2 * eps)
+        numeric = numeric_gradient(lambda: reference_loss(model, point, case, target, loss, per_step), point[name],
+                                   eps=1e-6, indices=[index])[index]
         assert abs(grads[name][index] - numeric) <= 1e-7 * scale, (name, index, grads[name][index], numeric)
