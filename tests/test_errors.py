@@ -5,7 +5,7 @@ calls, states and steps."""
 
 import numpy as np
 import pytest
-from helpers import CELLS, KINDS, backward, forward, gates, is_lstm, make, weights
+from helpers import CELLS, backward, forward, gates, is_lstm, make, weights
 
 import rnnext as rx
 from rnnext import functional as F
@@ -243,7 +243,6 @@ def test_rnn_backward_error_messages(rng):
         F.rnn_backward({"not": "a cache"})
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_backward_errors(rng, cell):
     w = weights(rng, cell, 3, 4)
     cache = forward(cell, rng.standard_normal((2, 5, 3)), w, return_cache=True)[2]
@@ -291,7 +290,6 @@ def test_rnn_constructor_errors(kwargs, error, match):
         rx.RNN(**kwargs)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(num_layers=0), ValueError, "num_layers: expected an int >= 1, got 0"),
     (dict(num_layers=2.0), TypeError, "num_layers: expected an int"),
@@ -333,7 +331,6 @@ def test_state_shape_errors(bad, match):
         model(np.zeros((3, 4, 2)), bad)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_state_errors(kind):
     model = make(kind, 2, 6, num_layers=2, bidirectional=True)
     x = np.zeros((3, 4, 2))
@@ -360,7 +357,6 @@ def test_state_errors(kind):
         model(x, return_sequences=None)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_step_errors(kind):
     model = make(kind, 3, 5, num_layers=2)
     with pytest.raises(ValueError, match=r"x_t: expected shape \(B, 3\) or \(3,\)"):

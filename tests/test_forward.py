@@ -7,8 +7,8 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import (CELLS, CELLS_ALL_ACTIVATIONS, DTYPES, assert_close, assert_equal_results, check_forward,
-                     dtype_id, forward, gates, is_lstm, reference_forward, shape_id, states_for, weights)
+from helpers import (CELLS_ALL_ACTIVATIONS, DTYPES, assert_equal_results, check_forward, dtype_id, forward, gates,
+                     is_lstm, reference_forward, shape_id, states_for, weights)
 
 import rnnext as rx
 
@@ -64,7 +64,6 @@ def test_float32_after_100_steps(rng, cell, dtype):
         check_forward(cell, dtype, x, w, what=f"T=100 reverse={reverse}", lengths=lengths, reverse=reverse)
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_long_sequence(rng, cell):
     w = weights(rng, cell, 8, 16, np.float32)
     x = rng.standard_normal((2, 1000, 8)).astype(np.float32)
@@ -93,7 +92,6 @@ def test_options(rng, cell, dtype, reverse, batch_first, given):
         np.testing.assert_array_equal(states[0][b], seq[b, last], err_msg=f"{cell} {what} h_n[{b}]")
 
 
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_without_biases_and_states(rng, cell, dtype):
     B, T, I, H = 3, 6, 5, 9
@@ -113,7 +111,6 @@ def test_without_biases_and_states(rng, cell, dtype):
         check_forward(cell, dtype, x, one, what=f"only {keep}")
 
 
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_unbatched(rng, cell, dtype, reverse):
@@ -134,7 +131,6 @@ def test_unbatched(rng, cell, dtype, reverse):
     np.testing.assert_array_equal(states[0], h_seq[0 if reverse else 2])
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_saturation_and_nan(rng, cell):
     """Huge pre-activations saturate the gates without overflow or warnings;
     NaN propagates to its own sequence only."""
@@ -156,7 +152,6 @@ def test_saturation_and_nan(rng, cell):
 # ---------------------------------------------------------------- conversions and outputs
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_non_contiguous_and_converted_inputs(rng, cell):
     H, I = 10, 6
     w = weights(rng, cell, I, H, np.float32)
@@ -181,7 +176,6 @@ def test_non_contiguous_and_converted_inputs(rng, cell):
     forward(cell, ints.astype(bool), w)
 
 
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("data_dtype", DTYPES, ids=lambda d: "data_" + dtype_id(d))
 def test_inputs_untouched_outputs_fresh_dtype_follows_weights(rng, cell, dtype, data_dtype):
@@ -203,7 +197,6 @@ def test_inputs_untouched_outputs_fresh_dtype_follows_weights(rng, cell, dtype, 
             assert not np.shares_memory(out, a)
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_zero_sizes(rng, cell):
     w = weights(rng, cell, 3, 4)
     h_seq, states = forward(cell, np.zeros((0, 5, 3)), w)
@@ -221,7 +214,6 @@ def test_zero_sizes(rng, cell):
 # ---------------------------------------------------------------- determinism
 
 
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("shape", [(13, 30, 48, 72), (2, 25, 20, 300), (70, 6, 9, 40)],
                          ids=["batch_parallel", "hidden_sliced", "chunked"])
@@ -248,7 +240,6 @@ def test_thread_count_does_not_change_results(rng, threads, cell, dtype, shape, 
     check_forward(cell, dtype, x, w, h0, c0, f"{shape} on 2 threads", **options)
 
 
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("H", [5, 33, 70])
 def test_rows_independent_of_batch(rng, threads, cell, dtype, H):

@@ -3,7 +3,7 @@ built on step()), for one and several layers of every model class."""
 
 import numpy as np
 import pytest
-from helpers import DTYPES, KINDS, assert_close, dtype_id, make, states_of
+from helpers import DTYPES, assert_close, dtype_id, make, states_of
 
 import rnnext as rx
 from rnnext.generate import one_hot
@@ -12,7 +12,6 @@ from rnnext.generate import one_hot
 # ---------------------------------------------------------------- streaming
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("output_size", [None, 3])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_step_equals_forward(rng, kind, output_size, dtype):
@@ -29,7 +28,6 @@ def test_step_equals_forward(rng, kind, output_size, dtype):
             assert_close(got, expected, dtype, f"{kind} state")
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_streaming_continues_a_prompt(rng, kind):
     model = make(kind, 4, 9, 2, seed=5)
     x = rng.standard_normal((3, 10, 4))
@@ -47,7 +45,6 @@ def test_streaming_continues_a_prompt(rng, kind):
     np.testing.assert_allclose(y[1], out[1, 0], rtol=1e-6, atol=1e-7)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_step_unbatched_and_initial_state(rng, kind):
     model = make(kind, 4, 9, seed=5)
     assert states_of(model.initial_state())[0].shape == (1, 9)
@@ -67,7 +64,6 @@ def test_step_unbatched_and_initial_state(rng, kind):
         model.step(np.zeros(5))
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("output_size", [None, 3])
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 def test_step_of_a_two_layer_model_equals_forward(rng, kind, output_size, dtype):
@@ -102,7 +98,6 @@ def test_step_of_a_two_layer_model_equals_forward(rng, kind, output_size, dtype)
 # ---------------------------------------------------------------- generation
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_generate_with_a_stacked_model(rng, kind):
     model = make(kind, 4, 6, 4, num_layers=2, dtype="float64", seed=0)
     prompt = rng.standard_normal((2, 3, 4))

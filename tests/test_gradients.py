@@ -6,7 +6,7 @@ Torch autograd is in test_torch.py, the errors in test_errors.py."""
 
 import numpy as np
 import pytest
-from helpers import (CELLS, CELLS_ALL_ACTIVATIONS, DTYPES, KINDS, assert_child_ok, assert_gradient_matches, backward,
+from helpers import (CELLS_ALL_ACTIVATIONS, DTYPES, assert_child_ok, assert_gradient_matches, backward,
                      base, dtype_id, forward, gates, grad_names, is_lstm, make, model_numeric_gradient, model_state,
                      n_states, numeric_gradient, states_of, weights)
 
@@ -61,7 +61,6 @@ def test_finite_differences(rng, cell, reverse, batch_first):
     finite_difference_check(rng, cell, 3, 6, 4, 5, reverse, batch_first, np.array([6, 2, 1]))
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_finite_differences_without_bias(rng, cell):
     grads = finite_difference_check(rng, cell, 2, 4, 3, 4, False, True, None, bias=False)
     # The biases' gradients exist although the forward had none; b_x's equals
@@ -84,7 +83,6 @@ def test_finite_differences_larger_hidden(rng, cell, with_lengths):
 # ---------------------------------------------------------------- the gradient dict
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_gradient_dict_shapes_and_defaults(rng, cell):
     B, T, I, H = 2, 5, 3, 4
     w = weights(rng, cell, I, H, np.float32, bias=False)
@@ -110,7 +108,6 @@ def test_gradient_dict_shapes_and_defaults(rng, cell):
         assert grads["c0"].any() and grads["W_h"].any()
 
 
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_unbatched(rng, cell, reverse):
     T, I, H = 5, 3, 4
@@ -128,7 +125,6 @@ def test_unbatched(rng, cell, reverse):
         np.testing.assert_array_equal(grads[name], expected, err_msg=f"{cell} {name}")
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_zero_sizes(rng, cell):
     """No sequences, or no steps: the state's gradients pass straight through."""
     H = 4
@@ -180,7 +176,6 @@ def test_zero_input_size_backward():
 # ---------------------------------------------------------------- lengths and the cache
 
 
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
 def test_padding_never_matters(rng, cell, reverse):
     """Gradients past a length are ignored, inputs there never read, dx is zero there."""
@@ -206,7 +201,6 @@ def test_padding_never_matters(rng, cell, reverse):
         assert dirty["x"][b, :n].any()
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_lengths_equal_truncated_sequences(rng, cell):
     """A sequence of length n in a padded batch has the gradients of that
     sequence cut to n steps."""
@@ -225,7 +219,6 @@ def test_lengths_equal_truncated_sequences(rng, cell):
         np.testing.assert_allclose(grads["h0"][b], g1["h0"][0], rtol=1e-12, atol=1e-14, err_msg=f"{cell} dh0 {b}")
 
 
-@pytest.mark.parametrize("cell", CELLS)
 def test_cache_is_a_snapshot(rng, cell):
     w = weights(rng, cell, 3, 4)
     x = rng.standard_normal((2, 5, 3))
@@ -244,7 +237,6 @@ def test_cache_is_a_snapshot(rng, cell):
 # ---------------------------------------------------------------- threads and float32
 
 
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
 @pytest.mark.parametrize("shape", [(12, 30, 40, 70), (2, 12, 5, 300)], ids=["batch_parallel", "hidden_sliced"])
 @pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
@@ -279,7 +271,6 @@ def test_gradients_deterministic(rng, threads, cell, dtype, shape, reverse):
                                            atol=(1e-5 if dtype == np.float32 else 1e-12) * scale, err_msg=what)
 
 
-@pytest.mark.parametrize("cell", CELLS)
 @pytest.mark.parametrize("H", [32, 40])
 def test_float32_gradients_close_to_float64(rng, cell, H):
     B, T, I = 4, 100, 16
@@ -301,7 +292,6 @@ def test_float32_gradients_close_to_float64(rng, cell, H):
 # ---------------------------------------------------------------- models
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_model_gradients_match_finite_differences(rng, kind):
     """Including the many-to-one path of a bidirectional stack and h0."""
     model = make(kind, 2, 3, 2, num_layers=2, bidirectional=True, dtype="float64", seed=0)
@@ -324,7 +314,6 @@ def test_model_gradients_match_finite_differences(rng, kind):
 # The internal API Seq2Seq uses (model._forward_cache, model._backward_cache).
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("return_sequences", [True, False])
 def test_forward_cache_and_backward_give_state_and_input_gradients(rng, kind, return_sequences):
     model = make(kind, 2, 3, 2, num_layers=2, bidirectional=True, dtype="float64", seed=1)

@@ -41,7 +41,6 @@ def test_seed_reproducible():
     assert not np.array_equal(a.W_h, c.W_h)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_parameter_names_shapes_and_initialisation(kind, bidirectional):
     H, I, O, G = 6, 4, 3, GATES[kind]
@@ -79,7 +78,6 @@ def test_one_layer_rnn_initialisation_is_unchanged():
         np.testing.assert_array_equal(model.params[name], rng.uniform(-k, k, shape).astype(np.float32))
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_attributes_only_on_single_layer_models(kind):
     single = make(kind, 3, 4, 2, seed=0)
     assert single.W_x is single.params["W_x_l0"] and single.W_h.shape == (GATES[kind] * 4, 4)
@@ -95,7 +93,6 @@ def test_attributes_only_on_single_layer_models(kind):
         assert not hasattr(model, "W_x")
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_no_bias_no_head(kind):
     model = make(kind, 3, 4, bias=False)
     assert set(model.params) == {"W_x_l0", "W_h_l0"}
@@ -153,7 +150,6 @@ def test_config_keys_per_class():
 # ---------------------------------------------------------------- parameters and persistence
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_parameters_are_read_only_and_assignable(rng, kind):
     G = GATES[kind]
     model = make(kind, 3, 4, 2, seed=0)
@@ -179,7 +175,6 @@ def test_parameters_are_read_only_and_assignable(rng, kind):
         model.params["W_q"] = np.zeros(3)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_state_dict_round_trip(rng, kind):
     a, b = make(kind, 3, 4, 2, seed=0), make(kind, 3, 4, 2, seed=1)
     state = a.state_dict()
@@ -191,7 +186,6 @@ def test_state_dict_round_trip(rng, kind):
     np.testing.assert_array_equal(a(x)[0], b(x)[0])
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_load_state_dict_errors(kind):
     G = GATES[kind]
     model = make(kind, 3, 4, seed=0)
@@ -222,7 +216,6 @@ def test_pickle_and_deepcopy(rng):
         assert not clone.W_x.flags.writeable
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_state_dict_pickle_and_deepcopy(rng, kind):
     model = make(kind, 3, 5, 2, num_layers=2, bidirectional=True, dtype="float64", seed=4)
     x = rng.standard_normal((2, 6, 3))
@@ -298,7 +291,6 @@ def test_forward_matches_reference(rng, cell, num_layers, bidirectional, dtype, 
             assert not seq[b, lengths[b]:].any(), what  # exactly zero past each length, head included
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("output_size", [None, 3])
 def test_many_to_one(rng, kind, output_size):
     model = make(kind, 4, 6, output_size, seed=2)
@@ -314,7 +306,6 @@ def test_many_to_one(rng, kind, output_size):
             assert not np.shares_memory(last, state)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_many_to_one_reads_forward_last_and_backward_first(rng, kind):
     model = make(kind, 3, 4, num_layers=2, bidirectional=True, dtype="float64", seed=0)
     x = rng.standard_normal((3, 7, 3))
@@ -328,7 +319,6 @@ def test_many_to_one_reads_forward_last_and_backward_first(rng, kind):
     assert not np.shares_memory(last, h_n)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_unbatched_and_batch_of_one_agree(rng, kind):
     model = make(kind, 3, 4, 2, num_layers=2, bidirectional=True, dtype="float64", seed=0)
     x = rng.standard_normal((6, 3))
@@ -358,7 +348,6 @@ def test_gru_without_linear_before_reset_matches_reference(rng):
     assert not np.allclose(out, torch_form(x, lengths=lengths)[0])
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_unbatched(rng, kind):
     model = make(kind, 4, 6, 2, seed=2)
     x = rng.standard_normal((9, 4))
@@ -371,7 +360,6 @@ def test_unbatched(rng, kind):
     assert last.shape == (2,)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_input_cast_to_model_dtype(rng, kind):
     model = make(kind, 3, 4, seed=0, dtype="float64")
     ints = rng.integers(-3, 3, (2, 5, 3))
@@ -382,7 +370,6 @@ def test_input_cast_to_model_dtype(rng, kind):
     assert model(ints.astype(np.float32), (h0, h0) if kind == "LSTM" else h0)[0].dtype == np.float64
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_predict_in_batches(rng, kind):
     model = make(kind, 3, 5, 2, seed=0)
     x = rng.standard_normal((10, 4, 3))

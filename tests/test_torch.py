@@ -7,7 +7,7 @@ import warnings
 
 import numpy as np
 import pytest
-from helpers import (DTYPES, KINDS, assert_close, backward, base, dtype_id, forward, grad_names, is_lstm, n_states,
+from helpers import (DTYPES, assert_close, backward, base, dtype_id, forward, grad_names, is_lstm, n_states,
                      shape_id, states_for, states_of, tolerance, torch_forward)
 
 import rnnext as rx
@@ -193,8 +193,6 @@ def test_head_without_bias(rng):
 
 # ---------------------------------------------------------------- stacked and bidirectional RNN, LSTM, GRU
 
-KINDS = ["RNN", "LSTM", "GRU"]
-
 
 def torch_module(kind, I, H, **kwargs):
     return getattr(torch.nn, kind)(I, H, **kwargs)
@@ -236,7 +234,6 @@ def named_grads(module, head):
     return out
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("with_head", [True, False], ids=["head", "nohead"])
@@ -304,7 +301,6 @@ def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_h
         np.testing.assert_allclose(grads[name], g.numpy(), err_msg=name, **tol)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])

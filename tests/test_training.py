@@ -5,7 +5,7 @@ import copy
 
 import numpy as np
 import pytest
-from helpers import KINDS, make, model_numeric_gradient, model_state, states_of
+from helpers import make, model_numeric_gradient, model_state, states_of
 
 import rnnext as rx
 from rnnext import train
@@ -354,7 +354,6 @@ def test_fit_errors(rng, kwargs, error, match):
 # ---------------------------------------------------------------- dropout
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_dropout_only_in_fit(rng, kind):
     x = rng.standard_normal((6, 5, 3))
     y = rng.standard_normal((6, 5, 2))
@@ -386,7 +385,6 @@ def test_dropout_only_in_fit(rng, kind):
     assert h1 == h2
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_dropout_masks_inputs_and_gradients_alike(rng, kind):
     """With fixed masks (a fixed generator), the training forward is a
     deterministic function of the parameters whose gradient is what
@@ -436,7 +434,6 @@ def test_fit_learns_a_toy_task_with_an_lstm(rng):
     assert np.mean(logits.argmax(-1) == y[600:]) > 0.9
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_tbptt_with_a_stacked_model_carries_the_state(rng, kind):
     x = rng.standard_normal((3, 8, 2))
     y = rng.standard_normal((3, 8, 2))
@@ -463,7 +460,6 @@ def test_tbptt_with_a_stacked_model_carries_the_state(rng, kind):
         np.testing.assert_allclose(model.params[k], manual.params[k], rtol=1e-12, atol=1e-14, err_msg=k)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 def test_loss_and_grads_layouts_and_unbatched_agree(rng, kind):
     model = make(kind, 3, 4, 2, num_layers=2, bidirectional=True, dtype="float64", seed=0)
     x = rng.standard_normal((3, 5, 3))
