@@ -417,3 +417,250 @@ def torch_forward(module, cell, x, h0=None, c0=None, lengths=None, reverse=False
     if is_lstm(cell):
         return out, (final[0][D - 1], final[1][D - 1])
     return out, (final[D - 1],)
+
+
+def torch_layer(torch, cell, x, W_x, W_h, b_x, b_h, h0, c0, lengths, reverse, activation="tanh",
+                linear_before_reset=True):
+    """The reference's equations in torch (batch-major x (B, T, I)), for autograd:
+    returns h_seq (B, T, H), h_n, c_n (None but for LSTM)."""
+    B, T, _ = x.shape
+    H = W_h.shape[1]
+    valid = torch.as_tensor(np.arange(T)[None, :] < np.asarray(lengths).reshape(-1, 1)).reshape(B, T)
+    act = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}[activation]
+    h, c = h0, c0
+    outputs = [None] * T
+    zero = torch.zeros((B, H), dtype=x.dtype)
+    for t in (range(T - 1, -1, -1) if reverse else range(T)):
+        a = x[:, t] @ W_x.T + b_x
+        if cell == "rnn":
+            h_new, c_new = act(a + h @ W_h.T + b_h), None
+        elif cell == "lstm":
+            z = a + h @ W_h.T + b_h
+            i, f, g, o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
+            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
+            h_new = torch.sigmoid(o) * torch.tanh(c_new)
+        else:
+            hh = h @ W_h[:2 * H].T + b_h[:2 * H]
+            r = torch.sigmoid(a[:, :H] + hh[:, :H])
+            zg = torch.sigmoid(a[:, H:2 * H] + hh[:, H:])
+            if linear_before_reset:
+                n = torch.tanh(a[:, 2 * H:] + r * (h @ W_h[2 * H:].T + b_h[2 * H:]))
+            else:
+                n = torch.tanh(a[:, 2 * H:] + (r * h) @ W_h[2 * H:].T + b_h[2 * H:])
+            h_new, c_new = (1 - zg) * n + zg * h, None
+        m = valid[:, t:t + 1]
+        outputs[t] = torch.where(m, h_new, zero)
+        h = torch.where(m, h_new, h)
+        if c is not None:
+            c = torch.where(m, c_new, c)
+    h_seq = torch.stack(outputs, 1) if T else torch.zeros((B, 0, H), dtype=x.dtype)
+    return h_seq, h, c
+
+
+# ---------------------------------------------------------------- property tests (test_properties*.py)
+
+# Memory layouts an input may come in; each holds the same values as the contiguous array.
+LAYOUTS = ["C", "F", "strided_last", "strided_first", "negative", "readonly", "byteswapped"]
+DATA_LAYOUTS = LAYOUTS + ["list"]  # x, states, lengths, gradients (not weights: a list is float64)
+
+
+def relayout(a, how):
+    """``a``'s values and dtype in another memory layout (or a nested list)."""
+    a = np.asarray(a)
+    if how == "C":
+        return a.copy()
+    if how == "F":
+        return np.array(a, order="F", copy=True)
+    if how == "strided_last" and a.ndim:
+        buf = np.full(a.shape + (2,), 7, a.dtype)
+        buf[..., 1] = a
+        return buf[..., 1]
+    if how == "strided_first" and a.ndim:
+        buf = np.full((2 * a.shape[0] + 1,) + a.shape[1:], 7, a.dtype)
+        buf[1::2] = a
+        return buf[1::2]
+    if how == "negative":
+        flip = (slice(None, None, -1),) * a.ndim
+        return a[flip].copy()[flip]
+    if how == "byteswapped":  # the same values in the other byte order
+        return a.astype(a.dtype.newbyteorder())
+    if how == "readonly":
+        out = a.copy()
+        out.setflags(write=False)
+        return out
+    if how == "list" and a.size:  # (a zero-size array's list loses its shape)
+        return a.tolist()
+    return a.copy()
+
+
+def arrays_of(value):
+    """The ndarrays in an argument structure: dicts and tuples are containers,
+    lists are data (an array given as a nested list)."""
+    if isinstance(value, np.ndarray):
+        return [value]
+    if isinstance(value, tuple):
+        return [a for v in value for a in arrays_of(v)]
+    if isinstance(value, dict):
+        return [a for v in value.values() for a in arrays_of(v)]
+    return []
+
+
+def snapshot(value):
+    """A deep copy to compare against after a call."""
+    if isinstance(value, np.ndarray):
+        return value.copy()
+    if isinstance(value, dict):
+        return {k: snapshot(v) for k, v in value.items()}
+    if isinstance(value, (tuple, list)):
+        return type(value)(snapshot(v) for v in value)
+    return value
+
+
+def assert_unchanged(before, after, what="argument"):
+    assert type(before) is type(after), what
+    if isinstance(before, dict):
+        assert before.keys() == after.keys(), what
+        for k in before:
+            assert_unchanged(before[k], after[k], f"{what}[{k!r}]")
+    elif isinstance(before, tuple):
+        assert len(before) == len(after), what
+        for i, (b, a) in enumerate(zip(before, after)):
+            assert_unchanged(b, a, f"{what}[{i}]")
+    elif isinstance(before, np.ndarray):
+        assert after.dtype == before.dtype and after.shape == before.shape, what
+        np.testing.assert_array_equal(after, before, err_msg=f"{what} was modified")
+    else:
+        assert before == after, f"{what} was modified"
+
+
+def assert_no_alias(outputs, inputs, what=""):
+    for i, out in enumerate(arrays_of(outputs)):
+        for inp in arrays_of(inputs):
+            assert not np.shares_memory(out, inp), f"{what} output {i} aliases an input"
+
+
+def assert_identical(a, b, what=""):
+    """Bitwise equal nested results (NaN equal to NaN)."""
+    a_arrays, b_arrays = arrays_of(a), arrays_of(b)
+    assert len(a_arrays) == len(b_arrays), what
+    for i, (x, y) in enumerate(zip(a_arrays, b_arrays)):
+        assert x.dtype == y.dtype and x.shape == y.shape, f"{what} [{i}]"
+        assert x.tobytes() == y.tobytes(), f"{what} [{i}] not bitwise equal"
+
+
+def batch_major(a, batch_first, unbatched):
+    """A (B, T, ...) view of a per-step array."""
+    if unbatched:
+        return a[None]
+    return a if batch_first else np.swapaxes(a, 0, 1)
+
+
+def assert_zero_past_lengths(seq, lengths, batch_first, unbatched, what):
+    if lengths is None:
+        return
+    bm = batch_major(np.asarray(seq), batch_first, unbatched)
+    for b, n in enumerate(np.asarray(lengths).reshape(-1)):
+        assert not bm[b, n:].any(), f"{what}: nonzero past lengths[{b}] = {n}"
+
+
+def dirty_padding(a, lengths, batch_first, unbatched):
+    """A copy of a per-step array with garbage past each length: NaN (for
+    floats), the largest value (integers) or the opposite (bool)."""
+    a = np.array(a)
+    bm = batch_major(a, batch_first, unbatched)
+    for b, n in enumerate(np.asarray(lengths).reshape(-1)):
+        if a.dtype.kind == "f":
+            bm[b, n:] = np.nan
+        elif a.dtype.kind == "b":
+            bm[b, n:] = ~bm[b, n:]
+        else:
+            bm[b, n:] = np.iinfo(a.dtype).max
+    return a
+
+
+def with_threads(n, function, *args, **kwargs):
+    import rnnext as rx
+
+    rx.set_num_threads(n)
+    return function(*args, **kwargs)
+
+
+def describe(value):
+    if value is None:
+        return "None"
+    if isinstance(value, list):
+        return f"list{np.shape(value)}"
+    if isinstance(value, tuple):
+        return "(" + ", ".join(describe(v) for v in value) + ")"
+    a = np.asarray(value)
+    flags = "" if a.flags.c_contiguous else " strides=%s" % (a.strides,)
+    flags += "" if a.flags.writeable else " read-only"
+    return f"{a.dtype.str}{a.shape}{flags}"
+
+
+class Case(dict):
+    """A drawn case; printed by hypothesis as a summary (the values follow from ``seed``)."""
+
+    def __repr__(self):
+        skip = {"plain", "args", "laid", "rng"}
+        head = ", ".join(f"{k}={v!r}" for k, v in self.items() if k not in skip)
+        laid = self.get("args", self.get("laid", {}))
+        args = ", ".join(f"{k}: {describe(v)}" for k, v in laid.items())
+        return f"Case({head}; {args})"
+
+    def _repr_pretty_(self, p, cycle):
+        p.text(repr(self))
+
+
+def data_values(rng, shape, dtype, scale=1.0):
+    dtype = np.dtype(dtype)
+    if dtype.kind == "b":
+        return rng.random(shape) < 0.5
+    if dtype.kind == "u":
+        return rng.integers(0, 3, shape).astype(dtype)
+    if dtype.kind == "i":
+        return rng.integers(-2, 3, shape).astype(dtype)
+    return (rng.standard_normal(shape) * scale).astype(dtype)
+
+
+# The strategies: hypothesis is a test extra; the property tests skip without it.
+try:
+    from hypothesis import settings
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+except ImportError:
+    st = None
+
+if st is not None:
+
+    def examples(fraction):
+        """Settings with a fraction of the loaded profile's max_examples."""
+        return settings(max_examples=max(2, round(settings.default.max_examples * fraction)))
+
+    # H values at and around the SIMD widths and panels (16 doubles, 32 floats) come often.
+    hidden_sizes = st.sampled_from([1, 2, 7, 15, 16, 17, 31, 32, 33, 40]) | st.integers(1, 40)
+    weight_dtypes = st.sampled_from([np.float32, np.float64])
+    # Data (x, states, gradients) may come in any real dtype, any byte order: it is cast.
+    data_float_dtypes = hnp.floating_dtypes(sizes=(16, 32, 64), endianness="?")
+    data_int_dtypes = hnp.integer_dtypes(endianness="?") | hnp.unsigned_integer_dtypes(endianness="?")
+    length_dtypes = st.sampled_from([np.int64, np.int32, np.int16, np.uint8, np.uint64])
+
+    @st.composite
+    def batch_sizes(draw, small=5, big=True):
+        """Mostly 0..small, sometimes past the 64-row chunks of the batch."""
+        if big and draw(st.integers(0, 9)) == 9:  # (9, not 0: hypothesis shrinks towards small batches)
+            return draw(st.integers(62, 70))
+        return draw(st.integers(0, small))
+
+    @st.composite
+    def data_dtypes(draw, weight_dtype):
+        """x's dtype: the weights', the other float width, float16, an integer or bool."""
+        other = np.float64 if weight_dtype == np.float32 else np.float32
+        return np.dtype(draw(st.sampled_from([weight_dtype, other]) | data_float_dtypes | data_int_dtypes
+                             | st.just(np.bool_)))
+
+    @st.composite
+    def lengths_for(draw, B, T, allow=True):
+        if not allow or T == 0 or not draw(st.booleans()):
+            return None
+        return draw(hnp.arrays(draw(length_dtypes), (B,), elements=st.integers(1, T)))
