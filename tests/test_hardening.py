@@ -12,7 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from helpers import weights
+from helpers import tolerance, weights
 
 import rnnext as rx
 from rnnext import functional as F
@@ -266,8 +266,7 @@ def test_extreme_inputs_match_the_reference_without_warnings(cell, value, dtype)
     got = f(x, *w)
     with np.errstate(all="ignore"):
         want = ref(x.astype(np.float64), *[a.astype(np.float64) for a in w])
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(got[0], want[0], equal_nan=True, **tol)
+    np.testing.assert_allclose(got[0], want[0], equal_nan=True, err_msg=f"{cell} {value}", **tolerance(dtype))
     assert np.array_equal(np.isnan(got[0]), np.isnan(want[0]))
 
 
