@@ -5,44 +5,23 @@ import pytest
 
 import rnnext as rx
 
-# Tolerances of the test suite (see README): float64 agrees with the float64
-# reference to 1e-10 relative; float32 to 1e-5 relative (atol 1e-6 for values
-# near zero) on well-scaled problems, after up to 100 steps.
-TOLERANCE = {
-    np.float32: dict(rtol=1e-5, atol=1e-6),
-    np.float64: dict(rtol=1e-10, atol=1e-12),
-}
+from helpers import CELLS, KINDS
 
-ACTIVATIONS = ["tanh", "sigmoid", "relu"]
-DTYPES = [np.float32, np.float64]
+# Fixtures. `cell` and `kind` parametrise a test that takes them over every
+# cell (rnn, lstm, gru, gru_onnx: tests/helpers.py) or model class; a test
+# that needs another set parametrizes "cell" itself.
 
 
-def tolerance(dtype):
-    return TOLERANCE[np.dtype(dtype).type]
+@pytest.fixture(params=CELLS)
+def cell(request):
+    """Each cell in turn: rnn, lstm, gru, gru_onnx."""
+    return request.param
 
 
-def assert_close(actual, expected, dtype, what=""):
-    actual = np.asarray(actual)
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, expected {np.dtype(dtype)}"
-    assert actual.shape == np.shape(expected), f"{what}: shape {actual.shape}, expected {np.shape(expected)}"
-    np.testing.assert_allclose(actual, expected, err_msg=what, **tolerance(dtype))
-
-
-def rnn_weights(rng, input_size, hidden_size, dtype=np.float64, bias=True):
-    """PyTorch-scaled random weights: U(-1/sqrt(H), 1/sqrt(H))."""
-    k = 1.0 / np.sqrt(hidden_size)
-    w = {
-        "W_x": rng.uniform(-k, k, (hidden_size, input_size)).astype(dtype),
-        "W_h": rng.uniform(-k, k, (hidden_size, hidden_size)).astype(dtype),
-    }
-    if bias:
-        w["b_x"] = rng.uniform(-k, k, hidden_size).astype(dtype)
-        w["b_h"] = rng.uniform(-k, k, hidden_size).astype(dtype)
-    return w
-
-
-def as64(weights):
-    return {k: np.asarray(v, np.float64) for k, v in weights.items()}
+@pytest.fixture(params=KINDS)
+def kind(request):
+    """Each model class name in turn: RNN, LSTM, GRU."""
+    return request.param
 
 
 @pytest.fixture

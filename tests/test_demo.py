@@ -1,10 +1,9 @@
 """python -m rnnext demo runs its three parts and its models learn."""
 
 import re
-import subprocess
-import sys
 
 import pytest
+from helpers import run_python
 
 from rnnext import demo
 
@@ -28,8 +27,7 @@ def test_demo_learns():
 def test_demo_command_with_plot(tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "curves.png"
-    result = subprocess.run([sys.executable, "-m", "rnnext", "demo", "--plot", str(png)], capture_output=True,
-                            text=True, timeout=300)
+    result = run_python(args=["-m", "rnnext", "demo", "--plot", str(png)], timeout=300)
     assert result.returncode == 0, result.stderr
     assert "Many to one" in result.stdout and "One to many" in result.stdout and "Many to many" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

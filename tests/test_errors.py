@@ -1,13 +1,18 @@
 """Every bad input the API names raises the documented error, naming the
-argument, before any compute; nothing crashes the interpreter."""
+argument, before any compute; nothing crashes the interpreter: the functional
+kernels (forward and backward) of every cell, the models' constructors,
+calls, states and steps."""
 
 import numpy as np
 import pytest
+from helpers import CELLS, backward, forward, gates, is_lstm, make, weights
 
 import rnnext as rx
 from rnnext import functional as F
 
 I, H, B, T = 3, 4, 2, 5
+
+# ---------------------------------------------------------------- rnn: the exact messages
 
 
 def args(**override):
@@ -110,3 +115,259 @@ def test_model_errors():
         model.step(np.zeros(I, complex))
     with pytest.raises(TypeError, match="batch_size"):
         model.predict(np.zeros((B, T, I)), batch_size=1.5)
+
+
+# ---------------------------------------------------------------- every cell
+
+
+def cell_args(cell, **override):
+    rng = np.random.default_rng(0)
+    G = gates(cell)
+    a = dict(
+        x=rng.standard_normal((B, T, I)),
+        W_x=rng.standard_normal((G * H, I)).astype(np.float32),
+        W_h=rng.standard_normal((G * H, H)).astype(np.float32),
+        b_x=np.zeros(G * H, np.float32),
+        b_h=np.zeros(G * H, np.float32),
+        h0=None,
+        c0=None,
+    )
+    a.update(override)
+    return a
+
+
+def cell_call(cell, **override):
+    a = cell_args(cell, **override)
+    options = {k: a.pop(k) for k in list(a) if k in ("lengths", "batch_first", "reverse")}
+    w = {k: a[k] for k in ("W_x", "W_h", "b_x", "b_h")}
+    return forward(cell, a["x"], w, a["h0"], a["c0"], **options)
+
+
+def cell_type_errors(cell):
+    G = gates(cell)
+    cases = [
+        (dict(W_h=np.zeros((G * H, H), np.float64)), r"W_h"),
+        (dict(b_x=np.zeros(G * H, np.float64)), r"b_x"),
+        (dict(W_x=np.zeros((G * H, I), np.float64)), r"W_h|W_x"),
+        (dict(W_x=np.zeros((G * H, I), np.int64)), r"W_x"),
+        (dict(W_h=np.zeros((G * H, H), np.complex64)), r"W_h"),
+        # dtype is checked before shapes: a wrong shape in a wrong dtype is a TypeError
+        (dict(W_h=np.zeros((7, 7), np.float64)), r"W_h"),
+        (dict(x=np.zeros((B, T, I), complex)), r"x: "),
+        (dict(x=np.zeros((B, T, I), object)), r"x: "),
+        (dict(h0=np.zeros((B, H), complex)), r"h0"),
+        (dict(lengths=np.full(B, 2.0)), r"lengths"),
+    ]
+    if is_lstm(cell):
+        cases.append((dict(c0=np.zeros((B, H), complex)), r"c0"))
+    return cases
+
+
+def cell_value_errors(cell):
+    G = gates(cell)
+    cases = [
+        # W_h must be (G*H, H): the wrong number of rows for G gate blocks.
+        (dict(W_h=np.zeros((G * H + 1, H), np.float32)), r"W_h"),
+        (dict(W_h=np.zeros((G * H, H + 1), np.float32)), r"W_h"),
+        (dict(W_x=np.zeros(G * H, np.float32)), r"W_x"),
+        (dict(W_x=np.zeros((G * H + 1, I), np.float32)), r"W_x"),  # not G blocks
+        (dict(b_x=np.zeros(G * H + 1, np.float32)), r"b_x"),
+        (dict(b_h=np.zeros((1, G * H), np.float32)), r"b_h"),
+        (dict(x=np.zeros((B, T, I + 1))), r"x: "),
+        (dict(x=np.zeros((T, B, I + 1)), batch_first=False), r"x: "),
+        (dict(x=np.zeros(I)), r"x: "),
+        (dict(h0=np.zeros((B + 1, H))), r"h0"),
+        (dict(h0=np.zeros((1, B, H))), r"h0"),
+        (dict(x=np.zeros((T, I)), h0=np.zeros((1, H))), r"h0"),
+        (dict(lengths=np.ones(B + 1, int)), r"lengths"),
+        (dict(lengths=np.array([1, 0])), r"lengths\[1\] = 0"),
+        (dict(lengths=np.array([6, 1])), r"lengths\[0\] = 6"),
+        (dict(lengths=np.array([-1, 1])), r"lengths\[0\] = -1"),
+    ]
+    if G > 1:
+        cases.append((dict(W_h=np.zeros((H, H), np.float32)), r"W_h"))  # an Elman cell's W_h
+        cases.append((dict(b_x=np.zeros(H, np.float32)), r"b_x"))
+    if is_lstm(cell):
+        cases += [
+            (dict(c0=np.zeros((B + 1, H))), r"c0"),
+            (dict(c0=np.zeros((B, H + 1))), r"c0"),
+            (dict(c0=np.zeros(H)), r"c0"),
+            (dict(x=np.zeros((T, I)), c0=np.zeros((1, H))), r"c0"),
+        ]
+    return cases
+
+
+def describe(override):
+    return ",".join(f"{k}={np.shape(v)}{getattr(v, 'dtype', '')}" for k, v in override.items())
+
+
+CELL_TYPE_ERRORS = [(cell, o, m) for cell in CELLS for o, m in cell_type_errors(cell)]
+CELL_VALUE_ERRORS = [(cell, o, m) for cell in CELLS for o, m in cell_value_errors(cell)]
+
+
+@pytest.mark.parametrize("cell,override,match", CELL_TYPE_ERRORS,
+                         ids=[f"{c}-{describe(o)}" for c, o, _ in CELL_TYPE_ERRORS])
+def test_cell_type_errors(cell, override, match):
+    with pytest.raises(TypeError, match=match):
+        cell_call(cell, **override)
+
+
+@pytest.mark.parametrize("cell,override,match", CELL_VALUE_ERRORS,
+                         ids=[f"{c}-{describe(o)}" for c, o, _ in CELL_VALUE_ERRORS])
+def test_cell_value_errors(cell, override, match):
+    with pytest.raises(ValueError, match=match):
+        cell_call(cell, **override)
+
+
+def test_w_h_error_names_the_gate_count():
+    # An RNN-shaped W_h (H, H) with an LSTM: the message says what was expected.
+    with pytest.raises(ValueError, match=r"W_h: expected shape \(16, 4\)"):
+        cell_call("lstm", W_h=np.zeros((16, 5), np.float32))
+    with pytest.raises(ValueError, match=r"W_h: expected shape \(12, 4\)"):
+        cell_call("gru", W_h=np.zeros((12, 5), np.float32))
+
+
+# ---------------------------------------------------------------- backward
+
+
+def test_rnn_backward_error_messages(rng):
+    w = weights(rng, "rnn", 3, 4)
+    _, _, cache = F.rnn(rng.standard_normal((2, 5, 3)), **w, return_cache=True)
+    with pytest.raises(ValueError, match=r"dh_seq: expected shape \(2, 5, 4\) like the forward's h_seq, got \(2, 5, 3\)"):
+        F.rnn_backward(cache, np.zeros((2, 5, 3)))
+    with pytest.raises(ValueError, match=r"dh_n: expected shape \(2, 4\) like the forward's h_n, got \(4,\)"):
+        F.rnn_backward(cache, None, np.zeros(4))
+    with pytest.raises(TypeError, match="dh_n: expected an array of real numbers"):
+        F.rnn_backward(cache, None, np.zeros((2, 4), complex))
+    with pytest.raises(TypeError, match="cache: expected the cache returned by rnn"):
+        F.rnn_backward({"not": "a cache"})
+
+
+def test_backward_errors(rng, cell):
+    w = weights(rng, cell, 3, 4)
+    cache = forward(cell, rng.standard_normal((2, 5, 3)), w, return_cache=True)[2]
+    with pytest.raises(ValueError, match=r"dh_seq"):
+        backward(cell, cache, np.zeros((2, 5, 3)))
+    with pytest.raises(ValueError, match=r"dh_n"):
+        backward(cell, cache, None, np.zeros(4))
+    with pytest.raises(TypeError, match=r"dh_n"):
+        backward(cell, cache, None, np.zeros((2, 4), complex))
+    if is_lstm(cell):
+        with pytest.raises(ValueError, match=r"dc_n"):
+            F.lstm_backward(cache, None, None, np.zeros((2, 5)))
+    with pytest.raises(TypeError, match="cache"):
+        backward(cell, {"not": "a cache"})
+    # A cache of every other cell kind.
+    for other in ("rnn", "lstm", "gru"):
+        if other == cell.split("_")[0]:
+            continue
+        foreign = forward(other, rng.standard_normal((2, 5, 3)), weights(rng, other, 3, 4), return_cache=True)[2]
+        with pytest.raises(TypeError, match="cache"):
+            backward(cell, foreign)
+        with pytest.raises(TypeError, match="cache"):
+            backward(other, cache)
+
+
+# ---------------------------------------------------------------- models
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(input_size=0, hidden_size=3), ValueError, "input_size"),
+    (dict(input_size=2.5, hidden_size=3), TypeError, "input_size"),
+    (dict(input_size=True, hidden_size=3), TypeError, "input_size"),
+    (dict(input_size=2, hidden_size=-1), ValueError, "hidden_size"),
+    (dict(input_size=2, hidden_size=3, output_size=0), ValueError, "output_size"),
+    (dict(input_size=2, hidden_size=3, activation="gelu"), ValueError, "activation"),
+    (dict(input_size=2, hidden_size=3, activation=None), TypeError, "activation"),
+    (dict(input_size=2, hidden_size=3, dtype="float16"), ValueError, "dtype"),
+    (dict(input_size=2, hidden_size=3, dtype="nonsense"), ValueError, "dtype"),
+    (dict(input_size=2, hidden_size=3, bias="yes"), TypeError, "bias"),
+    (dict(input_size=2, hidden_size=3, batch_first=1), TypeError, "batch_first"),
+    (dict(input_size=2, hidden_size=3, seed=-1), ValueError, "seed"),
+])
+def test_rnn_constructor_errors(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        rx.RNN(**kwargs)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(num_layers=0), ValueError, "num_layers: expected an int >= 1, got 0"),
+    (dict(num_layers=2.0), TypeError, "num_layers: expected an int"),
+    (dict(bidirectional="yes"), TypeError, "bidirectional: expected a bool"),
+    (dict(dropout=-0.1), ValueError, r"dropout: expected a probability in \[0, 1\], got -0.1"),
+    (dict(dropout=1.5), ValueError, "dropout"),
+    (dict(dropout=float("nan")), ValueError, "dropout"),
+    (dict(dropout="0.5"), TypeError, "dropout: expected a number"),
+    (dict(dropout=True), TypeError, "dropout"),
+    (dict(hidden_size=0), ValueError, "hidden_size"),
+    (dict(dtype="int8"), ValueError, "dtype"),
+])
+def test_constructor_errors(kind, kwargs, error, match):
+    args = dict(input_size=3, hidden_size=4)
+    args.update(kwargs)
+    with pytest.raises(error, match=match):
+        make(kind, **args)
+
+
+def test_cell_specific_options():
+    with pytest.raises(TypeError, match="activation"):
+        rx.LSTM(3, 4, activation="tanh")
+    with pytest.raises(TypeError, match="linear_before_reset"):
+        rx.RNN(3, 4, linear_before_reset=True)
+    with pytest.raises(TypeError, match="linear_before_reset: expected a bool"):
+        rx.GRU(3, 4, linear_before_reset="no")
+    assert rx.GRU(3, 4).linear_before_reset is True
+    assert rx.RNN(3, 4, activation="relu").activation == "relu"
+    assert not hasattr(rx.LSTM(3, 4), "activation")
+
+
+@pytest.mark.parametrize("bad,match", [
+    (np.zeros((2, 3, 6)), r"h0: expected shape \(num_layers, B, H\) = \(1, 3, 6\), got \(2, 3, 6\)"),
+    (np.zeros((3, 6)), r"h0: expected shape"),
+])
+def test_state_shape_errors(bad, match):
+    model = rx.RNN(2, 6)
+    with pytest.raises(ValueError, match=match):
+        model(np.zeros((3, 4, 2)), bad)
+
+
+def test_state_errors(kind):
+    model = make(kind, 2, 6, num_layers=2, bidirectional=True)
+    x = np.zeros((3, 4, 2))
+    good = model.initial_state(3)
+    if kind == "LSTM":
+        with pytest.raises(TypeError, match=r"h0: expected an \(h, c\) pair for LSTM, got ndarray"):
+            model(x, good[0])
+        with pytest.raises(ValueError, match=r"h0\[1\]: expected shape \(num_layers\*2, B, H\) = \(4, 3, 6\), "
+                                             r"got \(2, 3, 6\)"):
+            model(x, (good[0], np.zeros((2, 3, 6))))
+        out, _ = model(x, (good[0], None))  # a None half is zeros
+        np.testing.assert_array_equal(out, model(x)[0])
+    else:
+        with pytest.raises(ValueError, match=r"h0: expected shape \(num_layers\*2, B, H\) = \(4, 3, 6\), "
+                                             r"got \(2, 3, 6\)"):
+            model(x, np.zeros((2, 3, 6)))
+        with pytest.raises(TypeError, match="h0: expected an array of real numbers"):
+            model(x, np.zeros((4, 3, 6), complex))
+    with pytest.raises(ValueError, match=r"x: expected shape .* \(input_size 2\)"):
+        model(np.zeros((3, 4, 5)))
+    with pytest.raises(ValueError, match=r"lengths\[0\] = 9 is outside \[1, T\]"):
+        model(x, lengths=[9, 1, 1])
+    with pytest.raises(TypeError, match="return_sequences"):
+        model(x, return_sequences=None)
+
+
+def test_step_errors(kind):
+    model = make(kind, 3, 5, num_layers=2)
+    with pytest.raises(ValueError, match=r"x_t: expected shape \(B, 3\) or \(3,\)"):
+        model.step(np.zeros((2, 4)))
+    with pytest.raises(TypeError, match="x_t"):
+        model.step(np.zeros(3, complex))
+    bad = (np.zeros((1, 2, 5)), np.zeros((2, 2, 5))) if kind == "LSTM" else np.zeros((1, 2, 5))
+    with pytest.raises(ValueError, match=r"state.*expected shape \(num_layers, B, H\) = \(2, 2, 5\)"):
+        model.step(np.zeros((2, 3)), bad)
+    bi = make(kind, 3, 5, 3, bidirectional=True)
+    with pytest.raises(ValueError, match="step: .*bidirectional"):
+        bi.step(np.zeros(3))
+    with pytest.raises(ValueError, match="generate: .*bidirectional"):
+        bi.generate(np.zeros((1, 2, 3)), 3)

@@ -14,50 +14,19 @@ from __future__ import annotations
 
 import json
 import struct
-import subprocess
-import sys
 import textwrap
-import threading
 import tracemalloc
 import warnings
 
 import numpy as np
 import pytest
+from helpers import run_python
 
 import rnnext as rx
 from rnnext import functional as F
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def run_python(code: str, timeout: float = 120.0):
-    """Runs code in a fresh interpreter. The code prints "ready" once set up
-    (importing rnnext may rebuild it: not timed); the rest must finish within
-    timeout seconds. Returns (returncode, output); returncode None on timeout."""
-    script = "import sys\n" + textwrap.dedent(code)
-    with subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True) as proc:
-        lines, ready = [], threading.Event()
-
-        def read():  # one reader for the whole output: nothing is lost between set-up and the rest
-            for line in proc.stdout:
-                lines.append(line)
-                if line.strip() == "ready":
-                    ready.set()
-            ready.set()
-
-        reader = threading.Thread(target=read, daemon=True)
-        reader.start()
-        ready.wait()
-        try:
-            code = proc.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-            code = None
-        reader.join()
-    return code, "".join(lines)
 
 
 def call_in_child(setup: str, call: str, timeout: float = 120.0):
@@ -67,7 +36,7 @@ def call_in_child(setup: str, call: str, timeout: float = 120.0):
     script = "\n".join(["import warnings", "import numpy as np, rnnext as rx", "from rnnext import functional as F",
                         "F32 = np.float32", textwrap.dedent(setup), 'print("ready", flush=True)', "try:",
                         f"    print('returned', {call})", "except Exception as e:", "    print(type(e).__name__, e)"])
-    return run_python(script, timeout)
+    return run_python(script, timeout)  # (returncode, output)
 
 
 def refused(out: str, *errors: str) -> bool:

@@ -1,10 +1,115 @@
-"""model.generate: one-to-many, built on step()."""
+"""Streaming (model.step, initial_state) and model.generate (one-to-many,
+built on step()), for one and several layers of every model class."""
 
 import numpy as np
 import pytest
+from helpers import DTYPES, assert_close, dtype_id, make, states_of
 
 import rnnext as rx
 from rnnext.generate import one_hot
+
+
+# ---------------------------------------------------------------- streaming
+
+
+@pytest.mark.parametrize("output_size", [None, 3])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_step_equals_forward(rng, kind, output_size, dtype):
+    model = make(kind, 4, 9, output_size, dtype=dtype, seed=5)
+    x = rng.standard_normal((3, 15, 4))
+    out, h_n = model(x)
+    state = None
+    for t in range(15):
+        y, state = model.step(x[:, t], state)
+        assert y.dtype == dtype and states_of(state)[0].shape == (1, 3, 9)
+        assert_close(y, out[:, t], dtype, f"{kind} step {t}")
+    for got, expected in zip(states_of(state), states_of(h_n)):
+        if expected is not None:
+            assert_close(got, expected, dtype, f"{kind} state")
+
+
+def test_streaming_continues_a_prompt(rng, kind):
+    model = make(kind, 4, 9, 2, seed=5)
+    x = rng.standard_normal((3, 10, 4))
+    out, _ = model(x)
+    _, state = model(x[:, :6])
+    for t in range(6, 10):
+        y, state = model.step(x[:, t], state)
+        np.testing.assert_allclose(y, out[:, t], rtol=1e-6, atol=1e-7)
+    # Zeroing row b of the state restarts stream b.
+    state = tuple(np.array(s) for s in state) if kind == "LSTM" else np.array(state)
+    for s in states_of(state):
+        if s is not None:
+            s[:, 1] = 0
+    y, _ = model.step(x[:, 0], state)
+    np.testing.assert_allclose(y[1], out[1, 0], rtol=1e-6, atol=1e-7)
+
+
+def test_step_unbatched_and_initial_state(rng, kind):
+    model = make(kind, 4, 9, seed=5)
+    assert states_of(model.initial_state())[0].shape == (1, 9)
+    assert states_of(model.initial_state(3))[0].shape == (1, 3, 9)
+    x = rng.standard_normal((7, 4))
+    out, _ = model(x)
+    state = model.initial_state()
+    for t in range(7):
+        y, state = model.step(x[t], state)
+        assert y.shape == (9,) and all(s.shape == (1, 9) for s in states_of(state) if s is not None)
+        np.testing.assert_allclose(y, out[t], rtol=1e-6, atol=1e-7)
+    assert all(s.flags.writeable for s in states_of(state) if s is not None)
+    wrong = np.zeros((1, 3, 9))
+    with pytest.raises(ValueError, match="state"):
+        model.step(x[0], (wrong, wrong) if kind == "LSTM" else wrong)
+    with pytest.raises(ValueError, match="x_t"):
+        model.step(np.zeros(5))
+
+
+@pytest.mark.parametrize("output_size", [None, 3])
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+def test_step_of_a_two_layer_model_equals_forward(rng, kind, output_size, dtype):
+    model = make(kind, 3, 5, output_size, num_layers=2, dtype=dtype, seed=2)
+    x = rng.standard_normal((2, 8, 3))
+    out, final = model(x)
+    state = None
+    for t in range(8):
+        y, state = model.step(x[:, t], state)
+        assert y.dtype == dtype
+        assert_close(y, out[:, t], dtype, f"step {t}")
+    for got, expected in zip(states_of(state), states_of(final)):
+        if expected is not None:
+            assert got.shape == (2, 2, 5) and got.flags.writeable
+            assert_close(got, expected, dtype, "state")
+    # Continue a prompt from h_n; zeroing a row restarts that stream.
+    _, state = model(x[:, :5])
+    for t in range(5, 8):
+        y, state = model.step(x[:, t], state)
+        assert_close(y, out[:, t], dtype, f"continued {t}")
+    for s in states_of(state):
+        if s is not None:
+            s[:, 1] = 0
+    y, _ = model.step(x[:, 0], state)
+    assert_close(y[1], out[1, 0], dtype, "reset")
+    # Unbatched.
+    y, state = model.step(x[0, 0], model.initial_state())
+    assert_close(y, out[0, 0], dtype, "unbatched")
+    assert states_of(state)[0].shape == (2, 5)
+
+
+# ---------------------------------------------------------------- generation
+
+
+def test_generate_with_a_stacked_model(rng, kind):
+    model = make(kind, 4, 6, 4, num_layers=2, dtype="float64", seed=0)
+    prompt = rng.standard_normal((2, 3, 4))
+    got = model.generate(prompt, 5)
+    out, state = model(prompt)
+    y, expected = out[:, -1], []
+    for _ in range(5):
+        expected.append(y)
+        y, state = model.step(y, state)
+    np.testing.assert_array_equal(got, np.stack(expected, axis=1))
+    ids = model.generate(np.array([[0, 1, 2]]), 4, mode="greedy", h0=model.initial_state(1))
+    assert ids.shape == (1, 4) and ids.dtype == np.int64
 
 
 def test_continuous_equals_manual_step_loop(rng):

@@ -12,6 +12,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+from helpers import tolerance, weights
 
 import rnnext as rx
 from rnnext import functional as F
@@ -21,14 +22,9 @@ CELLS = {"rnn": (1, F.rnn, reference.rnn), "lstm": (4, F.lstm, reference.lstm), 
 MODELS = {"rnn": rx.RNN, "lstm": rx.LSTM, "gru": rx.GRU}
 
 
-def weights(rng, cell, I, H, dtype=np.float32, scale=None):
-    G = CELLS[cell][0]
-    k = scale if scale is not None else 1 / np.sqrt(H)
-    return [rng.uniform(-k, k, shape).astype(dtype) for shape in ((G * H, I), (G * H, H), (G * H,), (G * H,))]
-
-
-def h_seq_of(cell, out):
-    return out[0]
+def weight_list(rng, cell, I, H, dtype=np.float32):
+    """[W_x, W_h, b_x, b_h] (helpers.weights), the functional kernels' positional arguments."""
+    return list(weights(rng, cell, I, H, dtype).values())
 
 
 # ---------------------------------------------------------------- sizes
@@ -91,7 +87,7 @@ def test_many_python_threads_share_one_model(cell, threads):
     lengths = np.array([7, 3, 5])
     targets = [rng.standard_normal((3, 7, 5)) for _ in range(16)]
     G, f, _ = CELLS[cell]
-    fw = weights(np.random.default_rng(1), cell, 6, 20)
+    fw = weight_list(np.random.default_rng(1), cell, 6, 20)
 
     def job(i):
         out, state = model(inputs[i], lengths=lengths)
@@ -182,7 +178,7 @@ def test_the_gil_is_released_during_compute(threads):
     rx.set_num_threads(1)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((64, 400, 256)).astype(np.float32)
-    w = weights(rng, "lstm", 256, 256)
+    w = weight_list(rng, "lstm", 256, 256)
     ticks = []
     done = threading.Event()
 
@@ -263,15 +259,14 @@ def test_extreme_inputs_match_the_reference_without_warnings(cell, value, dtype)
     errors)."""
     G, f, ref = CELLS[cell]
     rng = np.random.default_rng(4)
-    w = weights(rng, cell, 3, 5, dtype)
+    w = weight_list(rng, cell, 3, 5, dtype)
     x = rng.standard_normal((2, 6, 3)).astype(dtype)
     x[0, 2, 1] = EXTREMES[value]
     x[1, 4, :] = EXTREMES[value]
     got = f(x, *w)
     with np.errstate(all="ignore"):
         want = ref(x.astype(np.float64), *[a.astype(np.float64) for a in w])
-    tol = dict(rtol=1e-5, atol=1e-6) if dtype == np.float32 else dict(rtol=1e-10, atol=1e-12)
-    np.testing.assert_allclose(got[0], want[0], equal_nan=True, **tol)
+    np.testing.assert_allclose(got[0], want[0], equal_nan=True, err_msg=f"{cell} {value}", **tolerance(dtype))
     assert np.array_equal(np.isnan(got[0]), np.isnan(want[0]))
 
 
@@ -299,7 +294,7 @@ def test_exploding_relu_model_reports_through_fit():
                     reason="needs two cores")
 def test_nothing_changes_with_threads_under_extremes(threads):
     rng = np.random.default_rng(5)
-    w = weights(rng, "lstm", 16, 300)
+    w = weight_list(rng, "lstm", 16, 300)
     x = rng.standard_normal((3, 20, 16)).astype(np.float32)
     x[1, 5] = np.nan
     x[2, 7] = 1e30

@@ -160,3 +160,70 @@ def test_argument_errors():
         rx.from_bytes("text")
     with pytest.raises(TypeError, match="file"):
         rx.RNN(3, 5).save(3.5)
+
+
+# ---------------------------------------------------------------- stacked and bidirectional models
+
+
+def file_models():
+    return [
+        rx.LSTM(3, 5, 2, num_layers=2, bidirectional=True, dropout=0.25, seed=0),
+        rx.LSTM(3, 5, dtype="float64", batch_first=False, bias=False, seed=1),
+        rx.GRU(3, 5, 3, num_layers=3, seed=2),
+        rx.GRU(4, 2, linear_before_reset=False, bidirectional=True, dtype="float64", seed=3),
+        rx.RNN(3, 5, 4, num_layers=2, bidirectional=True, activation="relu", seed=4),
+    ]
+
+
+@pytest.mark.parametrize("model", file_models(), ids=repr)
+def test_files_round_trip_bit_exactly(tmp_path, model):
+    path = tmp_path / "model.safetensors"
+    model.save(path)
+    for loaded in (rx.load(path), rx.load(io.BytesIO(path.read_bytes())), rx.from_bytes(model.to_bytes())):
+        assert type(loaded) is type(model)
+        assert loaded.config == model.config
+        assert list(loaded.params) == list(model.params)
+        for k in model.params:
+            assert loaded.params[k].dtype == model.params[k].dtype
+            assert loaded.params[k].tobytes() == model.params[k].tobytes()
+
+
+def test_files_refuse_a_class_that_does_not_match_the_tensors():
+    import json
+    import struct
+
+    data = rx.LSTM(3, 5, 2, seed=0).to_bytes()
+    n = struct.unpack("<Q", data[:8])[0]
+    header = json.loads(data[8:8 + n])
+    header["__metadata__"]["class"] = "GRU"  # LSTM tensors are 4H tall, a GRU's 3H
+    config = json.loads(header["__metadata__"]["config"])
+    config["linear_before_reset"] = True
+    header["__metadata__"]["config"] = json.dumps(config)
+    raw = json.dumps(header).encode()
+    with pytest.raises(ValueError, match="not a valid rnnext model file.*shape"):
+        rx.from_bytes(struct.pack("<Q", len(raw)) + raw + data[8 + n:])
+
+
+def test_version_1_files_still_load():
+    """A file written by rnnext 0.3 (one-layer RNN, tensors W_x ... b_o)."""
+    import json
+
+    from safetensors.numpy import save
+
+    rng = np.random.default_rng(0)
+    tensors = {"W_x": rng.standard_normal((5, 3)).astype(np.float32),
+               "W_h": rng.standard_normal((5, 5)).astype(np.float32),
+               "b_x": rng.standard_normal(5).astype(np.float32), "b_h": rng.standard_normal(5).astype(np.float32),
+               "W_o": rng.standard_normal((2, 5)).astype(np.float32), "b_o": rng.standard_normal(2).astype(np.float32)}
+    config = dict(input_size=3, hidden_size=5, output_size=2, activation="tanh", bias=True, batch_first=True,
+                  dtype="float32")
+    data = save(tensors, metadata={"format": "rnnext", "format_version": "1", "class": "RNN",
+                                   "config": json.dumps(config), "rnnext_version": "0.3.0"})
+    model = rx.from_bytes(data)
+    assert type(model) is rx.RNN and model.num_layers == 1 and not model.bidirectional
+    for old, new in [("W_x", "W_x_l0"), ("W_h", "W_h_l0"), ("b_x", "b_x_l0"), ("b_h", "b_h_l0"),
+                     ("W_o", "W_o"), ("b_o", "b_o")]:
+        np.testing.assert_array_equal(model.params[new], tensors[old])
+    with pytest.raises(ValueError, match="not a valid rnnext model file"):  # version 1 names only
+        rx.from_bytes(save({"W_x_l0": tensors["W_x"]}, metadata={
+            "format": "rnnext", "format_version": "1", "class": "RNN", "config": json.dumps(config)}))

@@ -2,7 +2,7 @@
 
 import numpy as np
 import pytest
-from conftest import DTYPES
+from helpers import DTYPES
 
 from rnnext import _core, reference
 

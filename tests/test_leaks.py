@@ -22,6 +22,7 @@ import sys
 
 import numpy as np
 import pytest
+from helpers import weights
 
 import rnnext as rx
 from rnnext import functional as F
@@ -35,7 +36,6 @@ BLOCKS_TOLERANCE = CALLS // 10  # one leaked object per call gives CALLS
 B, T, I, H, O = 4, 8, 8, 16, 3
 CELLS = ["rnn", "lstm", "gru"]
 MODELS = {"rnn": rx.RNN, "lstm": rx.LSTM, "gru": rx.GRU}
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
 
 
 def _under_asan():
@@ -88,15 +88,8 @@ def _malloc_in_use():
 
 def _functional_args(cell):
     rng = np.random.default_rng(0)
-    G, k = GATES[cell], 1 / np.sqrt(H)
-    args = dict(
-        x=rng.standard_normal((B, T, I)),
-        W_x=rng.uniform(-k, k, (G * H, I)),
-        W_h=rng.uniform(-k, k, (G * H, H)),
-        b_x=rng.uniform(-k, k, G * H),
-        b_h=rng.uniform(-k, k, G * H),
-        h0=rng.standard_normal((B, H)),
-    )
+    x = rng.standard_normal((B, T, I))
+    args = dict(x=x, **weights(rng, cell, I, H), h0=rng.standard_normal((B, H)))
     if cell == "lstm":
         args["c0"] = rng.standard_normal((B, H))
     return args

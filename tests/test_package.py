@@ -2,12 +2,10 @@
 
 import multiprocessing
 import os
-import subprocess
-import sys
-import textwrap
 
 import numpy as np
 import pytest
+from helpers import run_python
 
 import rnnext as rx
 
@@ -37,15 +35,10 @@ def test_set_num_threads(threads):
     assert rx.get_num_threads() == 3
 
 
-def run_python(code, **env):
-    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True,
-                          env={**os.environ, **env}, timeout=120)
-
-
 def test_omp_num_threads_is_respected():
     if rx.build_info()["openmp"] is None:
         pytest.skip("built without OpenMP")
-    result = run_python("import rnnext; print(rnnext.get_num_threads())", OMP_NUM_THREADS="3")
+    result = run_python("import rnnext; print(rnnext.get_num_threads())", env=dict(OMP_NUM_THREADS="3"))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == "3"
 
@@ -73,13 +66,13 @@ def test_every_instruction_set(isa):
     """Each kernel set this CPU can run agrees with the reference."""
     if isa not in rx.build_info()["isas_available"]:
         pytest.skip(f"this CPU or build has no {isa}")
-    result = run_python(CHECK_AGAINST_REFERENCE, RNNEXT_FORCE_ISA=isa)
+    result = run_python(CHECK_AGAINST_REFERENCE, env=dict(RNNEXT_FORCE_ISA=isa))
     assert result.returncode == 0, result.stderr
     assert result.stdout.split()[-1] == isa
 
 
 def test_unknown_forced_isa_fails_clearly():
-    result = run_python("import rnnext", RNNEXT_FORCE_ISA="sse9")
+    result = run_python("import rnnext", env=dict(RNNEXT_FORCE_ISA="sse9"))
     assert result.returncode != 0
     assert "RNNEXT_FORCE_ISA=sse9: unknown instruction set" in result.stderr
 

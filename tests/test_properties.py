@@ -1,6 +1,7 @@
 """Property tests (hypothesis): random shapes, layouts, dtypes, lengths and
-options for every functional kernel (forward and backward) and every model
-(forward and ``loss_and_grads``), held to ``rnnext.reference`` (plain NumPy),
+options for every functional kernel (forward and backward; every model's
+forward and ``loss_and_grads``: test_properties_models.py), held to
+``rnnext.reference`` (plain NumPy),
 to central finite differences of a reference-computed loss, and to torch
 autograd of the same equations when torch is installed (those tests skip
 without it).
@@ -21,250 +22,35 @@ Hypothesis profiles (registered in tests/conftest.py):
        finite-difference tests), no deadline: the same examples on every run,
        the whole file in about 10 s.
   dev  500 examples per test, random, failures remembered in .hypothesis/:
-       HYPOTHESIS_PROFILE=dev pytest tests/test_properties.py
+       HYPOTHESIS_PROFILE=dev pytest tests/test_properties*.py
 Each test's example count is a fraction of the profile's ``max_examples``
-(``examples()`` below).
+(``examples()`` in helpers.py, with the strategies both files share).
 """
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-from hypothesis.extra import numpy as hnp
 
-import rnnext as rx
-from rnnext import functional as F
-from rnnext import reference
+pytest.importorskip("hypothesis")
 
+from hypothesis import given  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from helpers import (  # noqa: E402
+    ACTIVATIONS, DATA_LAYOUTS, GATES, LAYOUTS, Case, assert_close, assert_identical, assert_no_alias,
+    assert_unchanged, assert_zero_past_lengths, backward, batch_major, batch_sizes, data_dtypes, data_float_dtypes,
+    data_values, dirty_padding, examples, f64, forward, grad_names, grad_scale, hidden_sizes, lengths_for,
+    numeric_gradient, reference_forward, relayout, snapshot, torch_layer, weight_dtypes, weights, with_threads)
+
+# The kernels; "gru" draws linear_before_reset, "rnn" its activation.
 CELLS = ["rnn", "lstm", "gru"]
-GATES = {"rnn": 1, "lstm": 4, "gru": 3}
-KINDS = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
-ACTIVATIONS = ["tanh", "sigmoid", "relu"]
-TOL = {np.float32: dict(rtol=1e-5, atol=1e-6), np.float64: dict(rtol=1e-10, atol=1e-12)}
-
-# Memory layouts an input may come in; each holds the same values as the contiguous array.
-LAYOUTS = ["C", "F", "strided_last", "strided_first", "negative", "readonly", "byteswapped"]
-DATA_LAYOUTS = LAYOUTS + ["list"]  # x, states, lengths, gradients (not weights: a list is float64)
 
 
-def examples(fraction):
-    """Settings with a fraction of the loaded profile's max_examples."""
-    return settings(max_examples=max(2, round(settings.default.max_examples * fraction)))
-
-
-# ---------------------------------------------------------------- helpers
-
-
-def relayout(a, how):
-    """``a``'s values and dtype in another memory layout (or a nested list)."""
-    a = np.asarray(a)
-    if how == "C":
-        return a.copy()
-    if how == "F":
-        return np.array(a, order="F", copy=True)
-    if how == "strided_last" and a.ndim:
-        buf = np.full(a.shape + (2,), 7, a.dtype)
-        buf[..., 1] = a
-        return buf[..., 1]
-    if how == "strided_first" and a.ndim:
-        buf = np.full((2 * a.shape[0] + 1,) + a.shape[1:], 7, a.dtype)
-        buf[1::2] = a
-        return buf[1::2]
-    if how == "negative":
-        flip = (slice(None, None, -1),) * a.ndim
-        return a[flip].copy()[flip]
-    if how == "byteswapped":  # the same values in the other byte order
-        return a.astype(a.dtype.newbyteorder())
-    if how == "readonly":
-        out = a.copy()
-        out.setflags(write=False)
-        return out
-    if how == "list" and a.size:  # (a zero-size array's list loses its shape)
-        return a.tolist()
-    return a.copy()
-
-
-def f64(a):
-    return None if a is None else np.asarray(a, np.float64)
-
-
-def arrays_of(value):
-    """The ndarrays in an argument structure: dicts and tuples are containers,
-    lists are data (an array given as a nested list)."""
-    if isinstance(value, np.ndarray):
-        return [value]
-    if isinstance(value, tuple):
-        return [a for v in value for a in arrays_of(v)]
-    if isinstance(value, dict):
-        return [a for v in value.values() for a in arrays_of(v)]
-    return []
-
-
-def snapshot(value):
-    """A deep copy to compare against after a call."""
-    if isinstance(value, np.ndarray):
-        return value.copy()
-    if isinstance(value, dict):
-        return {k: snapshot(v) for k, v in value.items()}
-    if isinstance(value, (tuple, list)):
-        return type(value)(snapshot(v) for v in value)
-    return value
-
-
-def assert_unchanged(before, after, what="argument"):
-    assert type(before) is type(after), what
-    if isinstance(before, dict):
-        assert before.keys() == after.keys(), what
-        for k in before:
-            assert_unchanged(before[k], after[k], f"{what}[{k!r}]")
-    elif isinstance(before, tuple):
-        assert len(before) == len(after), what
-        for i, (b, a) in enumerate(zip(before, after)):
-            assert_unchanged(b, a, f"{what}[{i}]")
-    elif isinstance(before, np.ndarray):
-        assert after.dtype == before.dtype and after.shape == before.shape, what
-        np.testing.assert_array_equal(after, before, err_msg=f"{what} was modified")
-    else:
-        assert before == after, f"{what} was modified"
-
-
-def assert_no_alias(outputs, inputs, what=""):
-    for i, out in enumerate(arrays_of(outputs)):
-        for inp in arrays_of(inputs):
-            assert not np.shares_memory(out, inp), f"{what} output {i} aliases an input"
-
-
-def assert_identical(a, b, what=""):
-    """Bitwise equal nested results (NaN equal to NaN)."""
-    a_arrays, b_arrays = arrays_of(a), arrays_of(b)
-    assert len(a_arrays) == len(b_arrays), what
-    for i, (x, y) in enumerate(zip(a_arrays, b_arrays)):
-        assert x.dtype == y.dtype and x.shape == y.shape, f"{what} [{i}]"
-        assert x.tobytes() == y.tobytes(), f"{what} [{i}] not bitwise equal"
-
-
-def close(actual, expected, dtype, what):
-    actual = np.asarray(actual)
-    assert actual.dtype == np.dtype(dtype), f"{what}: dtype {actual.dtype}, expected {np.dtype(dtype)}"
-    assert actual.shape == np.shape(expected), f"{what}: shape {actual.shape}, expected {np.shape(expected)}"
-    np.testing.assert_allclose(actual, expected, err_msg=what, **TOL[np.dtype(dtype).type])
-
-
-def batch_major(a, batch_first, unbatched):
-    """A (B, T, ...) view of a per-step array."""
-    if unbatched:
-        return a[None]
-    return a if batch_first else np.swapaxes(a, 0, 1)
-
-
-def assert_zero_past_lengths(seq, lengths, batch_first, unbatched, what):
-    if lengths is None:
-        return
-    bm = batch_major(np.asarray(seq), batch_first, unbatched)
-    for b, n in enumerate(np.asarray(lengths).reshape(-1)):
-        assert not bm[b, n:].any(), f"{what}: nonzero past lengths[{b}] = {n}"
-
-
-def dirty_padding(a, lengths, batch_first, unbatched):
-    """A copy of a per-step array with garbage past each length: NaN (for
-    floats), the largest value (integers) or the opposite (bool)."""
-    a = np.array(a)
-    bm = batch_major(a, batch_first, unbatched)
-    for b, n in enumerate(np.asarray(lengths).reshape(-1)):
-        if a.dtype.kind == "f":
-            bm[b, n:] = np.nan
-        elif a.dtype.kind == "b":
-            bm[b, n:] = ~bm[b, n:]
-        else:
-            bm[b, n:] = np.iinfo(a.dtype).max
-    return a
-
-
-def with_threads(n, function, *args, **kwargs):
-    rx.set_num_threads(n)
-    return function(*args, **kwargs)
-
-
-# ---------------------------------------------------------------- strategies
-
-
-def describe(value):
-    if value is None:
-        return "None"
-    if isinstance(value, list):
-        return f"list{np.shape(value)}"
-    if isinstance(value, tuple):
-        return "(" + ", ".join(describe(v) for v in value) + ")"
-    a = np.asarray(value)
-    flags = "" if a.flags.c_contiguous else " strides=%s" % (a.strides,)
-    flags += "" if a.flags.writeable else " read-only"
-    return f"{a.dtype.str}{a.shape}{flags}"
-
-
-class Case(dict):
-    """A drawn case; printed by hypothesis as a summary (the values follow from ``seed``)."""
-
-    def __repr__(self):
-        skip = {"plain", "args", "laid", "rng"}
-        head = ", ".join(f"{k}={v!r}" for k, v in self.items() if k not in skip)
-        laid = self.get("args", self.get("laid", {}))
-        args = ", ".join(f"{k}: {describe(v)}" for k, v in laid.items())
-        return f"Case({head}; {args})"
-
-    def _repr_pretty_(self, p, cycle):
-        p.text(repr(self))
-
-
-# H values at and around the SIMD widths and panels (16 doubles, 32 floats) come often.
-hidden_sizes = st.sampled_from([1, 2, 7, 15, 16, 17, 31, 32, 33, 40]) | st.integers(1, 40)
-weight_dtypes = st.sampled_from([np.float32, np.float64])
-# Data (x, states, gradients) may come in any real dtype, any byte order: it is cast.
-data_float_dtypes = hnp.floating_dtypes(sizes=(16, 32, 64), endianness="?")
-data_int_dtypes = hnp.integer_dtypes(endianness="?") | hnp.unsigned_integer_dtypes(endianness="?")
-length_dtypes = st.sampled_from([np.int64, np.int32, np.int16, np.uint8, np.uint64])
-
-
-@st.composite
-def batch_sizes(draw, small=5, big=True):
-    """Mostly 0..small, sometimes past the 64-row chunks of the batch."""
-    if big and draw(st.integers(0, 9)) == 9:  # (9, not 0: hypothesis shrinks towards small batches)
-        return draw(st.integers(62, 70))
-    return draw(st.integers(0, small))
-
-
-@st.composite
-def data_dtypes(draw, weight_dtype):
-    """x's dtype: the weights', the other float width, float16, an integer or bool."""
-    other = np.float64 if weight_dtype == np.float32 else np.float32
-    return np.dtype(draw(st.sampled_from([weight_dtype, other]) | data_float_dtypes | data_int_dtypes
-                         | st.just(np.bool_)))
-
-
-def data_values(rng, shape, dtype, scale=1.0):
-    dtype = np.dtype(dtype)
-    if dtype.kind == "b":
-        return rng.random(shape) < 0.5
-    if dtype.kind == "u":
-        return rng.integers(0, 3, shape).astype(dtype)
-    if dtype.kind == "i":
-        return rng.integers(-2, 3, shape).astype(dtype)
-    return (rng.standard_normal(shape) * scale).astype(dtype)
-
-
-@st.composite
-def lengths_for(draw, B, T, allow=True):
-    if not allow or T == 0 or not draw(st.booleans()):
-        return None
-    return draw(hnp.arrays(draw(length_dtypes), (B,), elements=st.integers(1, T)))
+# ---------------------------------------------------------------- functional cases
 
 
 def weights_for(rng, cell, I, H, dtype, b_x=True, b_h=True):
-    """PyTorch-scaled U(-1/sqrt(H), 1/sqrt(H)) weights, G gate blocks."""
-    G, k = GATES[cell], 1 / np.sqrt(H)
-    w = {"W_x": rng.uniform(-k, k, (G * H, I)).astype(dtype), "W_h": rng.uniform(-k, k, (G * H, H)).astype(dtype),
-         "b_x": rng.uniform(-k, k, G * H).astype(dtype) if b_x else None,
-         "b_h": rng.uniform(-k, k, G * H).astype(dtype) if b_h else None}
-    return w
+    """helpers.weights with a bias left out given as None."""
+    return {"b_x": None, "b_h": None, **weights(rng, cell, I, H, dtype, bias=(b_x, b_h))}
 
 
 @st.composite
@@ -315,29 +101,18 @@ def functional_cases(draw, cell, tiny=False, big=True, dtype=None):
 
 
 def call_forward(cell, args, options, return_cache=False):
-    """The functional forward; returns (h_seq, states tuple[, cache])."""
-    a = args
-    common = (a["x"], a["W_x"], a["W_h"], a["b_x"], a["b_h"], a["h0"])
-    if cell == "lstm":
-        out = F.lstm(*common, a["c0"], lengths=a["lengths"], return_cache=return_cache, **options)
-        return (out[0], tuple(out[1])) + tuple(out[2:])
-    function = F.rnn if cell == "rnn" else F.gru
-    out = function(*common, lengths=a["lengths"], return_cache=return_cache, **options)
-    return (out[0], (out[1],)) + tuple(out[2:])
+    """The functional forward (helpers.forward) of a case's arguments; returns (h_seq, states tuple[, cache])."""
+    return forward(cell, args["x"], args, args["h0"], args.get("c0"), lengths=args["lengths"],
+                   return_cache=return_cache, **options)
 
 
-def reference_forward(cell, plain, options, dtype):
-    """The float64 reference on the arguments as rnnext sees them (cast to the weights' dtype)."""
+def case_reference(cell, plain, options, dtype):
+    """The float64 reference (helpers.reference_forward) on the arguments as
+    rnnext sees them (cast to the weights' dtype)."""
     cast = lambda v: None if v is None else np.asarray(v).astype(dtype).astype(np.float64)  # noqa: E731
     p = {k: (v if k == "lengths" else cast(v)) for k, v in plain.items()}
-    common = (p["x"], p["W_x"], p["W_h"], p["b_x"], p["b_h"], p["h0"])
     with np.errstate(all="ignore"):
-        if cell == "lstm":
-            h_seq, (h_n, c_n) = reference.lstm(*common, p["c0"], lengths=p["lengths"], **options)
-            return h_seq, (h_n, c_n)
-        function = reference.rnn if cell == "rnn" else reference.gru
-        h_seq, h_n = function(*common, lengths=p["lengths"], **options)
-        return h_seq, (h_n,)
+        return reference_forward(cell, p["x"], p, p["h0"], p.get("c0"), lengths=p["lengths"], **options)
 
 
 # ---------------------------------------------------------------- functional forward
@@ -374,20 +149,13 @@ def test_functional_forward(threads, cell, data):
         dirty = dict(plain, x=dirty_padding(plain["x"], plain["lengths"], options["batch_first"], unbatched))
         assert_identical(call_forward(cell, dirty, options), two, "garbage in the padding")
 
-    r_seq, r_states = reference_forward(cell, plain, options, dtype)
-    close(h_seq, r_seq, dtype, "h_seq")
+    r_seq, r_states = case_reference(cell, plain, options, dtype)
+    assert_close(h_seq, r_seq, dtype, "h_seq")
     for i, (got, expected) in enumerate(zip(states, r_states)):
-        close(got, expected, dtype, ("h_n", "c_n")[i])
+        assert_close(got, expected, dtype, ("h_n", "c_n")[i])
 
 
 # ---------------------------------------------------------------- functional backward
-
-GRAD_NAMES = ["x", "W_x", "W_h", "b_x", "b_h", "h0"]
-
-
-def grad_names(cell):
-    return GRAD_NAMES + (["c0"] if cell == "lstm" else [])
-
 
 @st.composite
 def output_gradients(draw, case, states_given=None):
@@ -408,10 +176,7 @@ def output_gradients(draw, case, states_given=None):
 
 
 def call_backward(cell, cache, grads):
-    if cell == "lstm":
-        return F.lstm_backward(cache, grads["dh_seq"], grads["dh_n"], grads["dc_n"])
-    backward = F.rnn_backward if cell == "rnn" else F.gru_backward
-    return backward(cache, grads["dh_seq"], grads["dh_n"])
+    return backward(cell, cache, grads["dh_seq"], grads["dh_n"], grads.get("dc_n"))
 
 
 def check_gradient_dict(case, grads, args, laid_dgrads):
@@ -431,48 +196,6 @@ def check_gradient_dict(case, grads, args, laid_dgrads):
     for i, a in enumerate(values):
         for b in values[i + 1:]:
             assert not np.shares_memory(a, b), "two gradients share memory"
-
-
-def grad_scale(g):
-    return max(1.0, float(np.abs(g).max(initial=0)))
-
-
-def torch_layer(torch, cell, x, W_x, W_h, b_x, b_h, h0, c0, lengths, reverse, activation="tanh",
-                linear_before_reset=True):
-    """The reference's equations in torch (batch-major x (B, T, I)), for autograd:
-    returns h_seq (B, T, H), h_n, c_n (None but for LSTM)."""
-    B, T, _ = x.shape
-    H = W_h.shape[1]
-    valid = torch.as_tensor(np.arange(T)[None, :] < np.asarray(lengths).reshape(-1, 1)).reshape(B, T)
-    act = {"tanh": torch.tanh, "sigmoid": torch.sigmoid, "relu": torch.relu}[activation]
-    h, c = h0, c0
-    outputs = [None] * T
-    zero = torch.zeros((B, H), dtype=x.dtype)
-    for t in (range(T - 1, -1, -1) if reverse else range(T)):
-        a = x[:, t] @ W_x.T + b_x
-        if cell == "rnn":
-            h_new, c_new = act(a + h @ W_h.T + b_h), None
-        elif cell == "lstm":
-            z = a + h @ W_h.T + b_h
-            i, f, g, o = z[:, :H], z[:, H:2 * H], z[:, 2 * H:3 * H], z[:, 3 * H:]
-            c_new = torch.sigmoid(f) * c + torch.sigmoid(i) * torch.tanh(g)
-            h_new = torch.sigmoid(o) * torch.tanh(c_new)
-        else:
-            hh = h @ W_h[:2 * H].T + b_h[:2 * H]
-            r = torch.sigmoid(a[:, :H] + hh[:, :H])
-            zg = torch.sigmoid(a[:, H:2 * H] + hh[:, H:])
-            if linear_before_reset:
-                n = torch.tanh(a[:, 2 * H:] + r * (h @ W_h[2 * H:].T + b_h[2 * H:]))
-            else:
-                n = torch.tanh(a[:, 2 * H:] + (r * h) @ W_h[2 * H:].T + b_h[2 * H:])
-            h_new, c_new = (1 - zg) * n + zg * h, None
-        m = valid[:, t:t + 1]
-        outputs[t] = torch.where(m, h_new, zero)
-        h = torch.where(m, h_new, h)
-        if c is not None:
-            c = torch.where(m, c_new, c)
-    h_seq = torch.stack(outputs, 1) if T else torch.zeros((B, 0, H), dtype=x.dtype)
-    return h_seq, h, c
 
 
 def torch_functional_gradients(torch, case, plain_dgrads):
@@ -590,7 +313,7 @@ def test_torch_layer_matches_reference():
                 h_seq, h_n, c_n = torch_layer(torch, cell, t["x"], t["W_x"], t["W_h"], t["b_x"], t["b_h"], t["h0"],
                                               t["c0"] if cell == "lstm" else None, lengths, reverse, **options)
                 plain = dict(x=x, h0=h0, c0=c0 if cell == "lstm" else None, lengths=lengths, **w)
-                r_seq, r_states = reference_forward(cell, plain, dict(reverse=reverse, **options), np.float64)
+                r_seq, r_states = case_reference(cell, plain, dict(reverse=reverse, **options), np.float64)
                 np.testing.assert_allclose(h_seq.numpy(), r_seq, rtol=1e-12, atol=1e-14)
                 np.testing.assert_allclose(h_n.numpy(), r_states[0], rtol=1e-12, atol=1e-14)
                 if cell == "lstm":
@@ -622,408 +345,10 @@ def test_functional_backward_finite_differences(cell, data):
     d = {k: f64(v) for k, v in plain_d.items()}
 
     def loss():
-        h_seq, states = reference_forward(cell, point, options, np.float64)
+        h_seq, states = case_reference(cell, point, options, np.float64)
         total = np.sum(h_seq * d["dh_seq"]) + np.sum(states[0] * d["dh_n"])
         return total + (np.sum(states[1] * d["dc_n"]) if cell == "lstm" else 0.0)
 
-    eps = 1e-6
     for name in grad_names(cell):
-        array = point[name]
-        numeric = np.zeros(array.shape)
-        for index in np.ndindex(array.shape):
-            old = array[index]
-            array[index] = old + eps
-            plus = loss()
-            array[index] = old - eps
-            minus = loss()
-            array[index] = old
-            numeric[index] = (plus - minus) / (2 * eps)
+        numeric = numeric_gradient(loss, point[name], eps=1e-6)
         np.testing.assert_allclose(grads[name], numeric, rtol=0, atol=1e-7 * grad_scale(numeric), err_msg=name)
-
-
-# ---------------------------------------------------------------- models
-
-
-@st.composite
-def model_cases(draw, cell, small=False, dtype=None, nonempty=False):
-    """A model (any configuration) and its call's arguments, in chosen layouts
-    and dtypes, plus their contiguous copies. ``nonempty``: B, T >= 1."""
-    if small:
-        B, T, I, H = draw(st.integers(1, 3)), draw(st.integers(1, 4)), draw(st.integers(1, 3)), draw(st.integers(1, 3))
-        O = draw(st.none() | st.integers(1, 3))
-    else:
-        B, T, I = draw(batch_sizes(small=4)), draw(st.integers(0, 8)), draw(st.integers(1, 6))
-        if nonempty:
-            B, T = max(B, 1), max(T, 1)
-        H = draw(st.sampled_from([1, 3, 16, 17, 33]) | st.integers(1, 20))
-        O = draw(st.none() | st.integers(1, 5))
-    unbatched = B == 1 and draw(st.booleans())
-    config = dict(output_size=O, num_layers=draw(st.integers(1, 2)), bidirectional=draw(st.booleans()),
-                  batch_first=draw(st.booleans()), dtype=np.dtype(draw(weight_dtypes) if dtype is None else dtype).name)
-    if cell == "rnn":
-        config["activation"] = draw(st.sampled_from(ACTIVATIONS))
-    # relu's kink at 0 (see functional_cases): biases keep pre-activations away from it.
-    config["bias"] = (small and config.get("activation") == "relu") or draw(st.booleans())
-    if cell == "gru":
-        config["linear_before_reset"] = draw(st.booleans())
-    model = getattr(rx, KINDS[cell])(I, H, seed=draw(st.integers(0, 2**16)), **config)
-    seed = draw(st.integers(0, 2**32 - 1))
-    rng = np.random.default_rng(seed)
-    x_shape = (T, I) if unbatched else ((B, T, I) if config["batch_first"] else (T, B, I))
-    x = data_values(rng, x_shape, draw(data_dtypes(np.dtype(config["dtype"]).type)))
-    rows = config["num_layers"] * (2 if config["bidirectional"] else 1)
-    state_shape = (rows, H) if unbatched else (rows, B, H)
-    h0 = None
-    if draw(st.booleans()):
-        state_dtype = draw(data_dtypes(np.dtype(config["dtype"]).type))
-        h0 = data_values(rng, state_shape, state_dtype, 0.5)
-        if cell == "lstm":
-            h0 = (h0, data_values(rng, state_shape, state_dtype, 0.5))
-    lengths = draw(lengths_for(B, T, allow=not unbatched))
-    layout = lambda a: relayout(a, draw(st.sampled_from(DATA_LAYOUTS)))  # noqa: E731
-    laid = dict(x=layout(x), lengths=None if lengths is None else layout(lengths),
-                h0=None if h0 is None else (tuple(map(layout, h0)) if cell == "lstm" else layout(h0)))
-    return Case(cell=cell, model=model, B=B, T=T, I=I, H=H, O=O, unbatched=unbatched, seed=seed, rng=rng,
-                plain=dict(x=x, h0=h0, lengths=lengths), laid=laid)
-
-
-def model_reference(model, params, x, h0, lengths, return_sequences):
-    """The model's forward composed from rnnext.reference's single layers, in
-    float64, on ``params`` (float64 arrays): (out, h_n, c_n)."""
-    cell = type(model).__name__.lower()
-    dtype = model.dtype
-    cast = lambda v: None if v is None else np.asarray(v).astype(dtype).astype(np.float64)  # noqa: E731
-    L, D = model.num_layers, 2 if model.bidirectional else 1
-    h0, c0 = (h0 if cell == "lstm" else (h0, None)) if h0 is not None else (None, None)
-    h0, c0 = cast(h0), cast(c0)
-    inputs = cast(x)
-    h_n, c_n = [], []
-    with np.errstate(all="ignore"):
-        for layer in range(L):
-            outputs = []
-            for d in range(D):
-                k = layer * D + d
-                sfx = f"_l{layer}" + ("_reverse" if d else "")
-                args = (inputs, params["W_x" + sfx], params["W_h" + sfx], params.get("b_x" + sfx),
-                        params.get("b_h" + sfx), None if h0 is None else h0[k])
-                options = dict(lengths=lengths, batch_first=model.batch_first, reverse=d == 1)
-                if cell == "rnn":
-                    h_seq, h = reference.rnn(*args, activation=model.activation, **options)
-                    c = None
-                elif cell == "lstm":
-                    h_seq, (h, c) = reference.lstm(*args, None if c0 is None else c0[k], **options)
-                else:
-                    h_seq, h = reference.gru(*args, linear_before_reset=model.linear_before_reset, **options)
-                    c = None
-                outputs.append(h_seq)
-                h_n.append(h)
-                c_n.append(c)
-            inputs = np.concatenate(outputs, axis=-1)
-        if return_sequences:
-            out = inputs
-            if model.output_size is not None:
-                out = reference.dense(inputs, params["W_o"], params["b_o"])
-                if lengths is not None:
-                    bm = out if model.batch_first or out.ndim == 2 else out.swapaxes(0, 1)
-                    for b, n in enumerate(np.asarray(lengths).reshape(-1)):
-                        bm[b, n:] = 0
-        else:
-            out = np.concatenate(h_n[(L - 1) * D:], axis=-1)
-            if model.output_size is not None:
-                out = reference.dense(out, params["W_o"], params["b_o"])
-    return out, np.stack(h_n), (np.stack(c_n) if cell == "lstm" else None)
-
-
-def params64(model):
-    return {k: np.array(v, np.float64) for k, v in model.params.items()}  # writable copies
-
-
-def model_outputs(result):
-    out, h_n = result
-    return (out,) + (tuple(h_n) if isinstance(h_n, tuple) else (h_n,))
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@given(data=st.data())
-@examples(1.0)
-def test_model_forward(threads, cell, data):
-    case = data.draw(model_cases(cell))
-    model, laid, plain = case["model"], case["laid"], case["plain"]
-    return_sequences = data.draw(st.booleans(), label="return_sequences")
-    params_before = model.state_dict()
-    before = snapshot(laid)
-
-    call = lambda a: model(a["x"], a["h0"], lengths=a["lengths"], return_sequences=return_sequences)  # noqa: E731
-    one = model_outputs(with_threads(1, call, laid))
-    two = model_outputs(with_threads(2, call, laid))
-    assert_identical(one, two, "1 thread vs 2 threads")
-    assert_identical(model_outputs(call(plain)), two, "layouts vs contiguous copies")
-    assert_unchanged(before, laid)
-    assert_unchanged(params_before, model.state_dict(), "params")
-    assert_no_alias(two, (laid, dict(model.params)))
-
-    dtype = model.dtype.type
-    for got in two:
-        assert got.dtype == dtype
-    batch_first, unbatched = model.batch_first, case["unbatched"]
-    if plain["lengths"] is not None:  # steps past a length are never read
-        dirty = dirty_padding(plain["x"], plain["lengths"], batch_first, unbatched)
-        assert_identical(model_outputs(call(dict(plain, x=dirty))), two, "garbage in the padding")
-    if return_sequences:
-        assert_zero_past_lengths(two[0], plain["lengths"], batch_first, unbatched, "out")
-        # predict, also a few sequences at a time: rows do not depend on their batch.
-        batch_size = data.draw(st.none() | st.integers(1, max(1, case["B"])), label="predict batch_size")
-        assert_identical(model.predict(laid["x"], lengths=laid["lengths"], batch_size=batch_size),
-                         model(plain["x"], lengths=plain["lengths"])[0], "predict vs __call__")
-
-    out, h_n, c_n = model_reference(model, params64(model), plain["x"], plain["h0"], plain["lengths"],
-                                    return_sequences)
-    close(two[0], out, dtype, "out")
-    close(two[1], h_n, dtype, "h_n")
-    if cell == "lstm":
-        close(two[2], c_n, dtype, "c_n")
-
-
-@st.composite
-def targets_for(draw, case, loss):
-    """A target of loss ``loss`` for the case's model: per step or last step;
-    padding filled with values the loss must ignore (NaN, out-of-range ids)."""
-    model, rng, B, T, unbatched = case["model"], case["rng"], case["B"], case["T"], case["unbatched"]
-    O = model.output_size or (2 if model.bidirectional else 1) * model.hidden_size
-    per_step = draw(st.booleans())
-    if per_step:
-        lead = (T,) if unbatched else ((B, T) if model.batch_first else (T, B))
-    else:
-        lead = () if unbatched else (B,)
-    if loss == "mse":
-        target = data_values(rng, lead + (O,), draw(st.sampled_from([np.float32, np.float64, np.int32])))
-    else:
-        target = rng.integers(0, O, lead).astype(draw(st.sampled_from([np.int64, np.int32, np.uint8])))
-    lengths = case["plain"]["lengths"]
-    if per_step and lengths is not None:
-        bm = batch_major(target, model.batch_first, unbatched)
-        for b, n in enumerate(np.asarray(lengths)):
-            if loss == "mse" and target.dtype.kind == "f":
-                bm[b, n:] = np.nan
-            elif loss == "cross_entropy" and target.dtype.kind == "i":
-                bm[b, n:] = -7
-    # Explicit where the rank cannot tell (unbatched), else inferred or explicit.
-    explicit = per_step if unbatched or draw(st.booleans()) else None
-    return target, per_step, explicit
-
-
-def reference_loss(model, params, case, target, loss, per_step):
-    """The loss by the float64 reference: mean over counted elements."""
-    plain = case["plain"]
-    out, _, _ = model_reference(model, params, plain["x"], plain["h0"], plain["lengths"], per_step)
-    lengths = plain["lengths"]
-    t = np.asarray(target)
-    if per_step:
-        out = batch_major(out, model.batch_first, case["unbatched"])
-        t = batch_major(t, model.batch_first, case["unbatched"])
-        mask = np.ones(out.shape[:2], bool) if lengths is None else \
-            np.arange(out.shape[1])[None, :] < np.asarray(lengths).reshape(-1, 1)
-    else:
-        out, t = np.atleast_2d(out), t.reshape((-1,) + t.shape[t.ndim - (1 if loss == "mse" else 0):])
-        mask = np.ones(out.shape[:1], bool)
-    with np.errstate(all="ignore"):
-        if loss == "mse":
-            diff = np.where(mask[..., None], out - np.asarray(t, np.float64).astype(model.dtype), 0.0)
-            return float(np.sum(diff ** 2) / (mask.sum() * out.shape[-1]))
-        ids = np.where(mask, t, 0).astype(np.int64)
-        shifted = out - out.max(axis=-1, keepdims=True)
-        nll = np.log(np.exp(shifted).sum(axis=-1)) - np.take_along_axis(shifted, ids[..., None], -1)[..., 0]
-        return float(np.sum(np.where(mask, nll, 0.0)) / mask.sum())
-
-
-def torch_model_loss(torch, model, params, case, target, loss, per_step):
-    """The model's loss in torch, float64, on leaf tensors ``params``."""
-    cell = type(model).__name__.lower()
-    cast = lambda v: np.asarray(v).astype(model.dtype).astype(np.float64)  # noqa: E731
-    plain, unbatched = case["plain"], case["unbatched"]
-    L, D, H = model.num_layers, 2 if model.bidirectional else 1, model.hidden_size
-    x = cast(plain["x"])
-    x = batch_major(x, model.batch_first, unbatched)
-    B, T = x.shape[:2]
-    h0 = plain["h0"]
-    h0, c0 = (h0 if cell == "lstm" else (h0, None)) if h0 is not None else (None, None)
-    state = lambda s: torch.zeros((L * D, B, H), dtype=torch.float64) if s is None else \
-        torch.tensor(cast(s).reshape(L * D, B, H))  # noqa: E731
-    h0, c0 = state(h0), state(c0)
-    lengths = np.full(B, T) if plain["lengths"] is None else np.asarray(plain["lengths"]).astype(np.int64)
-    zeros = torch.zeros(model.params["W_h_l0"].shape[0], dtype=torch.float64)
-    inputs = torch.tensor(np.ascontiguousarray(x))
-    finals = []
-    for layer in range(L):
-        outputs = []
-        for d in range(D):
-            k = layer * D + d
-            sfx = f"_l{layer}" + ("_reverse" if d else "")
-            h_seq, h, _ = torch_layer(torch, cell, inputs, params["W_x" + sfx], params["W_h" + sfx],
-                                      params.get("b_x" + sfx, zeros), params.get("b_h" + sfx, zeros), h0[k],
-                                      c0[k] if cell == "lstm" else None, lengths, d == 1,
-                                      getattr(model, "activation", "tanh"),
-                                      getattr(model, "linear_before_reset", True))
-            outputs.append(h_seq)
-            finals.append(h)
-        inputs = torch.cat(outputs, -1)
-    features = inputs if per_step else torch.cat(finals[(L - 1) * D:], -1)
-    out = features @ params["W_o"].T + params["b_o"] if model.output_size is not None else features
-    t = np.asarray(target)
-    if per_step:
-        t = batch_major(t, model.batch_first, unbatched)
-        mask = torch.as_tensor(np.arange(T)[None, :] < lengths[:, None])
-    else:
-        t = t.reshape((B,) + ((out.shape[-1],) if loss == "mse" else ()))
-        mask = torch.ones(B, dtype=torch.bool)
-    if loss == "mse":
-        tt = torch.tensor(np.where(mask.numpy()[..., None], np.asarray(t, np.float64).astype(model.dtype), 0.0))
-        diff = torch.where(mask[..., None], out - tt, torch.zeros((), dtype=torch.float64))
-        return (diff ** 2).sum() / (mask.sum() * out.shape[-1])
-    ids = torch.as_tensor(np.where(mask.numpy(), t, 0).astype(np.int64))
-    nll = torch.logsumexp(out, -1) - torch.gather(out, -1, ids[..., None])[..., 0]
-    return torch.where(mask, nll, torch.zeros((), dtype=torch.float64)).sum() / mask.sum()
-
-
-def check_model_gradients(model, grads, params_before, laid, what=""):
-    assert set(grads) == set(model.params), what
-    for name, g in grads.items():
-        assert g.shape == model.params[name].shape and g.dtype == model.dtype, f"{what} {name}"
-    assert_unchanged(params_before, model.state_dict(), "params")
-    assert_no_alias(grads, (laid, dict(model.params)), "gradient")
-    values = list(grads.values())
-    for i, a in enumerate(values):
-        for b in values[i + 1:]:
-            assert not np.shares_memory(a, b), "two gradients share memory"
-
-
-@st.composite
-def loss_cases(draw, cell):
-    case = draw(model_cases(cell, nonempty=True))  # (a mean over nothing is not a loss)
-    loss = draw(st.sampled_from(["mse", "cross_entropy"]), label="loss")
-    target, per_step, explicit = draw(targets_for(case, loss))
-    laid_target = relayout(target, draw(st.sampled_from(DATA_LAYOUTS), label="target layout"))
-    return case, loss, target, per_step, explicit, laid_target
-
-
-def call_loss_and_grads(model, a, target, loss, explicit):
-    return model.loss_and_grads(a["x"], target, loss=loss, h0=a["h0"], lengths=a["lengths"],
-                                return_sequences=explicit)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@given(data=st.data())
-@examples(1.0)
-def test_model_loss_and_grads_properties(threads, cell, data):
-    """The loss against the reference; inputs and parameters untouched, fresh
-    gradients, bitwise reproducible (also across thread counts: the README
-    promises it), layout-independent, garbage in the padding ignored."""
-    case, loss, target, per_step, explicit, laid_target = data.draw(loss_cases(cell))
-    model, laid, plain = case["model"], case["laid"], case["plain"]
-    params_before = model.state_dict()
-    before = snapshot((laid, laid_target))
-
-    value, grads = with_threads(1, call_loss_and_grads, model, laid, laid_target, loss, explicit)
-    assert_unchanged(before, (laid, laid_target))
-    check_model_gradients(model, grads, params_before, laid)
-    again = call_loss_and_grads(model, laid, laid_target, loss, explicit)
-    assert again[0] == value
-    assert_identical(grads, again[1], "loss_and_grads twice")
-    two = with_threads(2, call_loss_and_grads, model, laid, laid_target, loss, explicit)
-    assert two[0] == value
-    assert_identical(grads, two[1], "1 thread vs 2 threads")
-    contiguous = call_loss_and_grads(model, plain, target, loss, explicit)
-    assert_identical(grads, contiguous[1], "layouts vs contiguous copies")
-    assert contiguous[0] == value, "loss: layouts vs contiguous copies"
-    if plain["lengths"] is not None:
-        dirty = dict(plain, x=dirty_padding(plain["x"], plain["lengths"], model.batch_first, case["unbatched"]))
-        dirty_result = call_loss_and_grads(model, dirty, target, loss, explicit)
-        assert dirty_result[0] == contiguous[0]
-        assert_identical(contiguous[1], dirty_result[1], "garbage in the padding")
-
-    ref = reference_loss(model, params64(model), case, target, loss, per_step)
-    f32 = model.dtype == np.float32
-    np.testing.assert_allclose(value, ref, rtol=1e-5 if f32 else 1e-10, atol=1e-6 if f32 else 1e-12, err_msg="loss")
-
-
-def test_loss_does_not_depend_on_the_target_layout():
-    """A Fortran-ordered target gives bitwise the loss of its C-ordered copy
-    (found by the properties above: NumPy's sums follow memory order, so the
-    loss differed by 1 ulp in about a third of random problems until train.py
-    summed C-ordered arrays; 20 problems made the failure certain)."""
-    rng = np.random.default_rng(0)
-    model = rx.RNN(3, 8, output_size=5, batch_first=False, dtype="float64", seed=0)
-    mismatches = []
-    for _ in range(20):
-        x = rng.standard_normal((12, 6, 3))
-        targets = {"mse": rng.standard_normal((12, 6, 5)).astype(np.float32),
-                   "cross_entropy": rng.integers(0, 5, (12, 6))}
-        for loss, target in targets.items():
-            c_loss, c_grads = model.loss_and_grads(x, target, loss=loss)
-            f_loss, f_grads = model.loss_and_grads(x, np.asfortranarray(target), loss=loss)
-            assert_identical(c_grads, f_grads, "gradients, C vs Fortran target")
-            if c_loss != f_loss:
-                mismatches.append((loss, c_loss, f_loss))
-    assert not mismatches, mismatches
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@given(data=st.data())
-@examples(1.0)
-def test_model_loss_and_grads_against_torch_autograd(cell, data):
-    """Every parameter's gradient against torch autograd of the reference's
-    equations, loss and head (float64; float32 within 1e-4 relative)."""
-    torch = pytest.importorskip("torch")
-    case, loss, target, per_step, explicit, laid_target = data.draw(loss_cases(cell))
-    model = case["model"]
-    value, grads = call_loss_and_grads(model, case["laid"], laid_target, loss, explicit)
-
-    leaves = {k: torch.tensor(v, requires_grad=True) for k, v in params64(model).items()}
-    with np.errstate(all="ignore"):
-        expected_loss = torch_model_loss(torch, model, leaves, case, target, loss, per_step)
-        expected_loss.backward()
-        ref = reference_loss(model, params64(model), case, target, loss, per_step)
-    np.testing.assert_allclose(expected_loss.item(), ref, rtol=1e-12, atol=1e-14, err_msg="torch vs reference loss")
-    f32 = model.dtype == np.float32
-    np.testing.assert_allclose(value, ref, rtol=1e-5 if f32 else 1e-10, atol=1e-6 if f32 else 1e-12, err_msg="loss")
-    for name, leaf in leaves.items():
-        expected = np.zeros(leaf.shape) if leaf.grad is None else leaf.grad.numpy()
-        scale = grad_scale(expected)
-        if f32:
-            np.testing.assert_allclose(grads[name], expected, rtol=1e-4, atol=1e-5 * scale, err_msg=name)
-        else:
-            np.testing.assert_allclose(grads[name], expected, rtol=1e-9, atol=1e-12 * scale, err_msg=name)
-
-
-@pytest.mark.parametrize("cell", CELLS)
-@given(data=st.data())
-@examples(0.5)
-def test_model_loss_and_grads_finite_differences(cell, data):
-    """float64 ``loss_and_grads`` against central differences of the
-    reference's loss, at a few drawn parameter entries; tiny models, no torch needed."""
-    case = data.draw(model_cases(cell, small=True, dtype=np.float64))
-    model, laid = case["model"], case["laid"]
-    loss = data.draw(st.sampled_from(["mse", "cross_entropy"]), label="loss")
-    target, per_step, explicit = data.draw(targets_for(case, loss))
-    params_before = model.state_dict()
-    value, grads = model.loss_and_grads(laid["x"], target, loss=loss, h0=laid["h0"], lengths=laid["lengths"],
-                                        return_sequences=explicit)
-    check_model_gradients(model, grads, params_before, laid)
-    point = params64(model)
-    np.testing.assert_allclose(value, reference_loss(model, point, case, target, loss, per_step), rtol=1e-10,
-                               atol=1e-12)
-    entries = [(name, index) for name, array in point.items() for index in np.ndindex(array.shape)]
-    picks = data.draw(st.lists(st.integers(0, len(entries) - 1), min_size=1, max_size=12, unique=True),
-                      label="entries")
-    eps = 1e-6
-    scale = max(grad_scale(g) for g in grads.values())
-    for i in picks:
-        name, index = entries[i]
-        old = point[name][index]
-        point[name][index] = old + eps
-        plus = reference_loss(model, point, case, target, loss, per_step)
-        point[name][index] = old - eps
-        minus = reference_loss(model, point, case, target, loss, per_step)
-        point[name][index] = old
-        numeric = (plus - minus) / (2 * eps)
-        assert abs(grads[name][index] - numeric) <= 1e-7 * scale, (name, index, grads[name][index], numeric)

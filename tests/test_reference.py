@@ -5,27 +5,17 @@ False) against a hand-written step."""
 
 import numpy as np
 import pytest
+from helpers import torch_forward, weights
+
 from rnnext import reference
 
 torch = pytest.importorskip("torch")
 
-GATES = {"lstm": 4, "gru": 3}
-
-
-def weights(rng, cell, I, H, bias=True):
-    """PyTorch-scaled random float64 weights with G gate blocks."""
-    G = GATES[cell]
-    k = 1.0 / np.sqrt(H)
-    w = {"W_x": rng.uniform(-k, k, (G * H, I)), "W_h": rng.uniform(-k, k, (G * H, H))}
-    if bias:
-        w["b_x"] = rng.uniform(-k, k, G * H)
-        w["b_h"] = rng.uniform(-k, k, G * H)
-    return w
-
 
 def torch_run(cell, w, x, h0, c0, lengths, reverse, bias=True):
-    """torch's output (B, T, H) batch first and final states (B, H); reverse
-    runs the backward half of a bidirectional module whose forward half is zero."""
+    """torch's output (B, T, H) batch first and final states (B, H) with the
+    weights w; reverse runs the backward half of a bidirectional module whose
+    forward half is zero."""
     B, T, I = x.shape
     H = w["W_h"].shape[1]
     module = {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[cell](
@@ -39,27 +29,10 @@ def torch_run(cell, w, x, h0, c0, lengths, reverse, bias=True):
         if bias:
             module.get_parameter("bias_ih_l0" + suffix).copy_(torch.from_numpy(w["b_x"]))
             module.get_parameter("bias_hh_l0" + suffix).copy_(torch.from_numpy(w["b_h"]))
-    D = 2 if reverse else 1
-    states = []
-    for s in (h0, c0) if cell == "lstm" else (h0,):
-        full = np.zeros((D, B, H))
-        if s is not None:
-            full[D - 1] = s
-        states.append(torch.from_numpy(full))
-    state = tuple(states) if cell == "lstm" else states[0]
-    xt = torch.from_numpy(x)
-    with torch.no_grad():
-        if lengths is None:
-            out, final = module(xt, state)
-        else:
-            packed = torch.nn.utils.rnn.pack_padded_sequence(xt, torch.from_numpy(np.asarray(lengths)),
-                                                             batch_first=True, enforce_sorted=False)
-            out, final = module(packed, state)
-            out, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
-    out = out[..., (D - 1) * H:].numpy()
-    if cell == "lstm":
-        return out, (final[0][D - 1].numpy(), final[1][D - 1].numpy())
-    return out, final[D - 1].numpy()
+        out, final = torch_forward(module, cell, torch.from_numpy(x), None if h0 is None else torch.from_numpy(h0),
+                                   None if c0 is None else torch.from_numpy(c0), lengths, reverse)
+    final = tuple(s.numpy() for s in final)
+    return out.numpy(), (final if cell == "lstm" else final[0])
 
 
 def reference_run(cell, w, x, h0, c0, **kwargs):

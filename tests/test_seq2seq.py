@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import numeric_gradient
 
 import rnnext as rx
 from rnnext.generate import one_hot
@@ -89,14 +90,8 @@ def test_gradients_match_finite_differences(rng):
             for _ in range(3):
                 value = np.array(sub.params[name])
                 idx = tuple(rng.integers(0, n) for n in value.shape)
-                losses = []
-                for sign in (1, -1):
-                    moved = value.copy()
-                    moved[idx] += sign * 1e-6
-                    sub.params[name] = moved
-                    losses.append(model.loss_and_grads(src, tgt, **kwargs)[0])
-                sub.params[name] = value
-                numeric = (losses[0] - losses[1]) / 2e-6
+                numeric = numeric_gradient(lambda: model.loss_and_grads(src, tgt, **kwargs)[0], value,
+                                           indices=[idx], assign=lambda v: sub.params.__setitem__(name, v))[idx]
                 assert grads[prefix + name][idx] == pytest.approx(numeric, rel=1e-5, abs=1e-8), (prefix + name, idx)
 
 

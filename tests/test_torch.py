@@ -1,64 +1,136 @@
-"""Agreement with torch.nn.RNN/LSTM/GRU, and rnnext.from_torch / to_torch.
-Skipped without torch."""
+"""Agreement with torch.nn.RNN/LSTM/GRU (the functional kernels' outputs and
+gradients, the models' outputs, states and gradients), and rnnext.from_torch /
+to_torch. Skipped without torch."""
 
 import itertools
 import warnings
 
 import numpy as np
 import pytest
-from conftest import assert_close
+from helpers import (DTYPES, assert_close, backward, base, dtype_id, forward, grad_names, is_lstm, n_states,
+                     shape_id, states_for, states_of, tolerance, torch_forward)
 
 import rnnext as rx
-from rnnext import functional as F
 
 torch = pytest.importorskip("torch")
 
 TORCH_DTYPE = {np.float32: torch.float32, np.float64: torch.float64}
+# The cells torch has (not the ONNX form of the GRU).
+TORCH_CELLS = ["rnn", "rnn_relu", "lstm", "gru"]
+
+
+def torch_layer(cell, I, H, dtype, bias=True, bidirectional=False, batch_first=True, seed=0):
+    """A one-layer torch module of the cell, seeded."""
+    torch.manual_seed(seed)
+    kwargs = dict(bias=bias, batch_first=batch_first, bidirectional=bidirectional, dtype=TORCH_DTYPE[dtype])
+    if base(cell) == "rnn":
+        return torch.nn.RNN(I, H, nonlinearity="relu" if cell == "rnn_relu" else "tanh", **kwargs)
+    return {"lstm": torch.nn.LSTM, "gru": torch.nn.GRU}[base(cell)](I, H, **kwargs)
+
+
+def torch_weights(module, suffix=""):
+    """W_x, W_h (and b_x, b_h) of a module's layer 0 (or its reverse half), as NumPy copies."""
+    w = {"W_x": module.get_parameter("weight_ih_l0" + suffix), "W_h": module.get_parameter("weight_hh_l0" + suffix)}
+    if module.bias:
+        w.update(b_x=module.get_parameter("bias_ih_l0" + suffix), b_h=module.get_parameter("bias_hh_l0" + suffix))
+    return {k: v.detach().numpy().copy() for k, v in w.items()}
+
+
+def torch_tolerance(cell, dtype):
+    """The promised tolerance, for the Elman cell; for the gated ones two
+    float32 computations, each within the promised tolerance of the truth."""
+    if base(cell) == "rnn" or dtype == np.float64:
+        return tolerance(dtype)
+    return dict(rtol=2e-5, atol=2e-6)
+
+
+def from_numpy(a):
+    return None if a is None else torch.from_numpy(a)
+
+
+# ---------------------------------------------------------------- functional kernels
+
+
+@pytest.mark.parametrize("cell", TORCH_CELLS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 100, 64, 64), (4, 100, 33, 70), (4, 50, 33, 70), (3, 7, 130, 257),
+                                   (66, 5, 8, 5)], ids=shape_id)
+def test_functional_matches_torch(rng, cell, dtype, shape):
+    B, T, I, H = shape
+    module = torch_layer(cell, I, H, dtype)
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    h0, c0 = states_for(rng, cell, (B, H), dtype)
+    with torch.no_grad():
+        expected = torch_forward(module, cell, torch.from_numpy(x), torch.from_numpy(h0), from_numpy(c0))
+    got = forward(cell, x, torch_weights(module), h0, c0)
+    tol = torch_tolerance(cell, dtype)
+    assert got[0].dtype == dtype
+    np.testing.assert_allclose(got[0], expected[0].numpy(), err_msg=f"{cell} h_seq", **tol)
+    for name, g, e in zip(("h_n", "c_n"), got[1], expected[1]):
+        assert g.dtype == dtype
+        np.testing.assert_allclose(g, e.numpy(), err_msg=f"{cell} {name}", **tol)
+
+
+@pytest.mark.parametrize("cell", TORCH_CELLS)
+@pytest.mark.parametrize("dtype", DTYPES, ids=dtype_id)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("bias", [True, False], ids=["bias", "no_bias"])
+@pytest.mark.parametrize("given", [True, False], ids=["states", "no_states"])
+def test_lengths_and_reverse_match_torch(rng, cell, dtype, reverse, bias, given):
+    """Variable lengths against torch's packed sequences; reverse against the
+    backward half of a bidirectional module."""
+    B, T, I, H = 6, 20, 9, 31
+    module = torch_layer(cell, I, H, dtype, bias=bias, bidirectional=reverse)
+    x = rng.standard_normal((B, T, I)).astype(dtype)
+    h0, c0 = states_for(rng, cell, (B, H), dtype, given)
+    lengths = np.array([20, 3, 1, 17, 20, 8])
+    with torch.no_grad():
+        expected = torch_forward(module, cell, torch.from_numpy(x), from_numpy(h0), from_numpy(c0), lengths, reverse)
+    w = torch_weights(module, "_reverse" if reverse else "")
+    got = forward(cell, x, w, h0, c0, lengths=lengths, reverse=reverse)
+    tol = torch_tolerance(cell, dtype)
+    np.testing.assert_allclose(got[0], expected[0].numpy(), err_msg=f"{cell} h_seq", **tol)
+    for name, g, e in zip(("h_n", "c_n"), got[1], expected[1]):
+        np.testing.assert_allclose(g, e.numpy(), err_msg=f"{cell} {name}", **tol)
+
+
+@pytest.mark.parametrize("cell", TORCH_CELLS)
+@pytest.mark.parametrize("reverse", [False, True], ids=["forward", "reverse"])
+@pytest.mark.parametrize("shape", [(5, 12, 7, 19), (2, 6, 9, 70), (67, 4, 6, 33)], ids=shape_id)
+def test_functional_gradients_match_torch_autograd(rng, cell, reverse, shape):
+    B, T, I, H = shape
+    module = torch_layer(cell, I, H, np.float64, bidirectional=reverse)
+    suffix = "_reverse" if reverse else ""
+    x = torch.tensor(rng.standard_normal((B, T, I)), requires_grad=True)
+    h0 = torch.tensor(rng.standard_normal((B, H)), requires_grad=True)
+    c0 = torch.tensor(rng.standard_normal((B, H)), requires_grad=True) if is_lstm(cell) else None
+    lengths = rng.integers(1, T + 1, B)
+    lengths[0] = T
+    lengths[1] = 1
+    d_seq = rng.standard_normal((B, T, H))
+    d_n = [rng.standard_normal((B, H)) for _ in range(n_states(cell))]
+    h_seq, states = torch_forward(module, cell, x, h0, c0, lengths, reverse)
+    loss = torch.sum(h_seq * torch.tensor(d_seq)) + sum(torch.sum(s * torch.tensor(d)) for s, d in zip(states, d_n))
+    loss.backward()
+    expected = {"x": x.grad, "h0": h0.grad, "c0": None if c0 is None else c0.grad}
+    for name, tname in (("W_x", "weight_ih_l0"), ("W_h", "weight_hh_l0"), ("b_x", "bias_ih_l0"),
+                        ("b_h", "bias_hh_l0")):
+        expected[name] = module.get_parameter(tname + suffix).grad
+    w = torch_weights(module, suffix)
+    cache = forward(cell, x.detach().numpy(), w, h0.detach().numpy(), None if c0 is None else c0.detach().numpy(),
+                    lengths=lengths, reverse=reverse, return_cache=True)[2]
+    grads = backward(cell, cache, d_seq, *d_n)
+    for name in grad_names(cell):
+        np.testing.assert_allclose(grads[name], expected[name].numpy(), rtol=1e-9, atol=1e-12,
+                                   err_msg=f"{cell} d{name}")
+
+
+# ---------------------------------------------------------------- from_torch, one layer
 
 
 def torch_rnn(I, H, activation, dtype, bias=True, batch_first=True, seed=0):
-    torch.manual_seed(seed)
-    return torch.nn.RNN(I, H, nonlinearity=activation, bias=bias, batch_first=batch_first,
-                        dtype=TORCH_DTYPE[dtype])
-
-
-def weights_of(module):
-    w = {"W_x": module.weight_ih_l0, "W_h": module.weight_hh_l0}
-    if module.bias:
-        w.update(b_x=module.bias_ih_l0, b_h=module.bias_hh_l0)
-    return {k: v.detach().numpy() for k, v in w.items()}
-
-
-@pytest.mark.parametrize("activation", ["tanh", "relu"])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
-@pytest.mark.parametrize("shape", [(1, 1, 1, 1), (1, 100, 64, 64), (4, 100, 33, 70), (3, 7, 130, 257)],
-                         ids=lambda s: "B%dT%dI%dH%d" % s)
-def test_functional_matches_torch(rng, activation, dtype, shape):
-    B, T, I, H = shape
-    module = torch_rnn(I, H, activation, dtype)
-    x = rng.standard_normal((B, T, I)).astype(dtype)
-    h0 = rng.standard_normal((B, H)).astype(dtype)
-    with torch.no_grad():
-        expected, expected_n = module(torch.from_numpy(x), torch.from_numpy(h0)[None])
-    h_seq, h_n = F.rnn(x, h0=h0, activation=activation, **weights_of(module))
-    assert_close(h_seq, expected.numpy(), dtype, "h_seq")
-    assert_close(h_n, expected_n[0].numpy(), dtype, "h_n")
-
-
-@pytest.mark.parametrize("dtype", [np.float32, np.float64], ids=lambda d: d.__name__)
-def test_lengths_match_packed_sequences(rng, dtype):
-    B, T, I, H = 6, 20, 9, 31
-    module = torch_rnn(I, H, "tanh", dtype)
-    x = rng.standard_normal((B, T, I)).astype(dtype)
-    lengths = np.array([20, 3, 1, 17, 20, 8])
-    packed = torch.nn.utils.rnn.pack_padded_sequence(torch.from_numpy(x), torch.from_numpy(lengths),
-                                                     batch_first=True, enforce_sorted=False)
-    with torch.no_grad():
-        out, h_n = module(packed)
-    expected, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=T)
-    got_seq, got_n = F.rnn(x, lengths=lengths, **weights_of(module))
-    assert_close(got_seq, expected.numpy(), dtype, "h_seq")
-    assert_close(got_n, h_n[0].numpy(), dtype, "h_n")
+    return torch_layer("rnn_relu" if activation == "relu" else "rnn", I, H, dtype, bias=bias, batch_first=batch_first,
+                       seed=seed)
 
 
 @pytest.mark.parametrize("activation", ["tanh", "relu"])
@@ -121,21 +193,15 @@ def test_head_without_bias(rng):
 
 # ---------------------------------------------------------------- stacked and bidirectional RNN, LSTM, GRU
 
-KINDS = ["RNN", "LSTM", "GRU"]
-
 
 def torch_module(kind, I, H, **kwargs):
     return getattr(torch.nn, kind)(I, H, **kwargs)
 
 
-def split(state):
-    return tuple(state) if isinstance(state, tuple) else (state, None)
-
-
 def torch_run(module, head, x, lengths, state, batch_first):
     """torch's forward on packed sequences: (per-step out, many-to-one out, h_n, c_n, x leaf, state leaves)."""
     X = torch.tensor(x, requires_grad=True)
-    leaves = tuple(torch.tensor(s, requires_grad=True) for s in split(state) if s is not None)
+    leaves = tuple(torch.tensor(s, requires_grad=True) for s in states_of(state) if s is not None)
     h0 = None if not leaves else (leaves if len(leaves) == 2 else leaves[0])
     T = x.shape[1 if batch_first else 0]
     if lengths is None:  # no packing: every sequence is T long
@@ -146,7 +212,7 @@ def torch_run(module, head, x, lengths, state, batch_first):
                                                          enforce_sorted=False)
         out, h_n = module(packed, h0)
         seq, _ = torch.nn.utils.rnn.pad_packed_sequence(out, batch_first=batch_first, total_length=T)
-    h_n, c_n = split(h_n)
+    h_n, c_n = states_of(h_n)
     H, D = module.hidden_size, 2 if module.bidirectional else 1
     top = h_n[-D:]  # the last layer's final states: forward at lengths-1, backward at step 0
     last = top[0] if D == 1 else torch.cat([top[0], top[1]], dim=-1)
@@ -168,7 +234,6 @@ def named_grads(module, head):
     return out
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("with_head", [True, False], ids=["head", "nohead"])
@@ -192,7 +257,7 @@ def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_h
 
     seq, last, h_n, c_n, X, leaves = torch_run(module, head, x, lengths, state, batch_first)
     out, got_state = model(x, state, lengths=lengths)
-    got_h, got_c = split(got_state)
+    got_h, got_c = states_of(got_state)
     np.testing.assert_allclose(out, seq.detach().numpy(), **tol)
     np.testing.assert_allclose(got_h, h_n.detach().numpy(), **tol)
     if kind == "LSTM":
@@ -220,7 +285,7 @@ def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_h
     _, d_out, _ = mse_loss(bm(torch.tensor(value)).numpy(), bm(torch.tensor(target)).numpy(), valid)
     back = model._backward_cache(cache, bm(torch.tensor(d_out)).numpy())
     np.testing.assert_allclose(back.x, X.grad.numpy(), **tol)
-    for got, leaf in zip(split(back.h0), leaves):
+    for got, leaf in zip(states_of(back.h0), leaves):
         np.testing.assert_allclose(got, leaf.grad.numpy(), **tol)
 
     # Many-to-one, cross-entropy over each sequence's last valid step (and the backward direction's first).
@@ -236,7 +301,6 @@ def test_stacked_models_match_torch(rng, kind, num_layers, bidirectional, with_h
         np.testing.assert_allclose(grads[name], g.numpy(), err_msg=name, **tol)
 
 
-@pytest.mark.parametrize("kind", KINDS)
 @pytest.mark.parametrize("num_layers", [1, 2])
 @pytest.mark.parametrize("bidirectional", [False, True], ids=["uni", "bi"])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])

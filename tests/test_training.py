@@ -1,9 +1,11 @@
-"""Losses, model gradients, fit, evaluate."""
+"""Losses, model gradients, fit, evaluate, truncated BPTT, dropout, for one
+and several layers of every model class."""
 
 import copy
 
 import numpy as np
 import pytest
+from helpers import make, model_numeric_gradient, model_state, states_of
 
 import rnnext as rx
 from rnnext import train
@@ -347,3 +349,140 @@ def test_fit_errors(rng, kwargs, error, match):
     x, y = data(rng, 2, 4, 3, 2)
     with pytest.raises(error, match=match):
         rx.RNN(3, 6, 2).fit(x, y, progress=False, **kwargs)
+
+
+# ---------------------------------------------------------------- dropout
+
+
+def test_dropout_only_in_fit(rng, kind):
+    x = rng.standard_normal((6, 5, 3))
+    y = rng.standard_normal((6, 5, 2))
+    model = make(kind, 3, 8, 2, num_layers=3, dropout=0.5, dtype="float64", seed=0)
+    plain = make(kind, 3, 8, 2, num_layers=3, dtype="float64", seed=0)
+    np.testing.assert_array_equal(model(x)[0], plain(x)[0])
+    np.testing.assert_array_equal(model(x)[0], model(x)[0])
+    np.testing.assert_array_equal(model.predict(x), plain.predict(x))
+    loss, grads = model.loss_and_grads(x, y)
+    loss_plain, grads_plain = plain.loss_and_grads(x, y)
+    assert loss == loss_plain
+    for k in grads:
+        np.testing.assert_array_equal(grads[k], grads_plain[k])
+    y_step, _ = model.step(x[:, 0])
+    np.testing.assert_array_equal(y_step, plain.step(x[:, 0])[0])
+    # In fit it drops: the same seeded fit differs from the model without dropout, and repeats exactly.
+    a, b = copy.deepcopy(model), copy.deepcopy(model)
+    ha = a.fit(x, y, loss="mse", epochs=2, batch_size=3, optimizer="sgd", lr=0.1, seed=1, progress=False)
+    hb = b.fit(x, y, loss="mse", epochs=2, batch_size=3, optimizer="sgd", lr=0.1, seed=1, progress=False)
+    hp = plain.fit(x, y, loss="mse", epochs=2, batch_size=3, optimizer="sgd", lr=0.1, seed=1, progress=False)
+    assert ha == hb and ha != hp
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert not np.array_equal(a.params["W_x_l1"], plain.params["W_x_l1"])
+    # The first layer's input is never dropped: a one-layer model fits the same with any dropout.
+    one, one_dropout = make(kind, 3, 8, 2, seed=0), make(kind, 3, 8, 2, dropout=0.5, seed=0)
+    h1 = one.fit(x, y, loss="mse", epochs=1, batch_size=3, seed=1, progress=False)
+    h2 = one_dropout.fit(x, y, loss="mse", epochs=1, batch_size=3, seed=1, progress=False)
+    assert h1 == h2
+
+
+def test_dropout_masks_inputs_and_gradients_alike(rng, kind):
+    """With fixed masks (a fixed generator), the training forward is a
+    deterministic function of the parameters whose gradient is what
+    _backward_cache returns: the masks scale the backward exactly as the forward."""
+    model = make(kind, 2, 3, 2, num_layers=2, bidirectional=True, dropout=0.4, dtype="float64", seed=0)
+    x = rng.standard_normal((3, 4, 2))
+    lengths = np.array([4, 2, 3])
+    d_out = rng.standard_normal((3, 4, 2))
+
+    def run(params):
+        model.load_state_dict(params)
+        return model._forward_cache(x, lengths=lengths, dropout_rng=np.random.default_rng(7))
+
+    params = model.state_dict()
+    out, _, cache = run(params)
+    assert not np.allclose(out, model(x, lengths=lengths)[0])  # something was dropped
+    grads = model._backward_cache(cache, d_out).params
+    objective = lambda p: float(np.sum(run(p)[0] * d_out))  # noqa: E731
+    for key in ("W_x_l1", "W_x_l1_reverse", "W_h_l0", "b_x_l0_reverse"):
+        np.testing.assert_allclose(grads[key], model_numeric_gradient(objective, params, key), rtol=1e-6, atol=1e-9,
+                                   err_msg=key)
+
+
+def test_dropout_mask_is_inverted_dropout():
+    from rnnext.layers import dropout_mask
+
+    mask = dropout_mask((200, 50, 8), 0.3, np.dtype(np.float32), np.random.default_rng(0))
+    kept = mask != 0
+    assert abs(kept.mean() - 0.7) < 0.01
+    np.testing.assert_allclose(mask[kept], 1 / 0.7, rtol=1e-6)
+    assert not dropout_mask((3, 4), 1.0, np.dtype(np.float64), np.random.default_rng(0)).any()
+
+
+# ---------------------------------------------------------------- stacked models
+
+
+def test_fit_learns_a_toy_task_with_an_lstm(rng):
+    """Many-to-one: does the sequence hold more +1s than -1s? A stacked LSTM with dropout learns it."""
+    x = rng.choice([-1.0, 1.0], size=(700, 9, 1))
+    lengths = rng.integers(5, 10, 700) // 2 * 2 + 1  # odd lengths: no ties
+    y = np.array([(x[b, :n, 0].sum() > 0) for b, n in enumerate(lengths)], np.int64)
+    model = rx.LSTM(1, 12, 2, num_layers=2, dropout=0.1, seed=0)
+    history = model.fit(x[:600], y[:600], loss="cross_entropy", lengths=lengths[:600], epochs=15, lr=0.02,
+                        seed=0, progress=False, validation_data=(x[600:], y[600:], lengths[600:]))
+    assert history["loss"][-1] < 0.3 * history["loss"][0]
+    logits, _ = model(x[600:], lengths=lengths[600:], return_sequences=False)
+    assert np.mean(logits.argmax(-1) == y[600:]) > 0.9
+
+
+def test_tbptt_with_a_stacked_model_carries_the_state(rng, kind):
+    x = rng.standard_normal((3, 8, 2))
+    y = rng.standard_normal((3, 8, 2))
+    lengths = np.array([8, 3, 6])
+    model = make(kind, 2, 4, 2, num_layers=2, dtype="float64", seed=0)
+    manual = copy.deepcopy(model)
+    model.fit(x, y, loss="mse", epochs=1, batch_size=3, optimizer="sgd", lr=0.1, tbptt=4, lengths=lengths,
+              shuffle=False, progress=False)
+    state = manual.initial_state(3)
+    velocity = None
+    for start in (0, 4):
+        chunk = np.clip(lengths - start, 0, 4)
+        live = np.flatnonzero(chunk > 0)
+        h0 = tuple(s[:, live] for s in state) if kind == "LSTM" else state[:, live]
+        xs, ys = x[live, start:start + 4], y[live, start:start + 4]
+        _, grads = manual.loss_and_grads(xs, ys, h0=h0, lengths=chunk[live])
+        _, h_n = manual(xs, h0, lengths=chunk[live])
+        for s, h in zip(states_of(state), states_of(h_n)):
+            if s is not None:
+                s[:, live] = h
+        velocity = grads if velocity is None else {k: 0.9 * velocity[k] + grads[k] for k in grads}
+        manual.load_state_dict({k: manual.params[k] - 0.1 * velocity[k] for k in grads})
+    for k in model.params:
+        np.testing.assert_allclose(model.params[k], manual.params[k], rtol=1e-12, atol=1e-14, err_msg=k)
+
+
+def test_loss_and_grads_layouts_and_unbatched_agree(rng, kind):
+    model = make(kind, 3, 4, 2, num_layers=2, bidirectional=True, dtype="float64", seed=0)
+    x = rng.standard_normal((3, 5, 3))
+    y = rng.integers(0, 2, (3, 5))
+    lengths = [5, 2, 4]
+    loss, grads = model.loss_and_grads(x, y, loss="cross_entropy", lengths=lengths)
+    tm = type(model).from_config({**model.config, "batch_first": False})
+    tm.load_state_dict(model.state_dict())
+    loss_t, grads_t = tm.loss_and_grads(x.transpose(1, 0, 2), y.T, loss="cross_entropy", lengths=lengths)
+    assert loss_t == pytest.approx(loss, rel=1e-13)
+    for k in grads:
+        np.testing.assert_allclose(grads_t[k], grads[k], rtol=1e-12, atol=1e-15, err_msg=k)
+    h0 = model_state(rng, kind, 4, 1, 4)
+    h0_unbatched = tuple(s[:, 0] for s in h0) if kind == "LSTM" else h0[:, 0]
+    l1, g1 = model.loss_and_grads(x[0], y[0], loss="cross_entropy", h0=h0_unbatched)
+    l2, g2 = model.loss_and_grads(x[:1], y[:1], loss="cross_entropy", h0=h0)
+    assert l1 == l2
+    for k in g1:
+        np.testing.assert_array_equal(g1[k], g2[k])
+    # Without a head, the targets have D*H features.
+    plain = make(kind, 3, 4, bidirectional=True, dtype="float64")
+    value, _ = plain.loss_and_grads(x, rng.standard_normal((3, 8)))
+    assert np.isfinite(value)
+    assert plain.evaluate(x, rng.integers(0, 8, (3, 5)), loss="cross_entropy") > 0
+
+
