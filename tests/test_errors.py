@@ -243,6 +243,15 @@ def test_rnn_backward_error_messages(rng):
         F.rnn_backward({"not": "a cache"})
 
 
+@pytest.mark.parametrize("made_by, backward_of", [("lstm", "rnn"), ("rnn", "gru"), ("gru", "lstm")])
+def test_backward_refuses_another_cells_cache(rng, made_by, backward_of):
+    w = weights(rng, made_by, 3, 4)
+    _, _, cache = getattr(F, made_by)(rng.standard_normal((2, 5, 3)), **w, return_cache=True)
+    with pytest.raises(TypeError, match=rf"cache: expected the cache returned by {backward_of}\(\.\.\., "
+                                        rf"return_cache=True\), got the cache of {made_by}\(\.\.\.\)"):
+        getattr(F, backward_of + "_backward")(cache)
+
+
 def test_backward_errors(rng, cell):
     w = weights(rng, cell, 3, 4)
     cache = forward(cell, rng.standard_normal((2, 5, 3)), w, return_cache=True)[2]

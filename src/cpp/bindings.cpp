@@ -254,7 +254,7 @@ py::tuple layer_step(const Layer<T>& w, py::handle x_obj, py::handle state_obj, 
 
 // Backpropagation through time from a forward's cache: a dict of the
 // gradients of x, W_x, W_h, b_x, b_h, h0 (and c0 for LSTM), shaped like the
-// forward's arguments. `cell` names the functional whose cache is expected.
+// forward's arguments.
 template <class T>
 py::dict layer_backward(const BoundCache<T>& bound, py::handle dh_seq_obj, py::handle dh_n_obj,
                         py::handle dc_n_obj) {
@@ -294,6 +294,8 @@ py::dict layer_backward(const BoundCache<T>& bound, py::handle dh_seq_obj, py::h
   return grads;
 }
 
+// `cell` names the functional whose cache is expected (rnn, lstm or gru):
+// another cell's cache is refused like any other object.
 py::dict backward(py::handle cache, py::handle dh_seq, py::handle dh_n, py::handle dc_n, const std::string& cell) {
   const std::optional<Precision> precision = precision_of<BoundCache>(cache);
   auto refuse = [&](const std::string& got) {
