@@ -38,7 +38,7 @@ def rate_table(results: bench.Results, matmul_gflops: float) -> str:
         for case, times in kinds.get("forward", {}).items():
             if "rnnext" in times:
                 rate = flops(case, cell) / times["rnnext"] / 1e9
-                lines.append(f"| {cell} | {', '.join(map(str, case))} | {rate:.0f} | {rate / matmul_gflops:.0%} |")
+                lines.append(f"| {cell} | {', '.join(map(str, case))} | {rate:.3g} | {rate / matmul_gflops:.1%} |")
     return "\n".join(lines)
 
 

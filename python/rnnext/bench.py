@@ -6,7 +6,8 @@ interleaved (each round times every implementation once, with a short pause betw
 libraries, whose thread pools spin after a call) and the best round's median is reported:
 shared machines drift, so compare the columns of one run only. By default a few
 representative rows per cell run (about a minute on two cores); ``full=True`` runs the
-whole grid. The source tree's ``benchmarks/`` builds on this module.
+whole grid, with these peers wherever it runs (it never delegates to a checkout);
+``python benchmarks/report.py`` in the source tree builds on this module with more peers.
 """
 
 from __future__ import annotations
@@ -18,11 +19,11 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core
-from ._bench_peers import (CELLS, GATES, PEERS, Case, Factory, Problem, Unavailable, cell_step,  # noqa: F401
-                           first, need, zero_state)
+from ._bench_peers import (CELLS, GATES, PEERS, Case, Factory, Problem, Unavailable, cell_step, first, need,
+                           zero_state)
 
-__all__ = ["FORWARD_CASES", "QUICK_CASES", "PEERS", "Problem", "Unavailable", "prepare", "time_interleaved",
-           "verdict", "table", "plan", "run", "draw"]
+__all__ = ["CELLS", "GATES", "FORWARD_CASES", "QUICK_CASES", "PEERS", "Problem", "Unavailable", "cell_step",
+           "zero_state", "need", "first", "prepare", "time_interleaved", "verdict", "table", "plan", "run", "draw"]
 
 FORWARD_CASES: List[Case] = [  # the full grid: from latency bound (B = 1) to product bound
     (1, 100, 64, 64), (1, 100, 256, 256), (1, 1000, 128, 128), (8, 100, 128, 128),
