@@ -7,7 +7,7 @@ arithmetic rate of rnnext's forward against the machine's matrix-product rate.
                                 [--plot FILE.png] [--matmul-gflops 300]
 
 Without --full a few representative rows per cell; --full is the grid of PEERS.md and the
-README's Speed section (about 15 minutes with jax on the 2-core VM).
+README's Speed section (several minutes per cell on the 2-core VM).
 """
 
 from __future__ import annotations
