@@ -1,17 +1,17 @@
-"""Streaming latency: one time step per Python call, B = 1, I = H = 128, for each cell."""
+"""Streaming latency: one time step per Python call, B = 1, I = H = 128, for each cell;
+each peer's first step is checked against rnnext.reference before timing."""
 
 import pytest
+from peers import PEERS
 
 from rnnext import bench
 
-PEERS = {cell: bench.step_peers(bench.STEP_SIZE, cell) for cell in bench.CELLS}
-NAMES = sorted({name for peers in bench.STEP_PEERS.values() for name in peers})
+CASE = (1, 1, bench.STEP_SIZE, bench.STEP_SIZE)
 
 
+@pytest.mark.parametrize("peer", list(PEERS["step"]))
 @pytest.mark.parametrize("cell", bench.CELLS)
-@pytest.mark.parametrize("peer", NAMES)
-def test_step(benchmark, cell, peer):
-    if peer not in PEERS[cell]:
-        pytest.skip(f"{peer} is not installed (or has no {cell} step)")
+def test_step(benchmark, prepared, cell, peer):
+    fn = prepared("step", cell, CASE, peer)
     benchmark.group = f"step {cell} H={bench.STEP_SIZE}"
-    benchmark(PEERS[cell][peer])
+    benchmark(fn)

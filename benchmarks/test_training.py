@@ -1,25 +1,16 @@
-"""Training speed: forward + backward of the whole sequence, rnnext against
-torch autograd (nn.RNN / LSTM / GRU forward + backward()), for each cell."""
+"""Training speed: forward + backward of the whole sequence (every gradient), rnnext
+against torch autograd (nn.RNN / LSTM / GRU forward + backward()), for each cell. Each
+gradient is checked against rnnext's (and rnnext's against torch's) before timing."""
 
 import pytest
+from peers import PEERS
 
 from rnnext import bench
 
-CASES = {"B%d_T%d_I%d_H%d" % case: case for case in bench.TRAINING_CASES}
-PEERS = sorted({name for peers in bench.TRAINING_PEERS.values() for name in peers})
 
-
-@pytest.fixture(scope="module", params=[(cell, case) for cell in bench.CELLS for case in CASES],
-                ids=[f"{cell}-{case}" for cell in bench.CELLS for case in CASES])
-def problem(request):
-    cell, case = request.param
-    return bench.Problem(*CASES[case], cell=cell)
-
-
-@pytest.mark.parametrize("peer", PEERS)
-def test_training(benchmark, problem, peer):
-    fns = bench.available_training_peers(problem, [peer])
-    if peer not in fns:
-        pytest.skip(f"{peer} is not installed")
-    benchmark.group = f"training {problem.cell} " + ", ".join(map(str, problem.shape))
-    benchmark(fns[peer])
+@pytest.mark.parametrize("peer", list(PEERS["training"]))
+@pytest.mark.parametrize("cell", bench.CELLS)
+def test_training(benchmark, prepared, cell, case, peer):
+    fn = prepared("training", cell, case, peer)
+    benchmark.group = f"training {cell} " + ", ".join(map(str, case))
+    benchmark(fn)

@@ -3,22 +3,62 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
-from typing import List, Optional
+from typing import Any, Dict, List, Optional
+
+
+def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
+    """The options of ``python -m rnnext bench`` (benchmarks/report.py takes the same)."""
+    parser.add_argument("--full", action="store_true",
+                        help="the whole grid: every size forward and training, and streaming (many minutes)")
+    parser.add_argument("--cell", choices=["rnn", "lstm", "gru", "all"], default="all",
+                        help="which recurrent cell to time (default all)")
+    parser.add_argument("--case", action="append", metavar="B,T,I,H",
+                        help="time this size only, forward (and training with --full); repeatable")
+    parser.add_argument("--threads", type=int, help="threads for rnnext and every peer")
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
+    parser.add_argument("--precision", choices=["float32", "float64"], default="float32",
+                        help="the dtype of every implementation (default float32)")
+    parser.add_argument("--plot", metavar="FILE.png", help="draw the timings (needs matplotlib)")
+
+
+def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, peers: Optional[Dict] = None) -> Any:
+    """Runs the benchmark the parsed options ask for; bad options exit through `parser.error`."""
+    from . import _core, bench
+
+    cases = None
+    if args.case:
+        try:
+            cases = [tuple(int(v) for v in c.split(",")) for c in args.case]
+            if any(len(c) != 4 or min(c) < 1 for c in cases):
+                raise ValueError
+        except ValueError:
+            parser.error(f"--case: expected four positive integers B,T,I,H, got {' '.join(args.case)!r}")
+    if args.rounds < 1:
+        parser.error(f"--rounds: expected a positive integer, got {args.rounds}")
+    if args.threads is not None:
+        if args.threads < 1:
+            parser.error(f"--threads: expected a positive integer, got {args.threads}")
+        _core.set_num_threads(args.threads)
+    if args.plot:
+        try:
+            importlib.import_module("matplotlib")
+        except ImportError:
+            parser.error("--plot needs matplotlib: pip install matplotlib")
+    cells = bench.CELLS if args.cell == "all" else (args.cell,)
+    return bench.run(cells, args.full, cases, args.rounds, args.precision, peers, args.plot)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m rnnext", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    bench = commands.add_parser("bench", help="time rnnext against NumPy, PyTorch, ONNX Runtime and jax")
-    bench.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
-    bench.add_argument("--plot", metavar="FILE.png", help="draw rnnext against the peers (needs matplotlib)")
-    bench.add_argument("--quick", action="store_true", help="only the sizes with B <= 8, forward and streaming")
-    bench.add_argument("--threads", type=int, default=None, help="threads for rnnext and the peers")
-    bench.add_argument("--case", action="append", metavar="B,T,I,H",
-                       help="a forward size to time (repeatable); default: the standard cases")
-    bench.add_argument("--cell", choices=["rnn", "lstm", "gru", "all"], default="all",
-                       help="which recurrent cell to time (default all)")
+    bench = commands.add_parser(
+        "bench", help="time rnnext against NumPy, PyTorch and ONNX Runtime",
+        description="Time rnnext against NumPy (and PyTorch and ONNX Runtime when installed), every "
+                    "implementation checked against rnnext.reference first: a few representative rows "
+                    "per cell by default (about a minute on two cores), the whole grid with --full.")
+    add_bench_arguments(bench)
     demo = commands.add_parser("demo", help="train one small model per application shape of the article")
     demo.add_argument("--plot", metavar="FILE.png", help="draw the loss curves (needs matplotlib)")
     args = parser.parse_args(argv)
@@ -27,31 +67,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         from . import demo as demo_module
 
         return demo_module.main(plot=args.plot)
-
-    if args.command == "bench":
-        from . import _core, bench as bench_module
-
-        if args.threads is not None:
-            _core.set_num_threads(args.threads)
-        cases = bench_module.FORWARD_CASES
-        if args.case:
-            try:
-                cases = [tuple(int(v) for v in c.split(",")) for c in args.case]
-                if any(len(c) != 4 or min(c) < 1 for c in cases):
-                    raise ValueError
-            except ValueError:
-                parser.error("--case: expected four positive integers B,T,I,H")
-        training = True
-        if args.quick:
-            cases = [c for c in cases if c[0] <= 8]
-            training = False
-        if args.plot:
-            try:
-                import matplotlib  # noqa: F401
-            except ImportError:
-                parser.error("--plot needs matplotlib: pip install matplotlib")
-        cells = bench_module.CELLS if args.cell == "all" else (args.cell,)
-        bench_module.run(cases, rounds=args.rounds, plot=args.plot, training=training, cells=cells)
+    run_bench(args, bench)
     return 0
 
 
