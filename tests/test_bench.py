@@ -39,7 +39,8 @@ def test_a_bad_case_is_a_usage_error(case):
 
 
 def test_bad_options_are_usage_errors(capsys):
-    for args in (["--cell", "lstmx"], ["--rounds", "0"], ["--threads", "0"], ["--precision", "int8"]):
+    for args in (["--cell", "lstmx"], ["--rounds", "0"], ["--threads", "0"], ["--precision", "int8"],
+                 ["--quick", "--full"]):
         with pytest.raises(SystemExit) as exit:
             main(["bench", *args])
         assert exit.value.code == 2, args

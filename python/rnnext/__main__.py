@@ -21,6 +21,8 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--precision", choices=["float32", "float64"], default="float32",
                         help="the dtype of every implementation (default float32)")
     parser.add_argument("--plot", metavar="FILE.png", help="draw the timings (needs matplotlib)")
+    # 0.5's --quick is what the default run is now; scripts that pass it keep working.
+    parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
 
 
 def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, peers: Optional[Dict] = None) -> Any:
@@ -35,6 +37,8 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, peers: 
                 raise ValueError
         except ValueError:
             parser.error(f"--case: expected four positive integers B,T,I,H, got {' '.join(args.case)!r}")
+    if getattr(args, "quick", False) and args.full:
+        parser.error("--quick and --full: choose one (the default run is the quick one)")
     if args.rounds < 1:
         parser.error(f"--rounds: expected a positive integer, got {args.rounds}")
     if args.threads is not None:
