@@ -4,7 +4,7 @@ the memory check made before a buffer that cannot exist is computed."""
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -44,3 +44,15 @@ def require_memory(nbytes: int, what: str) -> None:
     if available is not None and nbytes > available:
         gib = f"about {nbytes / 2**30:,.1f}" if nbytes < 2**64 else count_str(nbytes // 2**30)
         raise MemoryError(f"{what} needs {gib} GiB, more than this machine's {available / 2**30:,.1f} GiB")
+
+
+def check_choice(name: str, value: Any, choices: Tuple[str, ...], kind: Optional[str] = None) -> str:
+    """``value`` if it is one of the strings ``choices``; else TypeError (not a
+    string) or ValueError naming ``name`` and the choices. ``kind`` describes
+    what the TypeError expected (default: the choices)."""
+    listed = " or ".join(map(repr, choices)) if len(choices) == 2 else "one of " + ", ".join(map(repr, choices))
+    if not isinstance(value, str):
+        raise TypeError(f"{name}: expected {kind or listed}, got {type(value).__name__}")
+    if value not in choices:
+        raise ValueError(f"{name}: expected {listed}, got {value!r}")
+    return value

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from ._arrays import cast, count_str, require_memory
+from ._arrays import cast, check_choice, count_str, require_memory
 from ._typing import ArrayLike, DTypeLike
 from .cells import Cell
 from .layers import Stack, recurrent_param_count, recurrent_param_shapes
@@ -77,11 +77,7 @@ def check_dropout(value: Any) -> float:
 
 
 def check_activation(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"activation: expected a string, got {type(value).__name__}")
-    if value not in ACTIVATIONS:
-        raise ValueError(f"activation: expected one of 'tanh', 'sigmoid', 'relu', got {value!r}")
-    return value
+    return check_choice("activation", value, ACTIVATIONS, kind="a string")
 
 
 #: The options RNN, LSTM and GRU share, for their docstrings ({extra}: the cell's own).

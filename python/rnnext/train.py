@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 
 import numpy as np
 
-from ._arrays import cast
+from ._arrays import cast, check_choice
 from ._states import read_state, state_out
 from .layers import map_state
 
@@ -146,11 +146,7 @@ def clip_grad_norm(grads: Dict[str, np.ndarray], max_norm: float) -> Tuple[Dict[
 
 
 def check_loss(loss: Any) -> str:
-    if not isinstance(loss, str):
-        raise TypeError(f"loss: expected 'mse' or 'cross_entropy', got {type(loss).__name__}")
-    if loss not in LOSSES:
-        raise ValueError(f"loss: expected 'mse' or 'cross_entropy', got {loss!r}")
-    return loss
+    return check_choice("loss", loss, LOSSES)
 
 
 class Batch:
