@@ -8,6 +8,8 @@ with SIMD kernels chosen at run time, behind a NumPy API.
 from . import functional, reference
 from ._core import build_info as _build_info
 from ._core import get_num_threads, set_num_threads
+from ._threads import register_threadpoolctl as _register_threadpoolctl
+from ._threads import threads
 from .interop import from_torch
 from .io import from_bytes, load
 from .models import GRU, LSTM, RNN
@@ -28,13 +30,17 @@ __all__ = [
     "get_num_threads",
     "reference",
     "set_num_threads",
+    "threads",
     "__version__",
 ]
+
+_register_threadpoolctl()
 
 
 def build_info() -> dict:
     """Version, compiler, the instruction set chosen at run time
     (``RNNEXT_FORCE_ISA=scalar|avx2|avx512`` forces one), the ones this CPU
-    supports, the OpenMP version (None when built without OpenMP) and the
-    thread count."""
+    supports, the OpenMP version (None when built without OpenMP), the
+    thread count a call made now would use, and the CPUs this process may
+    run on (``usable_cpus``)."""
     return _build_info()

@@ -454,6 +454,15 @@ void bind_cell(py::module_& m) {
   }
 }
 
+// f() with the calling thread's own thread count set to n for its duration.
+int with_thread_count(int n, int (*f)()) {
+  const int own = thread_num_threads();
+  set_thread_num_threads(n);
+  const int result = f();
+  set_thread_num_threads(own);
+  return result;
+}
+
 py::dict build_info() {
   py::dict info;
   info["version"] = RNNEXT_VERSION;
@@ -474,6 +483,7 @@ py::dict build_info() {
   info["openmp"] = py::none();
 #endif
   info["num_threads"] = num_threads();
+  info["usable_cpus"] = usable_cpus();
   return info;
 }
 
@@ -500,5 +510,12 @@ PYBIND11_MODULE(_core, m) {
     set_num_threads(n);
   }, py::arg("n"));
   m.def("get_num_threads", &num_threads);
+  m.def("process_num_threads", [] { return with_thread_count(0, &num_threads); },
+        "The process-wide thread count (set_num_threads), whatever this thread's own.");
+  m.def("thread_num_threads", &thread_num_threads, "The calling thread's own thread count; 0: the process-wide one.");
+  m.def("set_thread_num_threads", [](int n) {
+    if (n < 0) value_error("n: expected a thread count >= 0 (0: the process-wide count), got " + std::to_string(n));
+    set_thread_num_threads(n);
+  }, py::arg("n"));
   m.def("build_info", &build_info);
 }

@@ -1,22 +1,51 @@
 #include "threading.h"
 
 #include <pthread.h>
+#include <sched.h>
 
 #include <atomic>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <stdexcept>
 
 namespace rnnext {
 namespace {
 
+// A cgroup's CPU quota as a CPU count (rounded up), or 0 for none: cgroup v2
+// "cpu.max" holds "quota period" or "max period", v1 two files.
+int cgroup_cpus() {
+  long long quota = -1, period = 0;
+  if (FILE* f = std::fopen("/sys/fs/cgroup/cpu.max", "r")) {
+    char first[32] = {};
+    if (std::fscanf(f, "%31s %lld", first, &period) == 2 && first[0] != 'm') quota = std::atoll(first);
+    std::fclose(f);
+  } else if (FILE* q = std::fopen("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", "r")) {
+    if (std::fscanf(q, "%lld", &quota) != 1) quota = -1;
+    std::fclose(q);
+    if (FILE* p = std::fopen("/sys/fs/cgroup/cpu/cpu.cfs_period_us", "r")) {
+      if (std::fscanf(p, "%lld", &period) != 1) period = 0;
+      std::fclose(p);
+    }
+  }
+  if (quota <= 0 || period <= 0) return 0;
+  return int(std::ceil(double(quota) / double(period)));
+}
+
 int initial_threads() {
 #ifdef _OPENMP
-  return omp_get_max_threads();  // honours OMP_NUM_THREADS
+  const int openmp = omp_get_max_threads();  // honours OMP_NUM_THREADS
+  const char* set = std::getenv("OMP_NUM_THREADS");
+  if (set != nullptr && *set != '\0') return openmp;
+  const int usable = usable_cpus();
+  return openmp < usable ? openmp : usable;
 #else
   return 1;
 #endif
 }
 
 std::atomic<int> g_threads{initial_threads()};
+thread_local int t_threads = 0;
 std::atomic<bool> g_forked{false};
 
 void on_fork_child() { g_forked.store(true); }
@@ -28,7 +57,28 @@ const bool g_atfork_registered = [] {
 
 }  // namespace
 
-int num_threads() { return g_forked.load() ? 1 : g_threads.load(); }
+int num_threads() {
+  if (g_forked.load()) return 1;
+  return t_threads > 0 ? t_threads : g_threads.load();
+}
+
+int thread_num_threads() { return t_threads; }
+
+void set_thread_num_threads(int n) {
+  if (n < 0) throw std::invalid_argument("set_thread_num_threads: n must be >= 0");
+  t_threads = n;
+}
+
+int usable_cpus() {
+  int cpus = 0;
+#if defined(__linux__)
+  cpu_set_t set;
+  if (sched_getaffinity(0, sizeof(set), &set) == 0) cpus = CPU_COUNT(&set);
+#endif
+  if (cpus <= 0) cpus = 1;
+  const int quota = cgroup_cpus();
+  return quota > 0 && quota < cpus ? quota : cpus;
+}
 
 void set_num_threads(int n) {
   if (n < 1) throw std::invalid_argument("set_num_threads: n must be >= 1");
@@ -47,3 +97,10 @@ int threads_for(index_t parallel_items, double flops) {
 }
 
 }  // namespace rnnext
+
+// For threadpoolctl (python/rnnext/_threads.py finds these by name in the
+// extension module): the calling thread's effective count, and its own.
+extern "C" __attribute__((visibility("default"))) int rnnext_get_num_threads() { return rnnext::num_threads(); }
+extern "C" __attribute__((visibility("default"))) void rnnext_set_thread_num_threads(int n) {
+  if (n >= 0) rnnext::set_thread_num_threads(n);
+}

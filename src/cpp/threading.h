@@ -9,12 +9,20 @@
 
 namespace rnnext {
 
-// The thread count set by set_num_threads (initially OMP_NUM_THREADS or the
-// number of cores); always 1 in a child process made by fork(), where the
-// parent's OpenMP pool does not exist and libgomp would hang.
+// The threads a call made on this thread uses: the calling thread's own
+// count when set (rx.threads, threadpoolctl), else the process-wide count of
+// set_num_threads (initially OMP_NUM_THREADS, or the CPUs this process may
+// run on: its affinity mask and its cgroup's CPU quota). Always 1 in a child
+// process made by fork(), where the parent's OpenMP pool does not exist and
+// libgomp would hang. Read at every call.
 int num_threads();
 void set_num_threads(int n);
+// The calling thread's own count; 0 means "the process-wide count".
+int thread_num_threads();
+void set_thread_num_threads(int n);
 bool in_forked_child();
+// The CPUs this process may use: affinity mask and cgroup quota (at least 1).
+int usable_cpus();
 
 // Threads worth using for `parallel_items` independent pieces of work
 // totalling `flops`: tiny problems stay on the calling thread, since waking a
