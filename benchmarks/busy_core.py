@@ -15,6 +15,7 @@ Run it on an otherwise quiet machine.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import subprocess
 import sys
 import time
@@ -25,6 +26,21 @@ import rnnext as rx
 
 ROWS = [(1, 100, 64, 64), (1, 100, 256, 256), (1, 1000, 128, 128), (8, 100, 128, 128)]
 CELLS = {"rnn": rx.RNN, "lstm": rx.LSTM, "gru": rx.GRU}
+
+
+@contextlib.contextmanager
+def using_threads(n: int):
+    """rx.threads(n), or set_num_threads for a build from before 0.6 (to compare builds)."""
+    if hasattr(rx, "threads"):
+        with rx.threads(n):
+            yield
+        return
+    before = rx.get_num_threads()
+    rx.set_num_threads(n)
+    try:
+        yield
+    finally:
+        rx.set_num_threads(before)
 
 
 def median_time(fn, repeats: int = 7) -> float:
@@ -39,11 +55,11 @@ def median_time(fn, repeats: int = 7) -> float:
 
 def onnxruntime_forward(cell: str, case):
     """onnxruntime's fused operator on the same problem, or None without it."""
-    from rnnext import _bench_peers
-
     try:
+        from rnnext import _bench_peers
+
         return _bench_peers.onnxruntime_forward(_bench_peers.Problem(*case, cell=cell))
-    except ImportError:
+    except ImportError:  # no onnxruntime (or a build from before 0.6)
         return None
 
 
@@ -55,7 +71,7 @@ def measure(rounds: int) -> dict:
             x = np.random.default_rng(0).standard_normal((B, T, I)).astype(np.float32)
 
             def run(n, model=model, x=x):
-                with rx.threads(n):
+                with using_threads(n):
                     model(x)
 
             fns = {"rnnext 1 thread": lambda run=run: run(1), "rnnext 2 threads": lambda run=run: run(2)}

@@ -10,10 +10,22 @@
 #include "gate_layout.h"
 #include "packing.h"
 #include "sequence.h"
-#include "step_barrier.h"
 #include "threading.h"
 
 namespace rnnext {
+
+// Between the steps of a hidden-sliced recurrence. An orphaned OpenMP barrier
+// binds to the team actually running (which may be smaller than asked for),
+// and libgomp spins before it sleeps, so a step's wait stays short. (A
+// barrier that yields and then sleeps on a futex after ~10 us of spinning
+// was measured worse with one core busy: the sleeper's wake-up waits for the
+// busy process's time slice, 8-16 ms per forward of 100 steps against
+// libgomp's 0.3-1.2 ms; benchmarks/busy_core.py.)
+inline void team_barrier(void*) {
+#ifdef _OPENMP
+#pragma omp barrier
+#endif
+}
 
 // W_h sizes from which hidden-unit slices beat whole sequences per thread
 // (measured: 4 MB LSTM and 3 MB GRU weights ran 9-12% faster sliced; at 1 MB
@@ -37,13 +49,10 @@ void run_recurrence(const Args& args, index_t gates, Slice slice) {
   const double weight_bytes = double(gates) * double(hidden) * double(hidden) * double(sizeof(*args.h_seq));
   if (threads > 1 && (batch < 2 * threads || weight_bytes > double(kSliceWeightBytes)) &&
       step_flops >= double(1 << 17)) {
-    StepBarrier barrier(threads);
     run_parallel(threads, [&](int index, int count) {
       Args mine = args;
       split_range(panels, index, count, &mine.panel_begin, &mine.panel_end);
-      barrier.set_threads(count);
-      mine.barrier = count > 1 ? &StepBarrier::wait_on : nullptr;
-      mine.barrier_state = &barrier;
+      mine.barrier = count > 1 ? &team_barrier : nullptr;
       slice(mine);
     });
   } else {
