@@ -150,6 +150,24 @@ def test_config_keys_per_class():
 # ---------------------------------------------------------------- parameters and persistence
 
 
+def test_params_items_and_values_read_one_set_of_values(kind):
+    # What a save (io.to_bytes) or a copy reads while another thread assigns:
+    # the old set or the new, never a mix of the two.
+    model = make(kind, 3, 4, 2, seed=0)
+    old = model.state_dict()
+    items = iter(model.params.items())
+    values = iter(model.params.values())
+    first_key, _ = next(items)
+    next(values)
+    model.load_state_dict({k: np.zeros_like(v) for k, v in old.items()})
+    rest = dict(items)
+    assert first_key not in rest and set(rest) | {first_key} == set(old)
+    for key, value in rest.items():
+        np.testing.assert_array_equal(value, old[key], err_msg=key)
+    assert all(v.any() or not old_v.any() for v, old_v in zip(values, list(old.values())[1:]))
+    assert not any(v.any() for v in model.params.values())  # a new read sees the new set
+
+
 def test_parameters_are_read_only_and_assignable(rng, kind):
     G = GATES[kind]
     model = make(kind, 3, 4, 2, seed=0)

@@ -366,6 +366,14 @@ class ParameterDict(Mapping):
     def __len__(self) -> int:
         return len(self._model._weights.values)
 
+    # items() and values() read one set of values: a save or a copy racing an
+    # assignment in another thread gets the old set or the new, never a mix.
+    def items(self):  # type: ignore[override]
+        return self._model._weights.values.items()
+
+    def values(self):  # type: ignore[override]
+        return self._model._weights.values.values()
+
     def __repr__(self) -> str:
         shapes = ", ".join(f"{k!r}: {v.shape}" for k, v in self.items())
         return f"ParameterDict({{{shapes}}})"
