@@ -1,5 +1,5 @@
-// Argument conversion and checking for the Python binding (bindings.cpp,
-// its only includer): NumPy arrays in, C-contiguous arrays of the
+// Argument conversion and checking for the Python binding (bindings.cpp and
+// bind_dense.cpp, its only includers): NumPy arrays in, C-contiguous arrays of the
 // computation's type out, and every user-facing error message about an
 // argument's type, dtype, shape or value.
 #pragma once
@@ -307,6 +307,9 @@ std::optional<carray<T>> read_gradient(py::handle obj, const char* name, const s
   return to_c<T>(g);
 }
 
+
+// Registers the dense layer's classes and functions (bind_dense.cpp).
+void bind_dense(py::module_& m);
 
 }  // namespace binding
 }  // namespace rnnext

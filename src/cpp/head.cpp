@@ -12,7 +12,8 @@ void forward_with_head(const Layer<T>& layer, const DenseWeights<T>* head, const
     return;
   }
   const index_t rows = checked_mul(in.shape.batch, in.shape.steps);
-  AlignedBuffer<T> h_seq(checked_mul(rows, layer.hidden_size()));
+  // Every element is written by the forward (padding is zeroed there).
+  AlignedBuffer<T> h_seq(checked_mul(rows, layer.hidden_size()), AlignedBuffer<T>::uninitialized);
   layer.forward(in, {h_seq.data(), h_n, c_n}, nullptr);
   head->forward(h_seq.data(), rows, out);
   // The head's bias would otherwise reach the padding.

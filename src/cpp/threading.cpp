@@ -57,10 +57,9 @@ const bool g_atfork_registered = [] {
 
 }  // namespace
 
-int num_threads() {
-  if (g_forked.load()) return 1;
-  return t_threads > 0 ? t_threads : g_threads.load();
-}
+int process_num_threads() { return g_forked.load() ? 1 : g_threads.load(); }
+
+int num_threads() { return t_threads > 0 && !g_forked.load() ? t_threads : process_num_threads(); }
 
 int thread_num_threads() { return t_threads; }
 

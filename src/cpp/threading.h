@@ -17,6 +17,8 @@ namespace rnnext {
 // libgomp would hang. Read at every call.
 int num_threads();
 void set_num_threads(int n);
+// The process-wide count alone (1 in a forked child), whatever this thread's own.
+int process_num_threads();
 // The calling thread's own count; 0 means "the process-wide count".
 int thread_num_threads();
 void set_thread_num_threads(int n);
