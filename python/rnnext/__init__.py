@@ -40,7 +40,10 @@ _register_threadpoolctl()
 def build_info() -> dict:
     """Version, compiler, the instruction set chosen at run time
     (``RNNEXT_FORCE_ISA=scalar|avx2|avx512`` forces one), the ones this CPU
-    supports, the OpenMP version (None when built without OpenMP), the
-    thread count a call made now would use, and the CPUs this process may
-    run on (``usable_cpus``)."""
+    supports, the thread count a call made now would use, the CPUs this
+    process may run on (``usable_cpus``), the worker threads started
+    (``pool_workers``) and whether calls plan for one thread for now because
+    a worker was found descheduled by another process
+    (``threads_recently_late``). ``openmp`` is None: rnnext runs its own
+    worker threads."""
     return _build_info()

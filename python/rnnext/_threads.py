@@ -6,7 +6,8 @@ the count for the calls made inside it in the current Python thread only
 task can choose its own without touching the others. threadpoolctl, when
 installed, sees rnnext's pool as ``user_api="rnnext"``:
 ``threadpoolctl.threadpool_limits(n)`` limits it in the calling thread, as it
-does OpenMP's, and ``threadpool_info()`` lists it.
+does OpenMP's, and ``threadpool_info()`` lists it. The threads themselves are
+rnnext's own workers (``src/cpp/pool.h``).
 """
 
 from __future__ import annotations
@@ -60,7 +61,7 @@ def register_threadpoolctl() -> bool:
 
     class RnnextController(threadpoolctl.LibController):
         """rnnext's thread count, as threadpoolctl sees it: per calling
-        thread, like OpenMP's."""
+        thread."""
 
         user_api = "rnnext"
         internal_api = "rnnext"

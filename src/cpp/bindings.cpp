@@ -365,11 +365,9 @@ py::dict build_info() {
   py::list isas;
   for (const char* const* p = available_isas(); *p; ++p) isas.append(*p);
   info["isas_available"] = isas;
-#ifdef _OPENMP
-  info["openmp"] = _OPENMP;
-#else
-  info["openmp"] = py::none();
-#endif
+  info["openmp"] = py::none();  // since 0.7 rnnext runs its own worker threads (pool.h)
+  info["pool_workers"] = pool_workers();
+  info["threads_recently_late"] = threads_recently_late();
   info["num_threads"] = num_threads();
   info["usable_cpus"] = usable_cpus();
   return info;

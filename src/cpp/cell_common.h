@@ -55,6 +55,22 @@ RNNEXT_INLINE void for_active_rows(const TimeLoop& a, index_t s, bool reverse, A
   if (count > 0) flush(count);
 }
 
+// One phase of a time loop (a step's product, or a pass over the units):
+// f(slice) with the thread's own panels when it owns whole sequences; when
+// threads share the rows, f(piece) for each piece of unit blocks it claims,
+// then a wait for the pieces others run (phase_claims.h). Every thread of a
+// team runs the same sequence of phases.
+template <class F>
+RNNEXT_INLINE void each_slice(const TimeLoop& a, F f) {
+  if (a.claims == nullptr) return f(a);
+  TimeLoop piece = a;
+  while (a.claims->claim(&piece.panel_begin, &piece.panel_end)) {
+    f(static_cast<const TimeLoop&>(piece));
+    a.claims->finished();
+  }
+  a.claims->next_phase();
+}
+
 // Calls f(col, n) for each vector of the units [col0, col1): n = col1 - col,
 // a whole vector when n >= lanes.
 template <class T, class F>

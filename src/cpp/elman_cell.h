@@ -25,14 +25,12 @@ struct ElmanEpilogue {
 // The recurrence over all steps for batch rows [batch_begin, batch_end) and
 // hidden units [panel_begin, panel_end) * NR: one thread's share, either whole
 // sequences (no synchronisation at all) or, for small batches, a slice of the
-// hidden units of every sequence (a.barrier between steps, since each step
-// reads the whole previous state). The input projection is already in xproj.
+// hidden units of every sequence (claimed piece by piece, each step after
+// the whole previous one, since it reads the whole previous state). The input projection is already in xproj.
 // Shapes per step: h_{t-1} (rows, H) . W_h^T slice (H, cols) -> h_t[:, cols].
 template <class T, Activation act>
 void elman_forward_rows(const ElmanArgs<T>& a) {
   const index_t hidden = a.hidden_size, padded = a.w_h.panels * panel_width<T>();
-  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
-  const PackedView<T> w_h = unit_blocks(a.w_h, a, 1);
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + a.offset(b, t); };
   auto xproj_row = [&](index_t b, index_t t) { return a.xproj + a.row(b, t) * padded; };
 
@@ -43,27 +41,33 @@ void elman_forward_rows(const ElmanArgs<T>& a) {
   const T* prev[kRowChunk];
   T* out[kRowChunk];
   const T* proj[kRowChunk];
-  ElmanEpilogue<T, act> epilogue{out, proj, col1 - col0};
+  ElmanEpilogue<T, act> epilogue{out, proj, 0};
   for (index_t s = 0; s < max_length; ++s) {
-    for_active_rows(a, s, a.reverse,
-        [&](index_t i, index_t b, index_t t) {
-          const index_t t_prev = a.reverse ? t + 1 : t - 1;
-          prev[i] = s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : h_row(b, t_prev);
-          out[i] = h_row(b, t) + col0;
-          proj[i] = xproj_row(b, t) + col0;
-        },
-        [&](index_t count) { gemm_rows<T>(count, w_h, [&](index_t i) { return prev[i]; }, epilogue); });
-    if (a.barrier) a.barrier(a.barrier_state);
+    each_slice(a, [&](const TimeLoop& slice) {
+      const index_t col0 = first_unit<T>(slice);
+      const PackedView<T> w_h = unit_blocks(a.w_h, slice, 1);
+      epilogue.hidden_size = end_unit<T>(slice) - col0;
+      for_active_rows(a, s, a.reverse,
+          [&](index_t i, index_t b, index_t t) {
+            const index_t t_prev = a.reverse ? t + 1 : t - 1;
+            prev[i] = s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : h_row(b, t_prev);
+            out[i] = h_row(b, t) + col0;
+            proj[i] = xproj_row(b, t) + col0;
+          },
+          [&](index_t count) { gemm_rows<T>(count, w_h, [&](index_t i) { return prev[i]; }, epilogue); });
+    });
   }
 
   // Final states: after step len-1, or after step 0 when reversed.
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = a.length(b);
-    const T* last = len == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros)
-                             : h_row(b, a.reverse ? 0 : len - 1);
-    T* dst = a.h_n + b * hidden;
-    for (index_t j = col0; j < col1; ++j) dst[j] = last[j];
-  }
+  each_slice(a, [&](const TimeLoop& slice) {
+    const index_t col0 = first_unit<T>(slice), col1 = end_unit<T>(slice);
+    for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
+      const index_t len = a.length(b);
+      const T* last = len == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : h_row(b, a.reverse ? 0 : len - 1);
+      T* dst = a.h_n + b * hidden;
+      for (index_t j = col0; j < col1; ++j) dst[j] = last[j];
+    }
+  });
 }
 
 template <class T>
@@ -110,62 +114,69 @@ struct ElmanBackwardEpilogue {
 
 // The sequential part of BPTT for batch rows [batch_begin, batch_end) and
 // hidden units [panel_begin, panel_end) * NR (a slice when threads share the
-// rows; a.barrier then runs after each step, since each step reads whole dz
-// rows). Shapes (per sequence b): dz rows (T, Hp) in xproj's layout, dh0 (H).
+// rows; each step's pieces are claimed after the whole previous step, since
+// each step reads whole dz rows). Shapes (per sequence b): dz rows (T, Hp) in xproj's layout, dh0 (H).
 template <class T, Activation act>
 void elman_backward_rows(const ElmanBackwardArgs<T>& a) {
   const index_t hidden = a.hidden_size, padded = a.w_h_t.panels * panel_width<T>();
-  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
-  const PackedView<T> w_h_t = unit_blocks(a.w_h_t, a, 1);
   constexpr int lanes = simd<T>::lanes;
   auto dz_row = [&](index_t b, index_t t) { return a.dz + a.row(b, t) * padded; };
 
   const index_t max_length = longest_sequence(a);
   if (max_length == 0) {  // no steps: h_n is h0
-    for (index_t b = a.batch_begin; b < a.batch_end; ++b)
-      for (index_t j = col0; j < col1; ++j) a.dh0[b * hidden + j] = a.dh_n ? a.dh_n[b * hidden + j] : T(0);
+    each_slice(a, [&](const TimeLoop& slice) {
+      const index_t col0 = first_unit<T>(slice), col1 = end_unit<T>(slice);
+      for (index_t b = a.batch_begin; b < a.batch_end; ++b)
+        for (index_t j = col0; j < col1; ++j) a.dh0[b * hidden + j] = a.dh_n ? a.dh_n[b * hidden + j] : T(0);
+    });
     return;
   }
 
   // Each sequence's last step: dz from dh_seq and dh_n alone, before the loop.
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t t = a.time_of(b, a.length(b) - 1);
-    const T* g_seq = a.dh_seq ? a.dh_seq + a.offset(b, t) : nullptr;
-    const T* g_n = a.dh_n ? a.dh_n + b * hidden : nullptr;
-    const T* h = a.h_seq + a.offset(b, t);
-    T* dz = dz_row(b, t);
-    for (index_t col = col0; col < col1; col += lanes) {
-      const index_t n = col1 - col < lanes ? col1 - col : lanes;
-      vec<T> g{};
-      if (g_seq) g += load_partial(g_seq + col, n);
-      if (g_n) g += load_partial(g_n + col, n);
-      store(dz + col, activation_backward<act>(g, load_partial(h + col, n)));
+  each_slice(a, [&](const TimeLoop& slice) {
+    const index_t col0 = first_unit<T>(slice), col1 = end_unit<T>(slice);
+    for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
+      const index_t t = a.time_of(b, a.length(b) - 1);
+      const T* g_seq = a.dh_seq ? a.dh_seq + a.offset(b, t) : nullptr;
+      const T* g_n = a.dh_n ? a.dh_n + b * hidden : nullptr;
+      const T* h = a.h_seq + a.offset(b, t);
+      T* dz = dz_row(b, t);
+      for (index_t col = col0; col < col1; col += lanes) {
+        const index_t n = col1 - col < lanes ? col1 - col : lanes;
+        vec<T> g{};
+        if (g_seq) g += load_partial(g_seq + col, n);
+        if (g_n) g += load_partial(g_n + col, n);
+        store(dz + col, activation_backward<act>(g, load_partial(h + col, n)));
+      }
     }
-  }
-  if (a.barrier) a.barrier(a.barrier_state);
+  });
 
   const T* dz_in[kRowChunk];
   T* out[kRowChunk];
   const T* dh_out[kRowChunk];
   const T* h_prev[kRowChunk];
-  ElmanBackwardEpilogue<T, act> epilogue{out, dh_out, h_prev, col1 - col0};
+  ElmanBackwardEpilogue<T, act> epilogue{out, dh_out, h_prev, 0};
   for (index_t s = max_length - 1; s >= 0; --s) {
-    for_active_rows(a, s, false,
-        [&](index_t i, index_t b, index_t) {
-          dz_in[i] = dz_row(b, a.time_of(b, s));
-          if (s > 0) {
-            const index_t t_prev = a.time_of(b, s - 1);
-            out[i] = dz_row(b, t_prev) + col0;
-            dh_out[i] = a.dh_seq ? a.dh_seq + a.offset(b, t_prev) + col0 : nullptr;
-            h_prev[i] = a.h_seq + a.offset(b, t_prev) + col0;
-          } else {
-            out[i] = a.dh0 + b * hidden + col0;
-            dh_out[i] = nullptr;
-            h_prev[i] = nullptr;
-          }
-        },
-        [&](index_t count) { gemm_rows<T>(count, w_h_t, [&](index_t i) { return dz_in[i]; }, epilogue); });
-    if (a.barrier) a.barrier(a.barrier_state);
+    each_slice(a, [&](const TimeLoop& slice) {
+      const index_t col0 = first_unit<T>(slice);
+      const PackedView<T> w_h_t = unit_blocks(a.w_h_t, slice, 1);
+      epilogue.hidden_size = end_unit<T>(slice) - col0;
+      for_active_rows(a, s, false,
+          [&](index_t i, index_t b, index_t) {
+            dz_in[i] = dz_row(b, a.time_of(b, s));
+            if (s > 0) {
+              const index_t t_prev = a.time_of(b, s - 1);
+              out[i] = dz_row(b, t_prev) + col0;
+              dh_out[i] = a.dh_seq ? a.dh_seq + a.offset(b, t_prev) + col0 : nullptr;
+              h_prev[i] = a.h_seq + a.offset(b, t_prev) + col0;
+            } else {
+              out[i] = a.dh0 + b * hidden + col0;
+              dh_out[i] = nullptr;
+              h_prev[i] = nullptr;
+            }
+          },
+          [&](index_t count) { gemm_rows<T>(count, w_h_t, [&](index_t i) { return dz_in[i]; }, epilogue); });
+    });
   }
 }
 

@@ -101,10 +101,7 @@ template <class T>
 void gru_forward_kernel(const GruArgs<T>& a) {
   constexpr index_t nr = panel_width<T>();
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 3 * hp;
-  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
   const index_t gates_h = a.linear_before_reset ? 3 : 2;  // gate panels per block in w_h
-  const PackedView<T> w = unit_blocks(a.w_h, a, gates_h);
-  const PackedView<T> w_n = a.linear_before_reset ? a.w_hn : unit_blocks(a.w_hn, a, 1);
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + a.offset(b, t); };
   auto h_first = [&](index_t b) { return a.h0 ? a.h0 + b * hidden : a.zeros; };
 
@@ -116,41 +113,46 @@ void gru_forward_kernel(const GruArgs<T>& a) {
   T* h_out[kRowChunk];
   T* hn[kRowChunk];
   const T* rh[kRowChunk];
-  const GruRows<T> rows{gate_rows, prev_units, h_out, hn, col1 - col0};
-  GruEpilogue<T> fused{rows, a.b_hn + col0};
-  GruResetEpilogue<T> reset{rows};
-  GruNewEpilogue<T> update{rows};
-  auto add = [&](index_t s, index_t i, index_t b, index_t t) {
-    const index_t t_prev = a.reverse ? t + 1 : t - 1;
-    prev[i] = s == 0 ? h_first(b) : h_row(b, t_prev);
-    prev_units[i] = prev[i] + col0;
-    gate_rows[i] = a.gates + a.row(b, t) * width + col0 * 3;
-    h_out[i] = h_row(b, t) + col0;
-    hn[i] = a.hn + a.row(b, t) * hp + col0;
-    rh[i] = a.hn + a.row(b, t) * hp;
+  // One product of step s over a slice's blocks: w's blocks for the slice,
+  // the epilogue made from the slice's rows.
+  auto product = [&](index_t s, PackedView<T> w, index_t gates, bool of_rh, auto make_epilogue) {
+    each_slice(a, [&](const TimeLoop& slice) {
+      const index_t col0 = first_unit<T>(slice);
+      auto epilogue = make_epilogue(GruRows<T>{gate_rows, prev_units, h_out, hn, end_unit<T>(slice) - col0}, col0);
+      for_active_rows(a, s, a.reverse,
+          [&](index_t i, index_t b, index_t t) {
+            const index_t t_prev = a.reverse ? t + 1 : t - 1;
+            prev[i] = s == 0 ? h_first(b) : h_row(b, t_prev);
+            prev_units[i] = prev[i] + col0;
+            gate_rows[i] = a.gates + a.row(b, t) * width + col0 * 3;
+            h_out[i] = h_row(b, t) + col0;
+            hn[i] = a.hn + a.row(b, t) * hp + col0;
+            rh[i] = a.hn + a.row(b, t) * hp;
+          },
+          [&](index_t count) {
+            gemm_rows<T>(count, unit_blocks(w, slice, gates), [&](index_t i) { return of_rh ? rh[i] : prev[i]; },
+                         epilogue);
+          });
+    });
   };
   for (index_t s = 0; s < max_length; ++s) {
-    auto gather = [&](index_t i, index_t b, index_t t) { add(s, i, b, t); };
-    auto row_a = [&](index_t i) { return prev[i]; };
     if (a.linear_before_reset) {
-      for_active_rows(a, s, a.reverse, gather,
-                      [&](index_t count) { gemm_rows<T>(count, w, row_a, fused); });
+      product(s, a.w_h, gates_h, false, [&](GruRows<T> rows, index_t col0) { return GruEpilogue<T>{rows, a.b_hn + col0}; });
     } else {
-      for_active_rows(a, s, a.reverse, gather,
-                      [&](index_t count) { gemm_rows<T>(count, w, row_a, reset); });
-      if (a.barrier) a.barrier(a.barrier_state);  // the next product reads whole r h rows
-      for_active_rows(a, s, a.reverse, gather, [&](index_t count) {
-        gemm_rows<T>(count, w_n, [&](index_t i) { return rh[i]; }, update);
-      });
+      product(s, a.w_h, gates_h, false, [](GruRows<T> rows, index_t) { return GruResetEpilogue<T>{rows}; });
+      // after every r h of the step: the next product reads whole r h rows
+      product(s, a.w_hn, 1, true, [](GruRows<T> rows, index_t) { return GruNewEpilogue<T>{rows}; });
     }
-    if (a.barrier) a.barrier(a.barrier_state);
   }
 
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = a.length(b);
-    const T* h = len == 0 ? h_first(b) : h_row(b, a.reverse ? 0 : len - 1);
-    for (index_t j = col0; j < col1; ++j) a.h_n[b * hidden + j] = h[j];
-  }
+  each_slice(a, [&](const TimeLoop& slice) {
+    const index_t col0 = first_unit<T>(slice), col1 = end_unit<T>(slice);
+    for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
+      const index_t len = a.length(b);
+      const T* h = len == 0 ? h_first(b) : h_row(b, a.reverse ? 0 : len - 1);
+      for (index_t j = col0; j < col1; ++j) a.h_n[b * hidden + j] = h[j];
+    }
+  });
 }
 
 // The first part of a step's backward, from dh_t (everything reaching h_t):
@@ -249,9 +251,6 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
   const bool lbr = a.linear_before_reset;
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 3 * hp;
   const index_t gates_h = lbr ? 3 : 2, width_h = gates_h * hp;
-  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
-  const PackedView<T> w = unit_blocks(a.w_h_t, a, 1);
-  const PackedView<T> w_n = lbr ? a.w_hn_t : unit_blocks(a.w_hn_t, a, 1);
   // The state step s of sequence b read.
   auto h_before = [&](index_t b, index_t s) {
     return s == 0 ? (a.h0 ? a.h0 + b * hidden : a.zeros) : a.h_seq + a.offset(b, a.time_of(b, s - 1));
@@ -260,24 +259,27 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
   const index_t max_length = longest_sequence(a);
 
   // Each sequence's last step, from dh_seq and dh_n alone.
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = a.length(b);
-    for_slice_vectors<T>(col0, col1, [&](index_t col, index_t n) {
-      vec<T> dh = load_n_or_zero(a.dh_n, b * hidden + col, n);
-      if (len == 0) {
-        store_n(a.dh0 + b * hidden + col, dh, n);
-        return;
-      }
-      const index_t t = a.time_of(b, len - 1), r = a.row(b, t), block = col / nr, lane = col % nr;
-      if (a.dh_seq) dh += load_n(a.dh_seq + a.offset(b, t) + col, n);
-      const vec<T> hn = lbr ? load(a.hn + r * hp + col) : vec<T>{};
-      store(a.direct + b * hp + col,
-            gru_cell_backward<T>(lbr, dh, a.gates + r * width + block * 3 * nr + lane, load_n(h_before(b, len - 1) + col, n),
-                                 hn, a.dz + r * width + block * 3 * nr + lane,
-                                 a.dz_h + r * width_h + block * gates_h * nr + lane, lbr ? nullptr : a.dn + r * hp + col, n));
-    });
-  }
-  if (a.barrier) a.barrier(a.barrier_state);
+  each_slice(a, [&](const TimeLoop& slice) {
+    const index_t col0 = first_unit<T>(slice), col1 = end_unit<T>(slice);
+    for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
+      const index_t len = a.length(b);
+      for_slice_vectors<T>(col0, col1, [&](index_t col, index_t n) {
+        vec<T> dh = load_n_or_zero(a.dh_n, b * hidden + col, n);
+        if (len == 0) {
+          store_n(a.dh0 + b * hidden + col, dh, n);
+          return;
+        }
+        const index_t t = a.time_of(b, len - 1), r = a.row(b, t), block = col / nr, lane = col % nr;
+        if (a.dh_seq) dh += load_n(a.dh_seq + a.offset(b, t) + col, n);
+        const vec<T> hn = lbr ? load(a.hn + r * hp + col) : vec<T>{};
+        store(a.direct + b * hp + col,
+              gru_cell_backward<T>(lbr, dh, a.gates + r * width + block * 3 * nr + lane,
+                                   load_n(h_before(b, len - 1) + col, n), hn, a.dz + r * width + block * 3 * nr + lane,
+                                   a.dz_h + r * width_h + block * gates_h * nr + lane,
+                                   lbr ? nullptr : a.dn + r * hp + col, n));
+      });
+    }
+  });
 
   T* dz[kRowChunk];
   T* dz_h[kRowChunk];
@@ -289,44 +291,51 @@ void gru_backward_kernel(const GruBackwardArgs<T>& a) {
   T* direct[kRowChunk];
   T* dh0[kRowChunk];
   const T* a_rows[kRowChunk];
-  const GruBackwardRows<T> rows{dz, dz_h, dn, gate_rows, h_prev, hn, dh_seq, direct, dh0, col1 - col0, lbr, gates_h};
-  GruBackwardEpilogue<T> step_back{rows};
-  GruResetBackwardEpilogue<T> reset_back{rows};
+  auto rows_of = [&](const TimeLoop& slice) {
+    return GruBackwardRows<T>{dz,     dz_h, dn,  gate_rows, h_prev, hn, dh_seq, direct,
+                              dh0, end_unit<T>(slice) - first_unit<T>(slice), lbr, gates_h};
+  };
   auto row_a = [&](index_t i) { return a_rows[i]; };
   for (index_t s = max_length - 1; s >= 0; --s) {
     if (!lbr) {  // finish step s: dn_t W_hn -> r's gradient and r's share of dh_{t-1}
+      each_slice(a, [&](const TimeLoop& slice) {
+        const index_t col0 = first_unit<T>(slice);
+        GruResetBackwardEpilogue<T> reset_back{rows_of(slice)};
+        for_active_rows(a, s, a.reverse,
+            [&](index_t i, index_t b, index_t t) {
+              const index_t r = a.row(b, t);
+              a_rows[i] = a.dn + r * hp;
+              dz[i] = a.dz + r * width + col0 * 3;
+              dz_h[i] = a.dz_h + r * width_h + col0 * 2;
+              gate_rows[i] = a.gates + r * width + col0 * 3;
+              h_prev[i] = h_before(b, s) + col0;
+              direct[i] = a.direct + b * hp + col0;
+            },
+            [&](index_t count) { gemm_rows<T>(count, unit_blocks(a.w_hn_t, slice, 1), row_a, reset_back); });
+      });
+    }
+    each_slice(a, [&](const TimeLoop& slice) {
+      const index_t col0 = first_unit<T>(slice);
+      GruBackwardEpilogue<T> step_back{rows_of(slice)};
       for_active_rows(a, s, a.reverse,
           [&](index_t i, index_t b, index_t t) {
-            const index_t r = a.row(b, t);
-            a_rows[i] = a.dn + r * hp;
-            dz[i] = a.dz + r * width + col0 * 3;
-            dz_h[i] = a.dz_h + r * width_h + col0 * 2;
-            gate_rows[i] = a.gates + r * width + col0 * 3;
-            h_prev[i] = h_before(b, s) + col0;
+            a_rows[i] = a.dz_h + a.row(b, t) * width_h;
             direct[i] = a.direct + b * hp + col0;
+            dh0[i] = a.dh0 + b * hidden + col0;
+            if (s == 0) {
+              dz[i] = nullptr;
+              return;
+            }
+            const index_t t_prev = a.time_of(b, s - 1), r = a.row(b, t_prev);
+            dz[i] = a.dz + r * width + col0 * 3;
+            dz_h[i] = a.dz_h + r * width_h + col0 * gates_h;
+            dn[i] = lbr ? nullptr : a.dn + r * hp + col0;
+            gate_rows[i] = a.gates + r * width + col0 * 3;
+            h_prev[i] = h_before(b, s - 1) + col0;
+            hn[i] = a.hn + r * hp + col0;
+            dh_seq[i] = a.dh_seq ? a.dh_seq + a.offset(b, t_prev) + col0 : nullptr;
           },
-          [&](index_t count) { gemm_rows<T>(count, w_n, row_a, reset_back); });
-      if (a.barrier) a.barrier(a.barrier_state);
-    }
-    for_active_rows(a, s, a.reverse,
-        [&](index_t i, index_t b, index_t t) {
-          a_rows[i] = a.dz_h + a.row(b, t) * width_h;
-          direct[i] = a.direct + b * hp + col0;
-          dh0[i] = a.dh0 + b * hidden + col0;
-          if (s == 0) {
-            dz[i] = nullptr;
-            return;
-          }
-          const index_t t_prev = a.time_of(b, s - 1), r = a.row(b, t_prev);
-          dz[i] = a.dz + r * width + col0 * 3;
-          dz_h[i] = a.dz_h + r * width_h + col0 * gates_h;
-          dn[i] = lbr ? nullptr : a.dn + r * hp + col0;
-          gate_rows[i] = a.gates + r * width + col0 * 3;
-          h_prev[i] = h_before(b, s - 1) + col0;
-          hn[i] = a.hn + r * hp + col0;
-          dh_seq[i] = a.dh_seq ? a.dh_seq + a.offset(b, t_prev) + col0 : nullptr;
-        },
-        [&](index_t count) { gemm_rows<T>(count, w, row_a, step_back); });
-    if (a.barrier) a.barrier(a.barrier_state);
+          [&](index_t count) { gemm_rows<T>(count, unit_blocks(a.w_h_t, slice, 1), row_a, step_back); });
+    });
   }
 }

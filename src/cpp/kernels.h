@@ -5,6 +5,7 @@
 
 #include "common.h"
 #include "packing.h"
+#include "phase_claims.h"
 #include "sequence.h"
 
 namespace rnnext {
@@ -30,7 +31,7 @@ struct DenseArgs {
 
 // What every cell's time loop shares: which sequences and unit blocks one
 // thread computes, over how many steps, in which direction, and how the
-// threads meet when they share the rows.
+// threads share each step's units when they share the rows.
 struct TimeLoop {
   const index_t* lengths;  // (B,), or null: every sequence has `steps` steps
   index_t batch_begin, batch_end;
@@ -38,9 +39,9 @@ struct TimeLoop {
   index_t steps, hidden_size;
   index_t h_stride_b, h_stride_t;  // h_seq[b, t, :] at h_seq + b*h_stride_b + t*h_stride_t
   bool reverse;
-  // Called after every step when threads share the rows (hidden-unit slices).
-  void (*barrier)(void*);
-  void* barrier_state;
+  // Set when threads share the rows: each phase's unit blocks are claimed
+  // piece by piece (phase_claims.h); null: this thread owns its panels.
+  PhaseClaims* claims;
 
   // The steps of sequence b, and the time its step s reads (from its end
   // when reversed).
@@ -56,7 +57,7 @@ struct TimeLoop {
 inline TimeLoop whole_batch(SequenceShape shape, const index_t* lengths, index_t blocks, index_t hidden,
                             bool reverse) {
   return {lengths, 0, shape.batch, 0, blocks, shape.steps, hidden, shape.stride_b(hidden), shape.stride_t(hidden),
-          reverse, nullptr, nullptr};
+          reverse, nullptr};
 }
 
 // Elman recurrence h_t = f(xproj_t + h_{t-1} W_h^T) for the batch rows

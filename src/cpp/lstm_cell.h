@@ -52,14 +52,12 @@ struct LstmEpilogue {
 };
 
 // Steps for batch rows [batch_begin, batch_end) and unit blocks
-// [panel_begin, panel_end): whole sequences, or (a.barrier set) a slice of
-// the units of every sequence, meeting the other threads after each step.
+// [panel_begin, panel_end): whole sequences, or (a.claims set) the pieces of
+// the units of every sequence this thread claims, step after step.
 template <class T>
 void lstm_forward_kernel(const LstmArgs<T>& a) {
   constexpr index_t nr = panel_width<T>();
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 4 * hp;
-  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
-  const PackedView<T> w = unit_blocks(a.w_h, a, 4);
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + a.offset(b, t); };
   auto c_row = [&](index_t b, index_t t) { return a.c_seq ? a.c_seq + a.row(b, t) * hp : a.c_state + b * hp; };
   auto h_first = [&](index_t b) { return a.h0 ? a.h0 + b * hidden : a.zeros; };
@@ -72,30 +70,36 @@ void lstm_forward_kernel(const LstmArgs<T>& a) {
   const T* c_prev[kRowChunk];
   T* c_out[kRowChunk];
   T* h_out[kRowChunk];
-  LstmEpilogue<T> epilogue{gate_rows, c_prev, c_out, h_out, col1 - col0};
   for (index_t s = 0; s < max_length; ++s) {
-    for_active_rows(a, s, a.reverse,
-        [&](index_t i, index_t b, index_t t) {
-          const index_t t_prev = a.reverse ? t + 1 : t - 1;
-          prev[i] = s == 0 ? h_first(b) : h_row(b, t_prev);
-          c_prev[i] = (s == 0 ? c_first(b) : c_row(b, t_prev)) + col0;
-          c_out[i] = c_row(b, t) + col0;
-          gate_rows[i] = a.gates + a.row(b, t) * width + col0 * 4;
-          h_out[i] = h_row(b, t) + col0;
-        },
-        [&](index_t count) { gemm_rows<T>(count, w, [&](index_t i) { return prev[i]; }, epilogue); });
-    if (a.barrier) a.barrier(a.barrier_state);
+    each_slice(a, [&](const TimeLoop& slice) {
+      const index_t col0 = first_unit<T>(slice);
+      const PackedView<T> w = unit_blocks(a.w_h, slice, 4);
+      LstmEpilogue<T> epilogue{gate_rows, c_prev, c_out, h_out, end_unit<T>(slice) - col0};
+      for_active_rows(a, s, a.reverse,
+          [&](index_t i, index_t b, index_t t) {
+            const index_t t_prev = a.reverse ? t + 1 : t - 1;
+            prev[i] = s == 0 ? h_first(b) : h_row(b, t_prev);
+            c_prev[i] = (s == 0 ? c_first(b) : c_row(b, t_prev)) + col0;
+            c_out[i] = c_row(b, t) + col0;
+            gate_rows[i] = a.gates + a.row(b, t) * width + col0 * 4;
+            h_out[i] = h_row(b, t) + col0;
+          },
+          [&](index_t count) { gemm_rows<T>(count, w, [&](index_t i) { return prev[i]; }, epilogue); });
+    });
   }
 
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = a.length(b), t = a.reverse ? 0 : len - 1;
-    const T* h = len == 0 ? h_first(b) : h_row(b, t);
-    const T* c = len == 0 ? c_first(b) : c_row(b, t);
-    for (index_t j = col0; j < col1; ++j) {
-      a.h_n[b * hidden + j] = h[j];
-      a.c_n[b * hidden + j] = c[j];
+  each_slice(a, [&](const TimeLoop& slice) {
+    const index_t col0 = first_unit<T>(slice), col1 = end_unit<T>(slice);
+    for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
+      const index_t len = a.length(b), t = a.reverse ? 0 : len - 1;
+      const T* h = len == 0 ? h_first(b) : h_row(b, t);
+      const T* c = len == 0 ? c_first(b) : c_row(b, t);
+      for (index_t j = col0; j < col1; ++j) {
+        a.h_n[b * hidden + j] = h[j];
+        a.c_n[b * hidden + j] = c[j];
+      }
     }
-  }
+  });
 }
 
 // One unit vector of a step's backward: from dh_t (everything reaching h_t)
@@ -153,11 +157,9 @@ struct LstmBackwardEpilogue {
 
 template <class T>
 void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
-  // The product dz_t W_h runs over whole gate rows and gives the thread's units of dh_{t-1}.
-  const PackedView<T> w = unit_blocks(a.w_h_t, a, 1);
+  // The product dz_t W_h runs over whole gate rows and gives the slice's units of dh_{t-1}.
   constexpr index_t nr = panel_width<T>();
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 4 * hp;
-  const index_t col0 = first_unit<T>(a), col1 = end_unit<T>(a);
   // c before step s of sequence b (s >= 1: c of step s-1).
   auto c_before = [&](index_t b, index_t s) {
     return s == 0 ? (a.c0 ? a.c0 + b * hidden : a.zeros) : a.c_seq + a.row(b, a.time_of(b, s - 1)) * hp;
@@ -166,25 +168,26 @@ void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
   const index_t max_length = longest_sequence(a);
 
   // Each sequence's last step, from dh_seq, dh_n and dc_n alone.
-  for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
-    const index_t len = a.length(b);
-    for_slice_vectors<T>(col0, col1, [&](index_t col, index_t n) {
-      vec<T> dh = load_n_or_zero(a.dh_n, b * hidden + col, n);
-      const vec<T> dc = load_n_or_zero(a.dc_n, b * hidden + col, n);
-      if (len == 0) {  // no steps: h_n is h0, c_n is c0
-        store_n(a.dh0 + b * hidden + col, dh, n);
-        store_n(a.dc0 + b * hidden + col, dc, n);
-        return;
-      }
-      const index_t t = a.time_of(b, len - 1);
-      if (a.dh_seq) dh += load_n(a.dh_seq + a.offset(b, t) + col, n);
-      const index_t at = a.row(b, t) * width + (col / nr) * 4 * nr + col % nr;
-      store(a.dc + b * hp + col,
-            lstm_cell_backward<T>(dh, dc, a.gates + at, load(a.c_seq + a.row(b, t) * hp + col),
-                                  load_n(c_before(b, len - 1) + col, n), a.dz + at, n));
-    });
-  }
-  if (a.barrier) a.barrier(a.barrier_state);
+  each_slice(a, [&](const TimeLoop& slice) {
+    for (index_t b = a.batch_begin; b < a.batch_end; ++b) {
+      const index_t len = a.length(b);
+      for_slice_vectors<T>(first_unit<T>(slice), end_unit<T>(slice), [&](index_t col, index_t n) {
+        vec<T> dh = load_n_or_zero(a.dh_n, b * hidden + col, n);
+        const vec<T> dc = load_n_or_zero(a.dc_n, b * hidden + col, n);
+        if (len == 0) {  // no steps: h_n is h0, c_n is c0
+          store_n(a.dh0 + b * hidden + col, dh, n);
+          store_n(a.dc0 + b * hidden + col, dc, n);
+          return;
+        }
+        const index_t t = a.time_of(b, len - 1);
+        if (a.dh_seq) dh += load_n(a.dh_seq + a.offset(b, t) + col, n);
+        const index_t at = a.row(b, t) * width + (col / nr) * 4 * nr + col % nr;
+        store(a.dc + b * hp + col,
+              lstm_cell_backward<T>(dh, dc, a.gates + at, load(a.c_seq + a.row(b, t) * hp + col),
+                                    load_n(c_before(b, len - 1) + col, n), a.dz + at, n));
+      });
+    }
+  });
 
   const T* dz_in[kRowChunk];
   T* dz_out[kRowChunk];
@@ -195,26 +198,30 @@ void lstm_backward_kernel(const LstmBackwardArgs<T>& a) {
   T* dc[kRowChunk];
   T* dh0[kRowChunk];
   T* dc0[kRowChunk];
-  LstmBackwardEpilogue<T> epilogue{dz_out, gate_rows, c, c_prev, dh_seq, dc, dh0, dc0, col1 - col0};
   for (index_t s = max_length - 1; s >= 0; --s) {
-    for_active_rows(a, s, false,
-        [&](index_t i, index_t b, index_t) {
-          dz_in[i] = a.dz + a.row(b, a.time_of(b, s)) * width;
-          dc[i] = a.dc + b * hp + col0;
-          dh0[i] = a.dh0 + b * hidden + col0;
-          dc0[i] = a.dc0 + b * hidden + col0;
-          if (s == 0) {
-            dz_out[i] = nullptr;
-            return;
-          }
-          const index_t t_prev = a.time_of(b, s - 1);
-          dz_out[i] = a.dz + a.row(b, t_prev) * width + col0 * 4;
-          gate_rows[i] = a.gates + a.row(b, t_prev) * width + col0 * 4;
-          c[i] = a.c_seq + a.row(b, t_prev) * hp + col0;
-          c_prev[i] = c_before(b, s - 1) + col0;
-          dh_seq[i] = a.dh_seq ? a.dh_seq + a.offset(b, t_prev) + col0 : nullptr;
-        },
-        [&](index_t count) { gemm_rows<T>(count, w, [&](index_t i) { return dz_in[i]; }, epilogue); });
-    if (a.barrier) a.barrier(a.barrier_state);
+    each_slice(a, [&](const TimeLoop& slice) {
+      const index_t col0 = first_unit<T>(slice);
+      LstmBackwardEpilogue<T> epilogue{dz_out, gate_rows, c, c_prev, dh_seq, dc, dh0, dc0, end_unit<T>(slice) - col0};
+      for_active_rows(a, s, false,
+          [&](index_t i, index_t b, index_t) {
+            dz_in[i] = a.dz + a.row(b, a.time_of(b, s)) * width;
+            dc[i] = a.dc + b * hp + col0;
+            dh0[i] = a.dh0 + b * hidden + col0;
+            dc0[i] = a.dc0 + b * hidden + col0;
+            if (s == 0) {
+              dz_out[i] = nullptr;
+              return;
+            }
+            const index_t t_prev = a.time_of(b, s - 1);
+            dz_out[i] = a.dz + a.row(b, t_prev) * width + col0 * 4;
+            gate_rows[i] = a.gates + a.row(b, t_prev) * width + col0 * 4;
+            c[i] = a.c_seq + a.row(b, t_prev) * hp + col0;
+            c_prev[i] = c_before(b, s - 1) + col0;
+            dh_seq[i] = a.dh_seq ? a.dh_seq + a.offset(b, t_prev) + col0 : nullptr;
+          },
+          [&](index_t count) {
+            gemm_rows<T>(count, unit_blocks(a.w_h_t, slice, 1), [&](index_t i) { return dz_in[i]; }, epilogue);
+          });
+    });
   }
 }

@@ -9,23 +9,11 @@
 #include "common.h"
 #include "gate_layout.h"
 #include "packing.h"
+#include "phase_claims.h"
 #include "sequence.h"
 #include "threading.h"
 
 namespace rnnext {
-
-// Between the steps of a hidden-sliced recurrence. An orphaned OpenMP barrier
-// binds to the team actually running (which may be smaller than asked for),
-// and libgomp spins before it sleeps, so a step's wait stays short. (A
-// barrier that yields and then sleeps on a futex after ~10 us of spinning
-// was measured worse with one core busy: the sleeper's wake-up waits for the
-// busy process's time slice, 8-16 ms per forward of 100 steps against
-// libgomp's 0.3-1.2 ms; benchmarks/busy_core.py.)
-inline void team_barrier(void*) {
-#ifdef _OPENMP
-#pragma omp barrier
-#endif
-}
 
 // W_h sizes from which hidden-unit slices beat whole sequences per thread
 // (measured: 4 MB LSTM and 3 MB GRU weights ran 9-12% faster sliced; at 1 MB
@@ -33,11 +21,12 @@ inline void team_barrier(void*) {
 constexpr index_t kSliceWeightBytes = 1 << 21;
 
 // Runs a time loop (forward or backward; args cover every row and unit
-// block, and have batch_end, panel_end, steps, hidden_size, barrier) with
+// block, and have batch_end, panel_end, steps, hidden_size, claims) with
 // threads chosen by shape. Few sequences and many hidden units: each thread
-// owns a slice of W_h's unit blocks, kept in its own cache for all steps, and
-// computes those units of every sequence; the threads meet after each step.
-// Otherwise threads own whole sequences for the whole loop: no barrier at all.
+// has a home slice of W_h's unit blocks, kept in its own cache for all steps,
+// and computes those units of every sequence, step after step; a thread
+// that finds its partner late runs the partner's pieces (phase_claims.h).
+// Otherwise threads own whole sequences for the whole loop: nothing shared.
 template <class Args, class Slice>
 void run_recurrence(const Args& args, index_t gates, Slice slice) {
   const index_t batch = args.batch_end, hidden = args.hidden_size, panels = args.panel_end;
@@ -49,10 +38,11 @@ void run_recurrence(const Args& args, index_t gates, Slice slice) {
   const double weight_bytes = double(gates) * double(hidden) * double(hidden) * double(sizeof(*args.h_seq));
   if (threads > 1 && (batch < 2 * threads || weight_bytes > double(kSliceWeightBytes)) &&
       step_flops >= double(1 << 17)) {
-    run_parallel(threads, [&](int index, int count) {
+    PhaseTeam team(panels, threads);
+    run_parallel(threads, [&](int index, int) {
       Args mine = args;
-      split_range(panels, index, count, &mine.panel_begin, &mine.panel_end);
-      mine.barrier = count > 1 ? &team_barrier : nullptr;
+      PhaseClaims claims(&team, index);
+      mine.claims = &claims;
       slice(mine);
     });
   } else {

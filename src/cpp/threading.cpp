@@ -32,16 +32,16 @@ int cgroup_cpus() {
   return int(std::ceil(double(quota) / double(period)));
 }
 
+// OMP_NUM_THREADS when set (its first entry, as OpenMP reads it; the
+// convention every numerical library follows), else the usable CPUs.
 int initial_threads() {
-#ifdef _OPENMP
-  const int openmp = omp_get_max_threads();  // honours OMP_NUM_THREADS
   const char* set = std::getenv("OMP_NUM_THREADS");
-  if (set != nullptr && *set != '\0') return openmp;
-  const int usable = usable_cpus();
-  return openmp < usable ? openmp : usable;
-#else
-  return 1;
-#endif
+  if (set != nullptr && *set != '\0') {
+    char* end = nullptr;
+    const long n = std::strtol(set, &end, 10);
+    if (end != set && n >= 1) return n < 1024 ? int(n) : 1024;
+  }
+  return usable_cpus();
 }
 
 std::atomic<int> g_threads{initial_threads()};
@@ -89,6 +89,7 @@ bool in_forked_child() { return g_forked.load(); }
 int threads_for(index_t parallel_items, double flops) {
   constexpr double kMinFlopsPerThread = 1 << 20;
   int threads = num_threads();
+  if (threads > 1 && threads_recently_late()) return 1;  // pool.h: another process has the cores
   if (threads > parallel_items) threads = int(parallel_items > 0 ? parallel_items : 1);
   const double by_work = flops / kMinFlopsPerThread;
   if (by_work < threads) threads = by_work < 1 ? 1 : int(by_work);

@@ -2,10 +2,7 @@
 #pragma once
 
 #include "common.h"
-
-#ifdef _OPENMP
-#include <omp.h>
-#endif
+#include "pool.h"
 
 namespace rnnext {
 
@@ -28,21 +25,28 @@ int usable_cpus();
 
 // Threads worth using for `parallel_items` independent pieces of work
 // totalling `flops`: tiny problems stay on the calling thread, since waking a
-// pool costs microseconds.
+// pool costs microseconds, and so does everything while another process is
+// found holding the cores (threads_recently_late, pool.h).
 int threads_for(index_t parallel_items, double flops);
 
-// Calls body(thread_index, thread_count) on `threads` threads and returns
-// when all are done. With one thread no OpenMP runtime call is made.
+// Calls body(index, count) for index in [0, count), count = threads, and
+// returns when all are done: one task per thread, each claimed by whichever
+// thread is free (pool.h), so a descheduled worker never holds up the call.
+// Tasks may run one after another on one thread: a body never waits for
+// another task to start. With one thread nothing is shared.
 template <class Body>
 void run_parallel(int threads, Body body) {
-#ifdef _OPENMP
-  if (threads > 1) {
-#pragma omp parallel num_threads(threads)
-    body(omp_get_thread_num(), omp_get_num_threads());
-    return;
-  }
-#endif
-  body(0, 1);
+  if (threads <= 1) return body(0, 1);
+  struct Context {
+    Body* body;
+    int count;
+  } context{&body, threads};
+  run_tasks(threads, threads,
+            [](void* c, int index) {
+              auto* self = static_cast<Context*>(c);
+              (*self->body)(index, self->count);
+            },
+            &context);
 }
 
 // [begin, end) of item range `count` owned by thread `index` of `threads`.
