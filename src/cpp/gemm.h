@@ -47,8 +47,15 @@ RNNEXT_INLINE void gemm_tile(const T* const* a, index_t k, index_t a_step, const
       for (int j = 0; j < panels * nv; ++j) acc[r][j] += av * b[j];
     }
   }
+  // The epilogue gets a copy: were acc's own address taken, GCC would keep
+  // the accumulators in memory and store every one of them at every k
+  // (measured: the LSTM's recurrent product at 67 GFLOP/s on one core).
   for (int r = 0; r < rows; ++r)
-    for (int p = 0; p < panels; ++p) epilogue(r, first_panel + p, &acc[r][p * nv]);
+    for (int p = 0; p < panels; ++p) {
+      V tile[nv];
+      for (int v = 0; v < nv; ++v) tile[v] = acc[r][p * nv + v];
+      epilogue(r, first_panel + p, tile);
+    }
 }
 
 constexpr int floor_pow2(int n) { return n >= 2 ? 2 * floor_pow2(n / 2) : 1; }
