@@ -82,13 +82,19 @@ void ElmanLayer<T>::backward(const SequenceCache<T>& cache, const OutputGradient
   args.activation = activation_;
   run_recurrence(args, 1, [](const ElmanBackwardArgs<T>& a) { elman_backward(a); });
 
-  // 2. Weight and bias gradients: single products over all valid steps,
-  // reading dz's columns in place.
+  // 2. Weight and bias gradients: one product over all valid steps for
+  // [dW_x | dW_h] (gradients.h), then its rows split.
   const StepRows<T> rows(in.x, input, cache.h_seq.data(), in.h0, hidden, in.lengths, shape, in.reverse,
                          {{dz.data(), padded}});
   const index_t count = checked_mul(batch, steps);
-  sum_of_outer_products(dz.data(), padded, rows.x.data(), count, hidden, input, grads.dW_x);
-  sum_of_outer_products(dz.data(), padded, rows.prev.data(), count, hidden, hidden, grads.dW_h);
+  const RowBlock<T> blocks[] = {{rows.x.data(), input}, {rows.prev.data(), hidden}};
+  AlignedBuffer<T> both(checked_mul(hidden, input + hidden), AlignedBuffer<T>::uninitialized);
+  sum_of_outer_products(dz.data(), padded, blocks, 2, count, hidden, both.data());
+  for (index_t i = 0; i < hidden; ++i) {
+    const T* row = both.data() + i * (input + hidden);
+    std::copy(row, row + input, grads.dW_x + i * input);
+    std::copy(row + input, row + input + hidden, grads.dW_h + i * hidden);
+  }
   sum_of_rows(dz.data(), padded, count, hidden, grads.db_x);
   std::memcpy(grads.db_h, grads.db_x, sizeof(T) * std::size_t(hidden));
 

@@ -40,11 +40,13 @@ struct GateLayout {
     return out;
   }
 
-  // The inverse for gradients: (G*Hp, k) interleaved -> (G*H, k) rows.
-  void deinterleave_rows(const T* src, index_t k, T* w) const {
+  // The inverse for gradients: (G*Hp, k) interleaved -> (G*H, k) rows; src
+  // rows may be wider (ld elements, k of them from column `first`).
+  void deinterleave_rows(const T* src, index_t k, T* w, index_t ld = -1, index_t first = 0) const {
+    if (ld < 0) ld = k;
     for (index_t g = 0; g < gates; ++g)
       for (index_t j = 0; j < hidden; ++j) {
-        const T* row = src + column(g, j) * k;
+        const T* row = src + column(g, j) * ld + first;
         T* dst = w + (g * hidden + j) * k;
         for (index_t i = 0; i < k; ++i) dst[i] = row[i];
       }

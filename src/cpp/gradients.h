@@ -4,6 +4,7 @@
 #pragma once
 
 #include "common.h"
+#include "packing.h"
 
 namespace rnnext {
 
@@ -14,6 +15,14 @@ namespace rnnext {
 template <class T>
 void sum_of_outer_products(const T* dy, index_t dy_step, const T* const* x_rows, index_t count, index_t n_out,
                            index_t n_in, T* dW);
+
+// The same for x = [x_0 | x_1 | ...] (blocks of row pointers): one product,
+// dW (n_out, the blocks' widths summed) row-major, each element the same
+// sum as in a product of its block alone. A layer's [dW_x | dW_h] is one
+// product over [x_t | h_{t-1}]: dy is read (and transposed) once.
+template <class T>
+void sum_of_outer_products(const T* dy, index_t dy_step, const RowBlock<T>* blocks, int count_of_blocks,
+                           index_t count, index_t n_out, T* dW);
 
 // db (n) = sum over r < count of dy[r] (rows dy_step apart), in row order.
 template <class T>

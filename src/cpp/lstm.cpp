@@ -84,8 +84,8 @@ void LstmLayer<T>::backward(const SequenceCache<T>& cache, const OutputGradients
   const StepRows<T> rows(in.x, input, cache.h_seq.data(), in.h0, hidden, in.lengths, shape, in.reverse,
                          {{dz.data(), width}});
   const index_t count = checked_mul(batch, steps);
-  gated_gradients(layout_, dz.data(), rows.x.data(), count, input, grads.dW_x, grads.db_x);
-  gated_gradients(layout_, dz.data(), rows.prev.data(), count, hidden, grads.dW_h, static_cast<T*>(nullptr));
+  gated_gradients(layout_, dz.data(), {RowBlock<T>{rows.x.data(), input}, RowBlock<T>{rows.prev.data(), hidden}},
+                  {grads.dW_x, grads.dW_h}, count, grads.db_x);
   std::memcpy(grads.db_h, grads.db_x, sizeof(T) * std::size_t(4 * hidden));
 
   // 3. dx = dz W_x.

@@ -30,20 +30,36 @@ PackedMatrix<T>::PackedMatrix(const T* w, index_t n, index_t k, index_t ld) : Pa
 
 template <class T>
 PackedMatrix<T> PackedMatrix<T>::transpose_of_rows(const T* const* rows, index_t count, index_t width) {
+  const RowBlock<T> block{rows, width};
+  return transpose_of_rows(&block, 1, count);
+}
+
+template <class T>
+PackedMatrix<T> PackedMatrix<T>::transpose_of_rows(const RowBlock<T>* blocks, int count_of_blocks, index_t count) {
   constexpr index_t nr = panel_width<T>();
+  index_t width = 0;
+  for (int b = 0; b < count_of_blocks; ++b) width += blocks[b].width;
   PackedMatrix<T> m(width, count);
   // Large when it packs a batch's rows for a weight gradient: threads take panels.
   run_parallel(threads_for(m.panels_, double(count) * double(width)), [&](int index, int threads) {
     index_t begin, end;
     split_range(m.panels_, index, threads, &begin, &end);
     for (index_t p = begin; p < end; ++p) {
-      const index_t cols = (width - p * nr) < nr ? (width - p * nr) : nr;
       T* panel = m.data_.data() + p * nr * count;
-      for (index_t kk = 0; kk < count; ++kk) {
-        const T* src = rows[kk] + p * nr;
-        for (index_t j = 0; j < cols; ++j) panel[kk * nr + j] = src[j];
-        for (index_t j = cols; j < nr; ++j) panel[kk * nr + j] = T(0);
+      // Column j of the panel: column p*nr + j of [R_0 | R_1 | ...], or zero past the last.
+      index_t j = 0, first = 0;
+      for (int b = 0; b < count_of_blocks && j < nr; first += blocks[b].width, ++b) {
+        const index_t lo = p * nr + j - first;
+        if (lo >= blocks[b].width) continue;
+        const index_t cols = blocks[b].width - lo < nr - j ? blocks[b].width - lo : nr - j;
+        for (index_t kk = 0; kk < count; ++kk) {
+          const T* src = blocks[b].rows[kk] + lo;
+          for (index_t c = 0; c < cols; ++c) panel[kk * nr + j + c] = src[c];
+        }
+        j += cols;
       }
+      for (index_t kk = 0; kk < count && j < nr; ++kk)
+        for (index_t c = j; c < nr; ++c) panel[kk * nr + c] = T(0);
     }
   });
   return m;

@@ -28,6 +28,14 @@ struct PackedView {
   }
 };
 
+// Rows given by pointers, `width` elements each: one block of columns of a
+// matrix whose rows are several such blocks side by side.
+template <class T>
+struct RowBlock {
+  const T* const* rows;
+  index_t width;
+};
+
 template <class T>
 class PackedMatrix {
  public:
@@ -38,6 +46,8 @@ class PackedMatrix {
   // elements given by pointers (rows of a weight for backward products, or
   // the valid rows of a batch for weight gradients): n = width, k = count.
   static PackedMatrix transpose_of_rows(const T* const* rows, index_t count, index_t width);
+  // The same for R = [R_0 | R_1 | ...]: n = the blocks' widths summed.
+  static PackedMatrix transpose_of_rows(const RowBlock<T>* blocks, int count_of_blocks, index_t count);
 
   PackedView<T> view() const { return {data_.data(), n_, k_, panels_, k_ * panel_width<T>()}; }
   index_t n() const { return n_; }

@@ -79,11 +79,24 @@ StepRows<T>::StepRows(const T* x_seq, index_t input, const T* h_seq, const T* h0
 template <class T>
 void gated_gradients(const GateLayout<T>& layout, const T* dy, const T* const* x_rows, index_t count, index_t k,
                      T* dW, T* db) {
+  gated_gradients(layout, dy, {RowBlock<T>{x_rows, k}}, {dW}, count, db);
+}
+
+template <class T>
+void gated_gradients(const GateLayout<T>& layout, const T* dy, std::initializer_list<RowBlock<T>> blocks,
+                     std::initializer_list<T*> dW, index_t count, T* db) {
   const index_t width = layout.width();
+  index_t k = 0;
+  for (const RowBlock<T>& block : blocks) k += block.width;
   // Also holds the bias sums afterwards: at least one row, even when k = 0.
   AlignedBuffer<T> interleaved(checked_mul(width, k > 1 ? k : 1), AlignedBuffer<T>::uninitialized);
-  sum_of_outer_products(dy, width, x_rows, count, width, k, interleaved.data());
-  layout.deinterleave_rows(interleaved.data(), k, dW);
+  sum_of_outer_products(dy, width, blocks.begin(), int(blocks.size()), count, width, interleaved.data());
+  index_t first = 0;
+  auto out = dW.begin();
+  for (const RowBlock<T>& block : blocks) {
+    layout.deinterleave_rows(interleaved.data(), block.width, *out++, k, first);
+    first += block.width;
+  }
   if (db == nullptr) return;
   sum_of_rows(dy, width, count, width, interleaved.data());
   layout.deinterleave_rows(interleaved.data(), 1, db);
@@ -108,6 +121,8 @@ AlignedBuffer<T> copy_of(const T* data, index_t count) {
   template void input_gradient(const T*, index_t, SequenceShape, const index_t*, PackedView<T>, T*);               \
   template struct StepRows<T>;                                                                             \
   template void gated_gradients(const GateLayout<T>&, const T*, const T* const*, index_t, index_t, T*, T*);      \
+  template void gated_gradients(const GateLayout<T>&, const T*, std::initializer_list<RowBlock<T>>,               \
+                                std::initializer_list<T*>, index_t, T*);                                           \
   template PackedMatrix<T> pack_transpose(const T*, index_t, index_t);                                    \
   template AlignedBuffer<T> copy_of(const T*, index_t);
 RNNEXT_INSTANTIATE(float)

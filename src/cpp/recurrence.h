@@ -118,6 +118,12 @@ template <class T>
 void gated_gradients(const GateLayout<T>& layout, const T* dy, const T* const* x_rows, index_t count, index_t k,
                      T* dW, T* db);
 
+// The same for inputs side by side ([x_t | h_{t-1}] for [dW_x | dW_h]): one
+// product (gradients.h), each block's dW[b] in PyTorch's row order.
+template <class T>
+void gated_gradients(const GateLayout<T>& layout, const T* dy, std::initializer_list<RowBlock<T>> blocks,
+                     std::initializer_list<T*> dW, index_t count, T* db);
+
 // The packing of R^T for an (n, k) row-major R: y = x R.
 template <class T>
 PackedMatrix<T> pack_transpose(const T* r, index_t n, index_t k);
