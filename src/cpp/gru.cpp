@@ -56,6 +56,7 @@ void GruLayer<T>::forward(const LayerInput<T>& in, const LayerOutput<T>& out, Se
   args.w_hn = w_hn_.view();
   args.zeros = zeros_.data();
   args.linear_before_reset = linear_before_reset_;
+  args.keep = keep != nullptr;
   run_recurrence(args, 3, [](const GruArgs<T>& a) { gru_forward(a); });
 }
 

@@ -39,6 +39,7 @@ struct GruRows {
 template <class T>
 struct GruEpilogue : GruRows<T> {
   const T* b_hn;
+  bool keep;  // training: r, z, n back into the gate row, hn into its row
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
     constexpr index_t nr = panel_width<T>();
     constexpr int lanes = simd<T>::lanes;
@@ -51,10 +52,12 @@ struct GruEpilogue : GruRows<T> {
       const vec<T> hn = acc[v] + load(b_hn + col);
       const vec<T> ng = tanh_vec(load(z + 2 * nr) + rg * hn);
       const vec<T> h = (1.0f - zg) * ng + zg * load_n(this->h_prev[i] + col, n);
-      store_padded(z, rg, n);
-      store_padded(z + nr, zg, n);
-      store_padded(z + 2 * nr, ng, n);
-      store_padded(this->hn[i] + col, hn, n);
+      if (keep) {
+        store_padded(z, rg, n);
+        store_padded(z + nr, zg, n);
+        store_padded(z + 2 * nr, ng, n);
+        store_padded(this->hn[i] + col, hn, n);
+      }
       store_n(this->h_out[i] + col, h, n);
     });
   }
@@ -137,7 +140,7 @@ void gru_forward_kernel(const GruArgs<T>& a) {
   };
   for (index_t s = 0; s < max_length; ++s) {
     if (a.linear_before_reset) {
-      product(s, a.w_h, gates_h, false, [&](GruRows<T> rows, index_t col0) { return GruEpilogue<T>{rows, a.b_hn + col0}; });
+      product(s, a.w_h, gates_h, false, [&](GruRows<T> rows, index_t col0) { return GruEpilogue<T>{rows, a.b_hn + col0, a.keep}; });
     } else {
       product(s, a.w_h, gates_h, false, [](GruRows<T> rows, index_t) { return GruResetEpilogue<T>{rows}; });
       // after every r h of the step: the next product reads whole r h rows

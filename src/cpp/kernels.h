@@ -158,6 +158,7 @@ struct GruArgs : TimeLoop {
   PackedView<T> w_hn;  // W_hn (Hp outputs), when not linear_before_reset
   const T* zeros;
   bool linear_before_reset;
+  bool keep;  // training: activations and hn rows are written for backward
 };
 
 // GRU backpropagation through time, the sequential part. Writes dz (input

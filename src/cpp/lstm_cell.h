@@ -14,8 +14,9 @@
 
 // The forward step's epilogue. Panels i, f, g of a block leave their
 // pre-activation (product + projection) in the gate row; panel o finishes
-// the block: activations back into the gate row (backward reads them), c_t,
-// h_t. Row pointers are offset to the thread's first unit block.
+// the block: c_t, h_t, and when training the activations back into the gate
+// row (backward reads them). Row pointers are offset to the slice's first
+// unit block.
 template <class T>
 struct LstmEpilogue {
   T* const* gates;         // gate rows at t
@@ -23,6 +24,7 @@ struct LstmEpilogue {
   T* const* c_out;         // c_t rows (padded; may be c_prev: updated in place)
   T* const* h_out;         // h_t rows
   index_t units;           // hidden units of this slice
+  bool keep;               // training: the activations go back into the gate row
   index_t row0 = 0;
   RNNEXT_INLINE void set_rows(index_t i) { row0 = i; }
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
@@ -41,10 +43,12 @@ struct LstmEpilogue {
       const vec<T> ig = sigmoid_vec(load(z)), fg = sigmoid_vec(load(z + nr));
       const vec<T> gg = tanh_vec(load(z + 2 * nr)), og = sigmoid_vec(acc[v] + load(z + 3 * nr));
       const vec<T> c = fg * load_n(c_prev[i] + col, n) + ig * gg;
-      store_padded(z, ig, n);
-      store_padded(z + nr, fg, n);
-      store_padded(z + 2 * nr, gg, n);
-      store_padded(z + 3 * nr, og, n);
+      if (keep) {
+        store_padded(z, ig, n);
+        store_padded(z + nr, fg, n);
+        store_padded(z + 2 * nr, gg, n);
+        store_padded(z + 3 * nr, og, n);
+      }
       store_padded(c_out[i] + col, c, n);
       store_n(h_out[i] + col, og * tanh_vec(c), n);
     });
@@ -74,7 +78,7 @@ void lstm_forward_kernel(const LstmArgs<T>& a) {
     each_slice(a, [&](const TimeLoop& slice) {
       const index_t col0 = first_unit<T>(slice);
       const PackedView<T> w = unit_blocks(a.w_h, slice, 4);
-      LstmEpilogue<T> epilogue{gate_rows, c_prev, c_out, h_out, end_unit<T>(slice) - col0};
+      LstmEpilogue<T> epilogue{gate_rows, c_prev, c_out, h_out, end_unit<T>(slice) - col0, a.c_seq != nullptr};
       for_active_rows(a, s, a.reverse,
           [&](index_t i, index_t b, index_t t) {
             const index_t t_prev = a.reverse ? t + 1 : t - 1;
