@@ -16,6 +16,27 @@ void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, Pac
   index_t rows = 0;
   for (index_t b = 0; b < batch; ++b) rows += length(b);
   const double flops = 2.0 * double(rows) * double(input) * double(width);
+  if (rows <= kFewRows && rows > 0) {  // a streaming step: threads take panels, not rows
+    const int threads = threads_for_weights(w.panels, double(input) * double(width) * double(sizeof(T)));
+    if (threads > 1) {
+      run_parallel(threads, [&](int index, int count) {
+        index_t p0, p1;
+        split_range(w.panels, index, count, &p0, &p1);
+        PackedView<T> part = w;
+        part.data += p0 * w.panel_stride;
+        part.panels = p1 - p0;
+        part.n = (p1 - p0) * panel_width<T>();
+        const index_t col0 = p0 * panel_width<T>();
+        for (index_t b = 0; b < batch; ++b)
+          for (index_t t = 0; t < length(b); ++t) {
+            DenseArgs<T> projection{x + b * shape.stride_b(input) + t * shape.stride_t(input), input, 1, part,
+                                    bias + col0, out + (b * steps + t) * width + col0, width, part.n};
+            dense(projection);
+          }
+      });
+      return;
+    }
+  }
   run_parallel(threads_for(rows, flops), [&](int index, int count) {
     index_t begin, end, first = 0;
     split_range(rows, index, count, &begin, &end);

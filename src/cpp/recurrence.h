@@ -20,6 +20,9 @@ namespace rnnext {
 // whole sequences won).
 constexpr index_t kSliceWeightBytes = 1 << 21;
 
+// Rows few enough that a product's time is the streaming of its weights.
+constexpr index_t kFewRows = 4;
+
 // Runs a time loop (forward or backward; args cover every row and unit
 // block, and have batch_end, panel_end, steps, hidden_size, claims) with
 // threads chosen by shape. Few sequences and many hidden units: each thread
@@ -31,13 +34,19 @@ template <class Args, class Slice>
 void run_recurrence(const Args& args, index_t gates, Slice slice) {
   const index_t batch = args.batch_end, hidden = args.hidden_size, panels = args.panel_end;
   const double step_flops = 2.0 * double(batch) * double(gates) * double(hidden) * double(hidden);
-  const int threads = threads_for(panels, step_flops * double(args.steps));
   // A W_h too large for a core's L2 would be streamed from L3 by every
   // thread at every step; sliced, each thread streams only its share, and
-  // every weight it loads serves the whole batch.
+  // every weight it loads serves the whole batch. For a few rows (a
+  // streaming step) that streaming is the whole cost, flops or not.
   const double weight_bytes = double(gates) * double(hidden) * double(hidden) * double(sizeof(*args.h_seq));
-  if (threads > 1 && (batch < 2 * threads || weight_bytes > double(kSliceWeightBytes)) &&
-      step_flops >= double(1 << 17)) {
+  int threads = threads_for(panels, step_flops * double(args.steps));
+  bool step_worth_sharing = step_flops >= double(1 << 17);
+  if (batch <= kFewRows) {
+    const int by_weights = threads_for_weights(panels, weight_bytes);
+    if (by_weights > 1) step_worth_sharing = true;
+    threads = by_weights > threads ? by_weights : threads;
+  }
+  if (threads > 1 && (batch < 2 * threads || weight_bytes > double(kSliceWeightBytes)) && step_worth_sharing) {
     PhaseTeam team(panels, threads);
     run_parallel(threads, [&](int index, int) {
       Args mine = args;

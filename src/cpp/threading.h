@@ -29,6 +29,11 @@ int usable_cpus();
 // found holding the cores (threads_recently_late, pool.h).
 int threads_for(index_t parallel_items, double flops);
 
+// Threads worth using for a product of a few rows (a streaming step), whose
+// time is the streaming of `weight_bytes` of packed weights from L2, not
+// its flops: each thread streams its share from its own core's L2.
+int threads_for_weights(index_t parallel_items, double weight_bytes);
+
 // Calls body(index, count) for index in [0, count), count = threads, and
 // returns when all are done: one task per thread, each claimed by whichever
 // thread is free (pool.h), so a descheduled worker never holds up the call.
