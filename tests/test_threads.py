@@ -88,6 +88,26 @@ def test_results_do_not_depend_on_the_thread_count_of_the_call(cell, batch, hidd
             np.testing.assert_allclose(grads_again[key], grads[key], rtol=1e-4, atol=1e-6, err_msg=key)
 
 
+@pytest.mark.parametrize("cell", sorted(MODELS))
+def test_streaming_steps_agree_for_any_thread_count(cell):
+    # H = 300: every cell's products are large enough for a step to share
+    # its panels between two threads (threads_for_weights).
+    model = MODELS[cell](40, 300, 7, seed=4)
+    rng = np.random.default_rng(5)
+    xs = rng.standard_normal((6, 2, 40)).astype(np.float32)
+    runs = []
+    for n in (1, 2):
+        with rx.threads(n):
+            state, outs = None, []
+            for x_t in xs:
+                y, state = model.step(x_t, state)
+                outs.append(y.tobytes())
+            runs.append(outs)
+    assert runs[0] == runs[1]
+    np.testing.assert_allclose(np.frombuffer(b"".join(runs[0]), np.float32).reshape(6, 2, 7),
+                               model(xs.transpose(1, 0, 2))[0].transpose(1, 0, 2), rtol=1e-5, atol=1e-6)
+
+
 def test_python_threads_with_their_own_counts_agree():
     model = rx.LSTM(32, 320, seed=0)
     x = np.random.default_rng(0).standard_normal((2, 30, 32)).astype(np.float32)
