@@ -170,7 +170,7 @@ def main(argv: list) -> int:
             or before[k].tobytes() != results[k].tobytes())]
     for k in missing[:20]:
         print(f"{isa}: only in one build: {k}")
-    for k in different[:20]:
+    for k in different[:int(os.environ.get("RNNEXT_COMPARE_SHOW", "20"))]:
         print(f"{isa}: different bits: {k}")
     print(f"{isa}: {len(results)} arrays, {len(different)} differ, {len(missing)} unmatched")
     return 1 if different or missing else 0
