@@ -180,7 +180,7 @@ void run_here(int tasks, void (*task)(void*, int), void* context) {
 
 // The contention window: until when calls plan for one thread, and its
 // length (doubled when a late thread is seen again soon after it ended).
-constexpr long long kFirstWindowNs = 50000000, kLongestWindowNs = 2000000000;
+constexpr long long kFirstWindowNs = 10000000, kLongestWindowNs = 1000000000;
 std::atomic<long long> g_late_until{0};
 std::atomic<long long> g_window_ns{kFirstWindowNs};
 

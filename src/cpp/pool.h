@@ -42,8 +42,8 @@ class SpinWait {
 };
 
 // A thread of this process was found descheduled in the middle of shared
-// work: another process is using the cores. For a while (50 ms, doubling
-// while it keeps happening, at most 2 s) calls then plan for one thread
+// work: another process is using the cores. For a while (10 ms, doubling
+// while it keeps happening, at most 1 s) calls then plan for one thread
 // (threads_for), since two threads sharing one core wait for each other's
 // time slices; afterwards they try two again.
 void note_late_thread();
