@@ -6,7 +6,9 @@
 // claimed yet, then waits for the pieces others are running. A thread that
 // is descheduled (another process holds its core) between two phases thus
 // costs nothing: the others run its share until it is back. Who computes a piece
-// never changes its values (every unit's sums run in one order).
+// never changes its values (every unit's sums run in one order). The
+// kernels that share a team never throw (they allocate nothing), so no
+// thread is left waiting for a phase that cannot finish.
 #pragma once
 
 #include <atomic>

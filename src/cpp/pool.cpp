@@ -9,6 +9,7 @@
 #include <climits>
 #include <cstdint>
 #include <cstdio>
+#include <exception>
 #include <mutex>
 #include <system_error>
 #include <thread>
@@ -42,6 +43,17 @@ std::uint64_t job_word(std::uint32_t generation, int tasks, int next) {
 
 thread_local bool t_in_task = false;
 
+// Marks the thread as running a task for as long as it lives (nested calls
+// then run on it), exceptions included.
+class InTask {
+ public:
+  InTask() : before_(t_in_task) { t_in_task = true; }
+  ~InTask() { t_in_task = before_; }
+
+ private:
+  bool before_;
+};
+
 struct Pool {
   std::mutex submit;  // one call at a time holds the workers
   std::atomic<std::uint64_t> job{0};
@@ -52,6 +64,10 @@ struct Pool {
   alignas(64) std::atomic<int> done{0};
   alignas(64) std::atomic<int> sleepers{0};
   int workers = 0;  // under `submit`
+  // The first exception a task of the current job threw (an allocation
+  // that failed), rethrown on the caller once every claimed task is done.
+  std::mutex failure_lock;
+  std::exception_ptr failure;
 };
 
 // Never destroyed: workers may still be asleep on it while the process exits.
@@ -118,9 +134,13 @@ void work_on(Pool& p, std::uint32_t generation, bool worker) {
     void* context = p.context.load(std::memory_order_relaxed);
     if (!p.job.compare_exchange_weak(word, word + 1, std::memory_order_acq_rel, std::memory_order_acquire))
       continue;
-    t_in_task = true;
-    task(context, next);
-    t_in_task = false;
+    try {
+      InTask running;
+      task(context, next);
+    } catch (...) {
+      std::lock_guard<std::mutex> hold(p.failure_lock);
+      if (!p.failure) p.failure = std::current_exception();
+    }
     p.done.fetch_add(1, std::memory_order_release);
     word = p.job.load(std::memory_order_acquire);
   }
@@ -172,10 +192,8 @@ void grow(Pool& p, int wanted) {
 }
 
 void run_here(int tasks, void (*task)(void*, int), void* context) {
-  const bool outer = !t_in_task;
-  t_in_task = true;
+  InTask running;
   for (int i = 0; i < tasks; ++i) task(context, i);
-  t_in_task = !outer;
 }
 
 // The contention window: until when calls plan for one thread, and its
@@ -257,6 +275,13 @@ void run_tasks(int threads, int tasks, void (*task)(void*, int), void* context) 
   const long long own = now_ns() - start;
   SpinWait wait(own / 8 > SpinWait::kLateNs ? own / 8 : SpinWait::kLateNs);
   while (p.done.load(std::memory_order_acquire) < tasks) wait();
+  std::exception_ptr failure;
+  {
+    std::lock_guard<std::mutex> lock(p.failure_lock);
+    failure = p.failure;
+    p.failure = nullptr;
+  }
+  if (failure) std::rethrow_exception(failure);
 }
 
 int pool_workers() {

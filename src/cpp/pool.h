@@ -16,7 +16,10 @@ namespace rnnext {
 // task must never wait for another task to start (the hidden-sliced loops
 // wait only for work claimed by a running thread: phase_claims.h). Called
 // from inside a task, from a forked child, or while another thread's call
-// holds the workers, it runs every task on the calling thread.
+// holds the workers, it runs every task on the calling thread. A task that
+// throws (a failed allocation) ends; the first exception is rethrown on
+// the caller once every claimed task has finished (none is left running on
+// the caller's data).
 void run_tasks(int threads, int tasks, void (*task)(void* context, int index), void* context);
 
 // The workers the pool has started (for build_info and tests).
