@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 
 import numpy as np
 import pytest
@@ -231,3 +232,41 @@ def test_threadpoolctl_finds_rnnext_in_either_import_order(imports):
             assert rnnext.get_num_threads() == 1
         print("ok")
     """)
+
+
+@pytest.mark.filterwarnings("ignore:.*fork.*:DeprecationWarning")
+def test_fork_while_another_thread_runs_a_parallel_call():
+    # The fork can land while another thread's call holds the workers (and
+    # their lock): the child must still report build_info and compute, on one
+    # thread, without waiting for a lock no thread of its own will release.
+    model = rx.LSTM(32, 384, seed=0)
+    x = np.random.default_rng(0).standard_normal((1, 400, 32)).astype(np.float32)
+    expected = model(x)[0]
+    stop = threading.Event()
+
+    def busy():
+        while not stop.is_set():
+            model(x)
+
+    worker = threading.Thread(target=busy)
+    worker.start()
+    try:
+        for _ in range(5):
+            pid = os.fork()
+            if pid == 0:  # the child: exit status 0 only if all is well
+                ok = rx.build_info()["pool_workers"] == 0 and model(x)[0].tobytes() == expected.tobytes()
+                os._exit(0 if ok else 1)
+            deadline = time.time() + 60
+            while True:
+                done, status = os.waitpid(pid, os.WNOHANG)
+                if done:
+                    break
+                if time.time() > deadline:
+                    os.kill(pid, 9)
+                    os.waitpid(pid, 0)
+                    pytest.fail("the forked child hung")
+                time.sleep(0.01)
+            assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        stop.set()
+        worker.join()

@@ -63,7 +63,7 @@ struct Pool {
   std::atomic<int> caller_cpu{-1};
   alignas(64) std::atomic<int> done{0};
   alignas(64) std::atomic<int> sleepers{0};
-  int workers = 0;  // under `submit`
+  std::atomic<int> workers{0};  // started (grown under `submit`)
   // The first exception a task of the current job threw (an allocation
   // that failed), rethrown on the caller once every claimed task is done.
   std::mutex failure_lock;
@@ -179,12 +179,12 @@ void worker_main(Pool* p) {
 // Starts workers up to `wanted` (under p.submit). Workers block every signal,
 // so Python's handlers keep running on the threads that expect them.
 void grow(Pool& p, int wanted) {
-  if (p.workers >= wanted) return;
+  if (p.workers.load() >= wanted) return;
   sigset_t all, before;
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &before);
   try {
-    for (; p.workers < wanted; ++p.workers) std::thread(worker_main, &p).detach();
+    for (; p.workers.load() < wanted; p.workers.fetch_add(1)) std::thread(worker_main, &p).detach();
   } catch (const std::system_error&) {
     // No more threads: the tasks run on those there are.
   }
@@ -284,10 +284,8 @@ void run_tasks(int threads, int tasks, void (*task)(void*, int), void* context) 
   if (failure) std::rethrow_exception(failure);
 }
 
-int pool_workers() {
-  Pool& p = the_pool();
-  std::lock_guard<std::mutex> hold(p.submit);
-  return p.workers;
-}
+// No lock: a child forked while another thread held `submit` would wait
+// for it forever (build_info() in a multiprocessing child).
+int pool_workers() { return in_forked_child() ? 0 : the_pool().workers.load(); }
 
 }  // namespace rnnext
