@@ -20,7 +20,7 @@ CALLS = 8
 
 
 @pytest.fixture(autouse=True)
-def one_openmp_thread():
+def one_thread():
     before = rx.get_num_threads()
     rx.set_num_threads(1)
     yield

@@ -86,29 +86,30 @@ void set_num_threads(int n) {
 
 bool in_forked_child() { return g_forked.load(); }
 
-int threads_for(index_t parallel_items, double flops) {
-  constexpr double kMinFlopsPerThread = 1 << 20;
+namespace {
+
+// The calling thread's count, capped by the items there are to share and by
+// `work` over `per_thread` (the least work worth a thread); one while
+// another process has the cores (pool.h).
+int threads_for_work(index_t parallel_items, double work, double per_thread) {
   int threads = num_threads();
-  if (threads > 1 && threads_recently_late()) return 1;  // pool.h: another process has the cores
+  if (threads > 1 && threads_recently_late()) return 1;
   if (threads > parallel_items) threads = int(parallel_items > 0 ? parallel_items : 1);
-  const double by_work = flops / kMinFlopsPerThread;
+  const double by_work = work / per_thread;
   if (by_work < threads) threads = by_work < 1 ? 1 : int(by_work);
   return threads;
 }
 
+}  // namespace
+
+int threads_for(index_t parallel_items, double flops) { return threads_for_work(parallel_items, flops, 1 << 20); }
+
+// Handing a step's products to a spinning worker and waiting for it costs a
+// few microseconds on the 2-core VM, what streaming ~300 KB from L2 costs
+// (measured: an LSTM step at H = 128, 256 KB per product, took 8.2 us on two
+// threads against 5.7 on one; at H = 256, 1 MB per product, 20-25 against 57-61).
 int threads_for_weights(index_t parallel_items, double weight_bytes) {
-  // Handing a step's products to a spinning worker and waiting for it
-  // costs a few microseconds on the 2-core VM, what streaming ~300 KB from
-  // L2 costs (measured: an LSTM step at H = 128, 256 KB per product, took
-  // 8.2 us on two threads against 5.7 on one; at H = 256, 1 MB per
-  // product, 20-25 against 57-61).
-  constexpr double kMinBytesPerThread = 320 * 1024;
-  int threads = num_threads();
-  if (threads > 1 && threads_recently_late()) return 1;
-  if (threads > parallel_items) threads = int(parallel_items > 0 ? parallel_items : 1);
-  const double by_bytes = weight_bytes / kMinBytesPerThread;
-  if (by_bytes < threads) threads = by_bytes < 1 ? 1 : int(by_bytes);
-  return threads;
+  return threads_for_work(parallel_items, weight_bytes, 320 * 1024);
 }
 
 }  // namespace rnnext
