@@ -17,6 +17,7 @@ import numpy as np
 from ._arrays import count_str
 from ._core import build_info
 from ._params import MODEL_CLASSES
+from .quantize import PRECISIONS, tensor_layout
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import RecurrentModel
@@ -27,11 +28,15 @@ FORMAT = "rnnext"
 FORMAT_VERSION = "2"
 # Version 1 (rnnext 0.3) held one-layer RNNs with tensors "W_x", "W_h", "b_x",
 # "b_h", "W_o", "b_o" and no num_layers/bidirectional/dropout in the config.
-READABLE_VERSIONS = ("1", FORMAT_VERSION)
+# Version 3 (rnnext 0.8) is a quantized model: "precision" in the metadata
+# and the tensors of quantize.tensor_layout (older readers refuse it rather
+# than misread it); float models are still written as version 2.
+QUANTIZED_VERSION = "3"
+READABLE_VERSIONS = ("1", FORMAT_VERSION, QUANTIZED_VERSION)
 V1_TENSOR_NAMES = {"W_x": "W_x_l0", "W_h": "W_h_l0", "b_x": "b_x_l0", "b_h": "b_h_l0"}
 V1_CONFIG_DEFAULTS = {"num_layers": 1, "bidirectional": False, "dropout": 0.0}
 MAX_HEADER_BYTES = 100 * 2**20
-SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8")}
+SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I8": np.dtype("i1"), "U16": np.dtype("<u2")}
 
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 
@@ -47,7 +52,11 @@ def to_bytes(model: "RecurrentModel") -> bytes:
         "config": json.dumps(model.config, sort_keys=True),
         "rnnext_version": build_info()["version"],
     }
-    tensors = {k: np.ascontiguousarray(v) for k, v in model.params.items()}
+    quantized = model.quantized_tensors()
+    if quantized is not None:
+        metadata.update(format_version=QUANTIZED_VERSION, precision=quantized[0])
+    source = model.params.items() if quantized is None else quantized[1].items()
+    tensors = {k: np.ascontiguousarray(v) for k, v in source}
     return save_arrays(tensors, metadata=metadata)
 
 
@@ -125,6 +134,11 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
         if any(name in header for name in V1_TENSOR_NAMES.values()):
             raise _invalid("a version 1 file names its tensors W_x, W_h, b_x, b_h")
         header = {V1_TENSOR_NAMES.get(k, k): v for k, v in header.items()}
+    precision = meta.get("precision") if version == QUANTIZED_VERSION else None
+    if version == QUANTIZED_VERSION and precision not in PRECISIONS:
+        raise _invalid(f"a quantized model's precision {precision!r} is not one of {list(PRECISIONS)}")
+    if precision is not None and config.get("dtype") != "float32":
+        raise _invalid(f"a quantized model computes in float32, its configuration says {config.get('dtype')!r}")
     missing = sorted(set(cls.config_keys()) - set(config))
     if missing:
         raise _invalid(f"the configuration lacks {missing}")
@@ -139,27 +153,32 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
     # The tensors the configuration implies, and nothing else; counted first,
     # as the configuration may declare millions of layers.
     expected = model.spec.param_count()[0]
+    if precision == "int8":  # a scale per quantized weight
+        expected += 2 * model.spec.config["num_layers"] * model.spec.num_directions
     if len(header) != expected:
         raise _invalid(f"{len(header)} tensors, {model!r} has {count_str(expected)} parameters")
     shapes = model.spec.param_shapes()
-    if set(header) != set(shapes):
-        raise _invalid(f"tensors {sorted(header)} do not match the parameters {sorted(shapes)} of {model!r}")
+    layout = ({name: (model.dtype, shape) for name, shape in shapes.items()} if precision is None
+              else tensor_layout(shapes, precision))
+    if set(header) != set(layout):
+        raise _invalid(f"tensors {sorted(header)} do not match the parameters {sorted(layout)} of {model!r}")
     data_size = len(data) - 8 - int.from_bytes(data[:8], "little")
     extents = []
     for name, info in header.items():
         if not isinstance(info, dict):
             raise _invalid(f"tensor {name!r} has no description")
+        want_dtype, want_shape = layout[name]
         dtype = SAFETENSORS_DTYPES.get(info.get("dtype")) if isinstance(info.get("dtype"), str) else None
-        if dtype is None or dtype != model.dtype:
-            raise _invalid(f"tensor {name!r} has dtype {info.get('dtype')!r}, the model is {model.dtype}")
+        if dtype is None or dtype != want_dtype:
+            raise _invalid(f"tensor {name!r} has dtype {info.get('dtype')!r}, expected {want_dtype}")
         shape, offsets = info.get("shape"), info.get("data_offsets")
-        if not isinstance(shape, list) or tuple(shape) != shapes[name]:
-            raise _invalid(f"tensor {name!r} has shape {shape!r}, expected {list(shapes[name])}")
+        if not isinstance(shape, list) or tuple(shape) != want_shape:
+            raise _invalid(f"tensor {name!r} has shape {shape!r}, expected {list(want_shape)}")
         if (not isinstance(offsets, list) or len(offsets) != 2
                 or not all(isinstance(o, int) and not isinstance(o, bool) for o in offsets)):
             raise _invalid(f"tensor {name!r} has bad data_offsets {offsets!r}")
         start, end = offsets
-        if not 0 <= start <= end <= data_size or end - start != math.prod(shapes[name]) * dtype.itemsize:
+        if not 0 <= start <= end <= data_size or end - start != math.prod(want_shape) * dtype.itemsize:
             raise _invalid(f"tensor {name!r} has data_offsets {offsets!r} that do not fit its shape "
                            f"or the file ({data_size} bytes of data)")
         extents.append((start, end))
@@ -180,5 +199,13 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
         raise _invalid(str(e)) from None
     if version == "1":
         tensors = {V1_TENSOR_NAMES.get(k, k): v for k, v in tensors.items()}
+    if precision is not None:
+        try:
+            model.set_quantized(precision, tensors)
+            model.quantized_tensors()
+            model._weights.packed()  # type: ignore[attr-defined]  # the core checks what it packs
+        except (TypeError, ValueError) as e:
+            raise _invalid(f"bad quantized tensors: {e}") from None
+        return model
     model.set_params(tensors)  # names, dtypes and shapes checked above
     return model

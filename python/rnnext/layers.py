@@ -110,21 +110,36 @@ class Stack:
     config : dict
         The model's configuration (``num_layers``, ``bidirectional``,
         ``hidden_size``, ``bias`` and the cell's options).
+    quantized : (precision, tensors), optional
+        For a quantized model (``quantize.py``): the recurrent layers are
+        packed from its stored tensors (``params`` then holds the float32
+        values they stand for, and the head).
     """
 
-    def __init__(self, cell: Cell, params: Dict[str, np.ndarray], config: Dict[str, Any]) -> None:
+    def __init__(self, cell: Cell, params: Dict[str, np.ndarray], config: Dict[str, Any],
+                 quantized: Optional[Tuple[str, Dict[str, np.ndarray]]] = None) -> None:
         self.cell = cell
         self.params = params  # the dict packed here (models check it is still theirs)
         self.num_layers = config["num_layers"]
         self.num_directions = 2 if config["bidirectional"] else 1
         self.hidden_size = config["hidden_size"]
         self.bias = config["bias"]
-        self.layers: List[List[Any]] = [
-            [cell.pack(params[param_name("W_x", layer, d)], params[param_name("W_h", layer, d)],
-                       params.get(param_name("b_x", layer, d)), params.get(param_name("b_h", layer, d)), config)
-             for d in range(self.num_directions)]
-            for layer in range(self.num_layers)
-        ]
+        self.precision = quantized[0] if quantized else str(config["dtype"])
+
+        def pack(layer: int, d: int) -> Any:
+            names = {kind: param_name(kind, layer, d) for kind in RECURRENT_WEIGHTS}
+            if quantized is None:
+                return cell.pack(*(params.get(names[kind]) for kind in RECURRENT_WEIGHTS), config)
+            precision, tensors = quantized
+            inputs = config["input_size"] if layer == 0 else self.num_directions * self.hidden_size
+            return _core.pack_quantized(
+                cell.functional, precision, tensors[names["W_x"]], tensors.get(names["W_x"] + ".scale"),
+                tensors[names["W_h"]], tensors.get(names["W_h"] + ".scale"), tensors.get(names["b_x"]),
+                tensors.get(names["b_h"]), inputs, self.hidden_size, config.get("activation", "tanh"),
+                config.get("linear_before_reset", True))
+
+        self.layers: List[List[Any]] = [[pack(layer, d) for d in range(self.num_directions)]
+                                        for layer in range(self.num_layers)]
         self.head = _core.pack_dense(params["W_o"], params["b_o"]) if "W_o" in params else None
         # One layer, one direction: the forward with its head, and a streaming
         # step, are each one C++ call.

@@ -39,6 +39,10 @@ a model besides its public API. Its private attributes (``_spec``,
     The forward that keeps a ``ModelCache``, and backpropagation through
     time from it (``Gradients``); see ``_forward``. ``_forward_cache`` and
     ``_backward_cache`` are the same methods under their older names.
+``model.set_quantized(precision, tensors)``, ``model.quantized_tensors()``
+    A quantized model's stored tensors (``quantize.py``): set them all at
+    once (checked against ``quantize.tensor_layout``), or read them as
+    ``(precision, tensors)`` (None for a float model).
 ``cls.config_keys()``, ``cls.declared(config)``
     The configuration's keys in order (also ``_config_keys``); a model with
     ``config`` checked but no parameters yet (``set_params`` gives them), so
@@ -53,7 +57,8 @@ from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, 
 
 import numpy as np
 
-from . import _forward, _states, generate as _generate, interop as _interop, io as _io, train as _train
+from . import _forward, _states, generate as _generate, interop as _interop, io as _io, quantize as _quantize
+from . import train as _train
 from ._forward import Gradients, ModelCache, cache_out_shape  # noqa: F401 (a name models.py had)
 from ._params import (CONSTRUCTOR_DOC, DECLARED, MODEL_CLASSES, ParameterDict, Spec, Weights, check_activation,
                       check_bool, checked_config, checked_param, constructor_arguments, initial_params,
@@ -125,7 +130,31 @@ class RecurrentModel:
     def set_params(self, params: Mapping) -> None:
         """Replaces every parameter, unchecked (package interface: callers
         check names and shapes; use ``load_state_dict`` otherwise)."""
+        self._require_float("assigning parameters")
         self._weights = Weights(self._spec, params)
+
+    def set_quantized(self, precision: str, tensors: Mapping) -> None:
+        """Makes this (float32-configured) model a quantized one with these
+        stored tensors (package interface; see ``quantize.py``)."""
+        layout = _quantize.tensor_layout(self._spec.param_shapes(), precision)
+        for name, (dtype, shape) in layout.items():
+            value = tensors.get(name)
+            if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape:
+                raise ValueError(f"{name}: expected a {dtype} array of shape {shape}")
+        self._weights = _quantize.QuantizedWeights(self._spec, precision, tensors)  # type: ignore[assignment]
+
+    def quantized_tensors(self) -> Optional[Tuple[str, Dict[str, np.ndarray]]]:
+        """``(precision, tensors)`` of a quantized model, None for a float one."""
+        weights = self._weights
+        if isinstance(weights, _quantize.QuantizedWeights):
+            return weights.precision, weights.tensors
+        return None
+
+    def _require_float(self, what: str) -> None:
+        weights = getattr(self, "_weights", None)
+        if isinstance(weights, _quantize.QuantizedWeights):
+            raise ValueError(f"{what}: this model is quantized ({weights.precision}) and is for inference only; "
+                             f"train the float model and quantize it again")
 
     @classmethod
     def config_keys(cls) -> Tuple[str, ...]:
@@ -145,6 +174,7 @@ class RecurrentModel:
                       ) -> Tuple[np.ndarray, State, ModelCache]:
         """``(out, h_n, cache)``: the forward for training (package interface);
         see ``_forward.forward_cache``."""
+        self._require_float("forward_cache")
         return _forward.forward_cache(self._spec, self._weights, x, h0, lengths=lengths,
                                       return_sequences=return_sequences, dropout_rng=dropout_rng)
 
@@ -187,7 +217,59 @@ class RecurrentModel:
     num_directions = property(lambda self: self._spec.num_directions, doc="D: 2 when bidirectional, else 1.")
 
     def __repr__(self) -> str:
-        return self._spec.describe()
+        text = self._spec.describe()
+        quantized = self.quantized_tensors()
+        return text if quantized is None else f"{text[:-1]}, precision={quantized[0]!r})"
+
+    @property
+    def precision(self) -> str:
+        """What the model computes in: its dtype (``"float32"``, ``"float64"``),
+        or ``"bfloat16"`` / ``"int8"`` for a model made by ``quantize``."""
+        quantized = self.quantized_tensors()
+        return self._spec.config["dtype"] if quantized is None else quantized[0]
+
+    def quantize(self, precision: str) -> "RecurrentModel":
+        """A new model of the same class for inference in reduced precision
+        (API.md section 5); this model is unchanged.
+
+        Parameters
+        ----------
+        precision : "bfloat16" or "int8"
+            ``"bfloat16"``: the recurrent weights rounded to bfloat16, products
+            with bfloat16 operands and float32 sums. ``"int8"``: symmetric int8
+            weights with one scale per row (gate unit), inputs and hidden
+            states quantized per row (each sequence and step) as the products
+            read them, exact int32 sums. Biases, the head, the gate arithmetic,
+            the cell state and every output stay float32, and so do the
+            inputs, states and outputs of every method.
+
+        Returns
+        -------
+        RNN, LSTM or GRU
+            Configured like this model with ``dtype="float32"``; its
+            ``params`` are the (read-only) values it computes with. Every
+            inference method works (``__call__``, ``predict``, ``step``,
+            ``generate``, ``evaluate``), as do ``save``, ``to_bytes`` and
+            pickling, which store the quantized weights exactly. Training
+            (``fit``, ``loss_and_grads``), assigning parameters,
+            ``load_state_dict`` and ``to_torch`` raise ``ValueError``.
+
+        Raises
+        ------
+        ValueError
+            For another precision, for a model that is already quantized, for
+            int8 weights holding NaN or Inf, and for int8 layers with more
+            than 65536 inputs (their int32 sums could overflow).
+        """
+        precision = _quantize.check_precision(precision)
+        if self.quantized_tensors() is not None:
+            raise ValueError(f"quantize: this model is already quantized ({self.precision}); "
+                             f"quantize the float model instead")
+        model = type(self).declared(dict(self._spec.config, dtype="float32"))
+        tensors = _quantize.quantized_tensors(self._weights.values, precision)
+        model.set_quantized(precision, tensors)
+        model._weights.packed()  # pack now: a bad size fails here, not at the first call
+        return model
 
     # ------------------------------------------------------------ parameters
 
@@ -200,6 +282,7 @@ class RecurrentModel:
         return ParameterDict(self)
 
     def _assign(self, name: str, value: ArrayLike) -> None:
+        self._require_float(f"assigning {name}")
         array = checked_param(self._spec, name, value)
         params = dict(self._weights.values)
         params[name] = array
@@ -218,13 +301,22 @@ class RecurrentModel:
         A one-layer, one-direction model also accepts the names of rnnext 0.3
         (``"W_x"``, ``"W_h"``, ``"b_x"``, ``"b_h"`` for ``"W_x_l0"``, ...).
         """
+        self._require_float("load_state_dict")
         self.set_params(loaded_params(self._spec, self._weights.values, state_dict, strict))
 
     def __getstate__(self) -> Dict[str, Any]:
+        quantized = self.quantized_tensors()
+        if quantized is not None:  # the quantized tensors themselves: nothing is recomputed
+            return {"config": dict(self._spec.config), "precision": quantized[0],
+                    "tensors": {k: np.array(v) for k, v in quantized[1].items()}}
         return {"config": dict(self._spec.config),
                 "params": {k: np.array(v) for k, v in self._weights.values.items()}}
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
+        if "precision" in state:
+            self._spec = Spec(type(self).__name__, self._cell, dict(state["config"]))
+            self.set_quantized(state["precision"], state["tensors"])
+            return
         self._spec, params = unpickled(type(self).__name__, self._cell, state)
         self.set_params(params)
 
@@ -317,6 +409,7 @@ class RecurrentModel:
         valid step; ids (B, T) or values (B, T, O) on every valid step.
         Returns ``(loss, grads)``, ``grads`` keyed like ``params``. No dropout.
         """
+        self._require_float("loss_and_grads")
         return _train.model_loss_and_grads(self, x, target, loss=loss, h0=h0, lengths=lengths,
                                            return_sequences=return_sequences)
 
@@ -327,6 +420,7 @@ class RecurrentModel:
             validation_data: Optional[Sequence] = None, shuffle: bool = True,
             callbacks: Optional[Iterable[Callable[[int, Dict[str, float]], Any]]] = None,
             seed: Optional[int] = None, progress: bool = True) -> Dict[str, List[float]]:
+        self._require_float("fit")
         return _train.fit(self, x, y, loss=loss, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                           lr=lr, clip_norm=clip_norm, tbptt=tbptt, lengths=lengths,
                           validation_data=validation_data, shuffle=shuffle, callbacks=callbacks, seed=seed,
@@ -360,6 +454,7 @@ class RecurrentModel:
             For what torch cannot represent: a sigmoid RNN, or a GRU with
             ``linear_before_reset=False``.
         """
+        self._require_float("to_torch")
         return _interop.to_torch(self)
 
 

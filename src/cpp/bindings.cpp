@@ -25,6 +25,8 @@ namespace py = pybind11;
 using namespace rnnext;
 using namespace rnnext::binding;
 
+void bind_quantized(py::module_& m);  // bind_quantized.cpp
+
 namespace {
 
 // ---------------------------------------------------------------- cells
@@ -368,6 +370,10 @@ py::dict build_info() {
   info["openmp"] = py::none();  // since 0.7 rnnext runs its own worker threads (pool.h)
   info["pool_workers"] = pool_workers();
   info["threads_recently_late"] = threads_recently_late();
+  py::dict precisions;  // the instruction set doing each reduced precision's products
+  precisions["bfloat16"] = quant_path(QuantKind::bfloat16);
+  precisions["int8"] = quant_path(QuantKind::int8);
+  info["precisions"] = precisions;
   info["num_threads"] = num_threads();
   info["usable_cpus"] = usable_cpus();
   return info;
@@ -385,6 +391,7 @@ PYBIND11_MODULE(_core, m) {
   bind_cell<ElmanCell>(m);
   bind_cell<LstmCell>(m);
   bind_cell<GruCell>(m);
+  bind_quantized(m);
   m.def("backward", &backward, py::arg("cache"), py::arg("dh_seq") = py::none(), py::arg("dh_n") = py::none(),
         py::arg("dc_n") = py::none(), py::arg("cell"),
         "Backpropagation through time from the cache of a forward of `cell` (rnn, lstm or gru).");

@@ -22,11 +22,9 @@ RNNEXT_INLINE index_t end_unit(const TimeLoop& a) {
 
 // The thread's unit blocks of a packed weight whose unit blocks hold `gates`
 // panels each (gate_layout.h): the only panels its products read.
-template <class T>
-RNNEXT_INLINE PackedView<T> unit_blocks(PackedView<T> w, const TimeLoop& a, index_t gates) {
-  w.data += a.panel_begin * gates * w.panel_stride;
-  w.panels = (a.panel_end - a.panel_begin) * gates;
-  return w;
+template <class W>
+RNNEXT_INLINE W unit_blocks(const W& w, const TimeLoop& a, index_t gates) {
+  return panel_range(w, a.panel_begin * gates, a.panel_end * gates);
 }
 
 // The longest of the thread's sequences: the steps its loop visits.

@@ -8,10 +8,13 @@
 #include "kernels.h"
 
 namespace rnnext {
-namespace scalar { const KernelTable& table(); }
+namespace scalar { const KernelTable& table(); const QuantKernelTable& quant_table(); }
 #ifdef RNNEXT_HAVE_X86_KERNELS
-namespace avx2 { const KernelTable& table(); }
-namespace avx512 { const KernelTable& table(); }
+namespace avx2 { const KernelTable& table(); const QuantKernelTable& quant_table(); }
+namespace avx512 { const KernelTable& table(); const QuantKernelTable& quant_table(); }
+// Reduced precision only: the dot-product extensions.
+namespace avx512_vnni { const QuantKernelTable& quant_table(); }
+namespace avx512_bf16 { const QuantKernelTable& quant_table(); }
 #endif
 
 namespace {
@@ -31,6 +34,11 @@ bool has_avx512() {
   return has_avx2() && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
          __builtin_cpu_supports("avx512bw") && __builtin_cpu_supports("avx512dq");
 }
+#endif
+
+#ifdef RNNEXT_HAVE_X86_KERNELS
+bool has_vnni() { return has_avx512() && __builtin_cpu_supports("avx512vnni"); }
+bool has_bf16() { return has_vnni() && __builtin_cpu_supports("avx512bf16"); }
 #endif
 
 // Best first.
@@ -62,7 +70,40 @@ const KernelTable& choose() {
                            ": unknown instruction set; this build has " + known);
 }
 
+// The emulating table of each instruction set, by the float kernels' names.
+const QuantKernelTable& emulation_of(const char* isa) {
+#ifdef RNNEXT_HAVE_X86_KERNELS
+  if (std::strcmp(isa, "avx512") == 0) return avx512::quant_table();
+  if (std::strcmp(isa, "avx2") == 0) return avx2::quant_table();
+#endif
+  (void)isa;
+  return scalar::quant_table();
+}
+
+const QuantKernelTable& choose_quant(QuantKind kind) {
+  const char* forced = std::getenv("RNNEXT_FORCE_ISA");
+  // A forced instruction set runs its own emulation, so that each path can be tested.
+  if (forced != nullptr && *forced != '\0') return emulation_of(kernels().isa);
+#ifdef RNNEXT_HAVE_X86_KERNELS
+  if (has_bf16()) return avx512_bf16::quant_table();
+  if (kind == QuantKind::int8 && has_vnni()) return avx512_vnni::quant_table();
+#endif
+  (void)kind;
+  return emulation_of(kernels().isa);
+}
+
 }  // namespace
+
+const QuantKernelTable& quant_kernels(QuantKind kind) {
+  static const QuantKernelTable& bf16 = choose_quant(QuantKind::bfloat16);
+  static const QuantKernelTable& int8 = choose_quant(QuantKind::int8);
+  return kind == QuantKind::int8 ? int8 : bf16;
+}
+
+const char* quant_path(QuantKind kind) {
+  const QuantKernelTable& t = quant_kernels(kind);
+  return kind == QuantKind::int8 ? t.int8_path : t.bfloat16_path;
+}
 
 const KernelTable& kernels() {
   static const KernelTable& chosen = choose();

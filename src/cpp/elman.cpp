@@ -23,10 +23,16 @@ ElmanLayer<T>::ElmanLayer(const T* W_x, const T* W_h, const T* b_x, const T* b_h
 
 template <class T>
 void ElmanLayer<T>::forward(const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>*) const {
+  elman_forward_pass(w_x_.view(), w_h_.view(), bias_.data(), zeros_.data(), activation_, this->hidden_size(), in, out,
+                     0);
+}
+
+template <class T, class W>
+void elman_forward_pass(const W& w_x, const W& w_h, const T* bias, const T* zeros, Activation activation,
+                        index_t hidden, const LayerInput<T>& in, const LayerOutput<T>& out, double element_bytes) {
   const SequenceShape shape = in.shape;
   const index_t batch = shape.batch, steps = shape.steps;
-  const index_t hidden = this->hidden_size();
-  const index_t padded = w_h_.padded_n();
+  const index_t padded = w_h.panels * panel_width<T>();
   // Nothing to compute, and no step to visit: x may hold 2**40 empty steps.
   if (batch == 0 || hidden == 0) return;
 
@@ -38,19 +44,19 @@ void ElmanLayer<T>::forward(const LayerInput<T>& in, const LayerOutput<T>& out, 
   // Outputs past each length are zero; the recurrence never touches them.
   zero_padding(out.h_seq, hidden, in.lengths, shape);
   // 1. The input projection of every valid step: one product.
-  project_inputs(in.x, shape, in.lengths, w_x_.view(), bias_.data(), xproj);
+  project_inputs(in.x, shape, in.lengths, w_x, bias, xproj);
 
   // 2. The recurrence.
-  ElmanArgs<T> args{};
-  static_cast<TimeLoop&>(args) = whole_batch(shape, in.lengths, w_h_.view().panels, hidden, in.reverse);
+  ElmanArgs<T, W> args{};
+  static_cast<TimeLoop&>(args) = whole_batch(shape, in.lengths, w_h.panels, hidden, in.reverse);
   args.h0 = in.h0;
   args.h_seq = out.h_seq;
   args.h_n = out.h_n;
-  args.w_h = w_h_.view();
-  args.zeros = zeros_.data();
+  args.w_h = w_h;
+  args.zeros = zeros;
   args.xproj = xproj;
-  args.activation = activation_;
-  run_recurrence(args, 1, [](const ElmanArgs<T>& a) { elman_forward(a); });
+  args.activation = activation;
+  run_recurrence(args, 1, [](const ElmanArgs<T, W>& a) { elman_forward(a); }, element_bytes);
 }
 
 template <class T>
@@ -103,6 +109,8 @@ void ElmanLayer<T>::backward(const SequenceCache<T>& cache, const OutputGradient
 }
 
 template class ElmanLayer<float>;
+template void elman_forward_pass(const QuantView&, const QuantView&, const float*, const float*, Activation, index_t,
+                                 const LayerInput<float>&, const LayerOutput<float>&, double);
 template class ElmanLayer<double>;
 
 }  // namespace rnnext

@@ -11,6 +11,13 @@
 
 namespace rnnext {
 
+// The forward over either kind of packed weights (W: PackedView<T>, or
+// QuantView for float32): what ElmanLayer and the quantized layer share.
+// bias and zeros are padded to w_h's panels; element_bytes: of W_h's elements.
+template <class T, class W>
+void elman_forward_pass(const W& w_x, const W& w_h, const T* bias, const T* zeros, Activation activation,
+                        index_t hidden, const LayerInput<T>& in, const LayerOutput<T>& out, double element_bytes);
+
 template <class T>
 class ElmanLayer final : public Layer<T> {
  public:

@@ -28,8 +28,8 @@ struct ElmanEpilogue {
 // hidden units of every sequence (claimed piece by piece, each step after
 // the whole previous one, since it reads the whole previous state). The input projection is already in xproj.
 // Shapes per step: h_{t-1} (rows, H) . W_h^T slice (H, cols) -> h_t[:, cols].
-template <class T, Activation act>
-void elman_forward_rows(const ElmanArgs<T>& a) {
+template <class T, Activation act, class W>
+void elman_forward_rows(const ElmanArgs<T, W>& a) {
   const index_t hidden = a.hidden_size, padded = a.w_h.panels * panel_width<T>();
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + a.offset(b, t); };
   auto xproj_row = [&](index_t b, index_t t) { return a.xproj + a.row(b, t) * padded; };
@@ -45,7 +45,7 @@ void elman_forward_rows(const ElmanArgs<T>& a) {
   for (index_t s = 0; s < max_length; ++s) {
     each_slice(a, [&](const TimeLoop& slice) {
       const index_t col0 = first_unit<T>(slice);
-      const PackedView<T> w_h = unit_blocks(a.w_h, slice, 1);
+      const W w_h = unit_blocks(a.w_h, slice, 1);
       epilogue.hidden_size = end_unit<T>(slice) - col0;
       for_active_rows(a, s, a.reverse,
           [&](index_t i, index_t b, index_t t) {
@@ -70,12 +70,12 @@ void elman_forward_rows(const ElmanArgs<T>& a) {
   });
 }
 
-template <class T>
-void elman_forward_kernel(const ElmanArgs<T>& a) {
+template <class T, class W>
+void elman_forward_kernel(const ElmanArgs<T, W>& a) {
   switch (a.activation) {
-    case Activation::tanh: return elman_forward_rows<T, Activation::tanh>(a);
-    case Activation::sigmoid: return elman_forward_rows<T, Activation::sigmoid>(a);
-    case Activation::relu: return elman_forward_rows<T, Activation::relu>(a);
+    case Activation::tanh: return elman_forward_rows<T, Activation::tanh, W>(a);
+    case Activation::sigmoid: return elman_forward_rows<T, Activation::sigmoid, W>(a);
+    case Activation::relu: return elman_forward_rows<T, Activation::relu, W>(a);
   }
 }
 

@@ -128,9 +128,9 @@ struct identity_fn {
 };
 
 // c[r] = acc + bias, for dense layers and the input projection.
-template <class T>
+template <class T, class Args>
 struct BiasEpilogue {
-  const DenseArgs<T>& args;
+  const Args& args;
   index_t row0 = 0;
   RNNEXT_INLINE void set_rows(index_t i) { row0 = i; }
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
@@ -139,9 +139,9 @@ struct BiasEpilogue {
 };
 
 // c[r] += acc: a later block of a cache-blocked reduction.
-template <class T>
+template <class T, class Args>
 struct AccumulateEpilogue {
-  const DenseArgs<T>& args;
+  const Args& args;
   index_t row0 = 0;
   RNNEXT_INLINE void set_rows(index_t i) { row0 = i; }
   RNNEXT_INLINE void operator()(int r, index_t panel, const vec<T>* acc) {
@@ -158,14 +158,14 @@ struct AccumulateEpilogue {
   }
 };
 
-template <class T>
-void dense_kernel(const DenseArgs<T>& args) {
+template <class T, class W>
+void dense_kernel(const DenseArgs<T, W>& args) {
   auto row = [&](index_t i) { return args.a + i * args.lda; };
   if (args.accumulate) {
-    AccumulateEpilogue<T> epilogue{args};
+    AccumulateEpilogue<T, DenseArgs<T, W>> epilogue{args};
     gemm_rows<T>(args.m, args.w, row, epilogue, args.a_step);
   } else {
-    BiasEpilogue<T> epilogue{args};
+    BiasEpilogue<T, DenseArgs<T, W>> epilogue{args};
     gemm_rows<T>(args.m, args.w, row, epilogue, args.a_step);
   }
 }

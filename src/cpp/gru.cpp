@@ -32,32 +32,40 @@ GruLayer<T>::GruLayer(const T* W_x, const T* W_h, const T* b_x, const T* b_h, in
 
 template <class T>
 void GruLayer<T>::forward(const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>* keep) const {
+  gru_forward_pass(layout_, w_x_.view(), w_h_.view(), w_hn_.view(), bias_.data(), b_hn_.data(), zeros_.data(),
+                   linear_before_reset_, in, out, keep, 0);
+}
+
+template <class T, class W>
+void gru_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, const W& w_hn, const T* bias,
+                      const T* b_hn, const T* zeros, bool linear_before_reset, const LayerInput<T>& in,
+                      const LayerOutput<T>& out, SequenceCache<T>* keep, double element_bytes) {
   const SequenceShape shape = in.shape;
-  const index_t batch = shape.batch, steps = shape.steps, hidden = this->hidden_size(), hp = layout_.padded();
+  const index_t batch = shape.batch, steps = shape.steps, hidden = layout.hidden, hp = layout.padded();
   if (batch == 0) return;
   const index_t rows = checked_mul(batch, steps);
-  StepBuffer<T> gate_rows(keep ? &keep->gates : nullptr, checked_mul(rows, layout_.width()));
+  StepBuffer<T> gate_rows(keep ? &keep->gates : nullptr, checked_mul(rows, layout.width()));
   StepBuffer<T> hn_rows(keep ? &keep->extra : nullptr, checked_mul(rows, hp));
   T* gates = gate_rows.data();
   T* hn = hn_rows.data();
 
   zero_padding(out.h_seq, hidden, in.lengths, shape);
-  project_inputs(in.x, shape, in.lengths, w_x_.view(), bias_.data(), gates);
+  project_inputs(in.x, shape, in.lengths, w_x, bias, gates);
 
-  GruArgs<T> args{};
-  static_cast<TimeLoop&>(args) = whole_batch(shape, in.lengths, layout_.blocks(), hidden, in.reverse);
+  GruArgs<T, W> args{};
+  static_cast<TimeLoop&>(args) = whole_batch(shape, in.lengths, layout.blocks(), hidden, in.reverse);
   args.h0 = in.h0;
   args.h_seq = out.h_seq;
   args.h_n = out.h_n;
   args.gates = gates;
   args.hn = hn;
-  args.b_hn = b_hn_.data();
-  args.w_h = w_h_.view();
-  args.w_hn = w_hn_.view();
-  args.zeros = zeros_.data();
-  args.linear_before_reset = linear_before_reset_;
+  args.b_hn = b_hn;
+  args.w_h = w_h;
+  args.w_hn = w_hn;
+  args.zeros = zeros;
+  args.linear_before_reset = linear_before_reset;
   args.keep = keep != nullptr;
-  run_recurrence(args, 3, [](const GruArgs<T>& a) { gru_forward(a); });
+  run_recurrence(args, 3, [](const GruArgs<T, W>& a) { gru_forward(a); }, element_bytes);
 }
 
 template <class T>
@@ -115,6 +123,9 @@ void GruLayer<T>::backward(const SequenceCache<T>& cache, const OutputGradients<
 }
 
 template class GruLayer<float>;
+template void gru_forward_pass(const GateLayout<float>&, const QuantView&, const QuantView&, const QuantView&,
+                               const float*, const float*, const float*, bool, const LayerInput<float>&,
+                               const LayerOutput<float>&, SequenceCache<float>*, double);
 template class GruLayer<double>;
 
 }  // namespace rnnext

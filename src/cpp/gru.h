@@ -12,6 +12,14 @@
 
 namespace rnnext {
 
+// The forward over either kind of packed weights (W: PackedView<T>, or
+// QuantView for float32): what GruLayer and the quantized layer share.
+// layout: the projection's 3 gates; w_hn unused with linear_before_reset.
+template <class T, class W>
+void gru_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, const W& w_hn, const T* bias,
+                      const T* b_hn, const T* zeros, bool linear_before_reset, const LayerInput<T>& in,
+                      const LayerOutput<T>& out, SequenceCache<T>* keep, double element_bytes);
+
 template <class T>
 class GruLayer final : public Layer<T> {
  public:

@@ -100,8 +100,8 @@ struct GruNewEpilogue : GruRows<T> {
   }
 };
 
-template <class T>
-void gru_forward_kernel(const GruArgs<T>& a) {
+template <class T, class W>
+void gru_forward_kernel(const GruArgs<T, W>& a) {
   constexpr index_t nr = panel_width<T>();
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 3 * hp;
   const index_t gates_h = a.linear_before_reset ? 3 : 2;  // gate panels per block in w_h
@@ -118,7 +118,7 @@ void gru_forward_kernel(const GruArgs<T>& a) {
   const T* rh[kRowChunk];
   // One product of step s over a slice's blocks: w's blocks for the slice,
   // the epilogue made from the slice's rows.
-  auto product = [&](index_t s, PackedView<T> w, index_t gates, bool of_rh, auto make_epilogue) {
+  auto product = [&](index_t s, const W& w, index_t gates, bool of_rh, auto make_epilogue) {
     each_slice(a, [&](const TimeLoop& slice) {
       const index_t col0 = first_unit<T>(slice);
       auto epilogue = make_epilogue(GruRows<T>{gate_rows, prev_units, h_out, hn, end_unit<T>(slice) - col0}, col0);

@@ -6,6 +6,7 @@
 #include "common.h"
 #include "packing.h"
 #include "phase_claims.h"
+#include "quant_packing.h"
 #include "sequence.h"
 
 namespace rnnext {
@@ -15,12 +16,14 @@ namespace rnnext {
 //   a: rows of w.k elements, row r at a + r*lda
 //   c: rows of ldc elements; n_store columns are written (w.n, or the padded
 //      width when c is a padded workspace)
-template <class T>
+// W: the weights' view, PackedView<T> or (float32 rows, reduced-precision
+// weights, inference only) QuantView; likewise in the forward Args below.
+template <class T, class W = PackedView<T>>
 struct DenseArgs {
   const T* a;
   index_t lda;
   index_t m;
-  PackedView<T> w;
+  W w;
   const T* bias;  // padded to w.panels * NR, or null
   T* c;
   index_t ldc;
@@ -68,12 +71,12 @@ inline TimeLoop whole_batch(SequenceShape shape, const index_t* lengths, index_t
 //   h0, h_n        (B, hidden_size) rows; h0 null means zeros
 //   xproj          row (b, t) at (b*steps + t) * padded hidden
 // Steps past lengths[b] are not touched (the driver zeroes them).
-template <class T>
+template <class T, class W = PackedView<T>>
 struct ElmanArgs : TimeLoop {
   const T* h0;
   T* h_seq;
   T* h_n;
-  PackedView<T> w_h;
+  W w_h;
   const T* zeros;  // hidden_size zeros, the state before step 0 without h0
   const T* xproj;
   Activation activation;
@@ -105,7 +108,7 @@ struct ElmanBackwardArgs : TimeLoop {
 //   c_t = f * c_{t-1} + i * g,   h_t = o * tanh(c_t).
 // The step's product h_{t-1} W_h^T delivers the four gate panels of a unit
 // block one after the other; the epilogue completes the block at its last.
-template <class T>
+template <class T, class W = PackedView<T>>
 struct LstmArgs : TimeLoop {
   const T* h0;  // (B, H), or null (zeros)
   const T* c0;  // (B, H), or null (zeros)
@@ -115,7 +118,7 @@ struct LstmArgs : TimeLoop {
   T* gates;  // row (b*steps + t) * 4Hp: x_t W_x^T + b in, activated gates out
   T* c_seq;  // row (b*steps + t) * Hp: c_t, kept for backward; or null,
   T* c_state;  // ... and then (B, Hp): the running cell state
-  PackedView<T> w_h;  // W_h interleaved: 4Hp outputs, k = H
+  W w_h;              // W_h interleaved: 4Hp outputs, k = H
   const T* zeros;     // Hp zeros
 };
 
@@ -144,7 +147,7 @@ struct LstmBackwardArgs : TimeLoop {
 // linear_before_reset: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), one
 // product per step. Otherwise (ONNX's default) n = tanh(W_in x + b_in +
 // W_hn (r * h) + b_hn): a product for r and z, then one for n.
-template <class T>
+template <class T, class W = PackedView<T>>
 struct GruArgs : TimeLoop {
   const T* h0;
   T* h_seq;
@@ -153,9 +156,9 @@ struct GruArgs : TimeLoop {
   T* hn;     // row (b*steps + t) * Hp: W_hn h + b_hn (linear_before_reset),
              // else r * h_{t-1}
   const T* b_hn;  // Hp (linear_before_reset; otherwise b_hn is in the projection bias)
-  PackedView<T> w_h;   // linear_before_reset: W_h interleaved (3Hp outputs);
-                       // else [W_hr; W_hz] interleaved (2Hp outputs)
-  PackedView<T> w_hn;  // W_hn (Hp outputs), when not linear_before_reset
+  W w_h;   // linear_before_reset: W_h interleaved (3Hp outputs);
+           // else [W_hr; W_hz] interleaved (2Hp outputs)
+  W w_hn;  // W_hn (Hp outputs), when not linear_before_reset
   const T* zeros;
   bool linear_before_reset;
   bool keep;  // training: activations and hn rows are written for backward
@@ -227,6 +230,41 @@ const char* const* available_isas();
   inline void name(const Args<double>& a) { kernels().name##_f64(a); }
 RNNEXT_KERNELS(RNNEXT_WRAPPER)
 #undef RNNEXT_WRAPPER
+
+// The forward kernels again, for float32 rows and reduced-precision weights
+// (quant_gemm.h), each instruction set's own or emulated: X(name, Args) says
+// that each implements name##_kernel<float, QuantView>.
+#define RNNEXT_QUANT_KERNELS(X) \
+  X(dense, DenseArgs)           \
+  X(elman_forward, ElmanArgs)   \
+  X(lstm_forward, LstmArgs)     \
+  X(gru_forward, GruArgs)
+
+struct QuantKernelTable {
+  const char* isa;
+  // The instruction set doing each precision's products: a native one
+  // ("avx512_bf16", "avx512_vnni") or "<isa>-emulated".
+  const char* bfloat16_path;
+  const char* int8_path;
+#define RNNEXT_QUANT_FIELD(name, Args) void (*name)(const Args<float, QuantView>&);
+  RNNEXT_QUANT_KERNELS(RNNEXT_QUANT_FIELD)
+#undef RNNEXT_QUANT_FIELD
+};
+
+// The best table for one precision on this CPU (or, with RNNEXT_FORCE_ISA,
+// that instruction set's emulation); chosen once per precision.
+const QuantKernelTable& quant_kernels(QuantKind kind);
+// The name of the path quant_kernels(kind) runs, for build_info.
+const char* quant_path(QuantKind kind);
+
+#define RNNEXT_QUANT_WRAPPER(name, Args) \
+  inline void name(const Args<float, QuantView>& a) { quant_kernels(quant_kind(a)).name(a); }
+inline QuantKind quant_kind(const DenseArgs<float, QuantView>& a) { return a.w.kind; }
+inline QuantKind quant_kind(const ElmanArgs<float, QuantView>& a) { return a.w_h.kind; }
+inline QuantKind quant_kind(const LstmArgs<float, QuantView>& a) { return a.w_h.kind; }
+inline QuantKind quant_kind(const GruArgs<float, QuantView>& a) { return a.w_h.kind; }
+RNNEXT_QUANT_KERNELS(RNNEXT_QUANT_WRAPPER)
+#undef RNNEXT_QUANT_WRAPPER
 
 template <class T>
 void activation(Activation f, const T* x, T* y, index_t n) {

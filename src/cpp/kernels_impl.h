@@ -6,6 +6,11 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
+#include <vector>
+#if defined(__AVX512VNNI__) || defined(__AVX512BF16__)
+#include <immintrin.h>
+#endif
 
 #include "common.h"
 #include "kernels.h"
@@ -22,6 +27,7 @@ namespace RNNEXT_ISA {
 
 #include "activations.h"
 #include "gemm.h"
+#include "quant_gemm.h"  // before the cells: their products find its gemm_rows
 #include "elman_cell.h"
 #include "lstm_cell.h"
 #include "gru_cell.h"
@@ -47,10 +53,31 @@ void activation_kernel(const ActivationArgs<T>& a) {
   }
 }
 
+#ifndef RNNEXT_QUANT_ONLY
 const KernelTable& table() {
 #define RNNEXT_TABLE_ENTRY(name, Args) &name##_kernel<float>, &name##_kernel<double>,
   static const KernelTable t = {RNNEXT_STRINGIFY(RNNEXT_ISA), RNNEXT_KERNELS(RNNEXT_TABLE_ENTRY)};
 #undef RNNEXT_TABLE_ENTRY
+  return t;
+}
+#endif
+
+#ifdef RNNEXT_NATIVE_BF16
+#define RNNEXT_BF16_PATH "avx512_bf16"
+#else
+#define RNNEXT_BF16_PATH RNNEXT_STRINGIFY(RNNEXT_ISA) "-emulated"
+#endif
+#ifdef RNNEXT_NATIVE_INT8
+#define RNNEXT_INT8_PATH "avx512_vnni"
+#else
+#define RNNEXT_INT8_PATH RNNEXT_STRINGIFY(RNNEXT_ISA) "-emulated"
+#endif
+
+const QuantKernelTable& quant_table() {
+#define RNNEXT_QUANT_ENTRY(name, Args) &name##_kernel<float, QuantView>,
+  static const QuantKernelTable t = {RNNEXT_STRINGIFY(RNNEXT_ISA), RNNEXT_BF16_PATH, RNNEXT_INT8_PATH,
+                                     RNNEXT_QUANT_KERNELS(RNNEXT_QUANT_ENTRY)};
+#undef RNNEXT_QUANT_ENTRY
   return t;
 }
 

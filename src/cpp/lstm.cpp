@@ -21,21 +21,28 @@ LstmLayer<T>::LstmLayer(const T* W_x, const T* W_h, const T* b_x, const T* b_h, 
 
 template <class T>
 void LstmLayer<T>::forward(const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>* keep) const {
+  lstm_forward_pass(layout_, w_x_.view(), w_h_.view(), bias_.data(), zeros_.data(), in, out, keep, 0);
+}
+
+template <class T, class W>
+void lstm_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, const T* bias, const T* zeros,
+                       const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>* keep,
+                       double element_bytes) {
   const SequenceShape shape = in.shape;
-  const index_t batch = shape.batch, steps = shape.steps, hidden = this->hidden_size(), hp = layout_.padded();
+  const index_t batch = shape.batch, steps = shape.steps, hidden = layout.hidden, hp = layout.padded();
   if (batch == 0) return;
   const index_t rows = checked_mul(batch, steps);
   // Gate rows start as the input projection; c_t for every step only when
   // backward will need it, else one running state per sequence.
-  StepBuffer<T> gate_rows(keep ? &keep->gates : nullptr, checked_mul(rows, layout_.width()));
+  StepBuffer<T> gate_rows(keep ? &keep->gates : nullptr, checked_mul(rows, layout.width()));
   StepBuffer<T> c_rows(keep ? &keep->extra : nullptr, checked_mul(keep ? rows : batch, hp));
   T* gates = gate_rows.data();
 
   zero_padding(out.h_seq, hidden, in.lengths, shape);
-  project_inputs(in.x, shape, in.lengths, w_x_.view(), bias_.data(), gates);
+  project_inputs(in.x, shape, in.lengths, w_x, bias, gates);
 
-  LstmArgs<T> args{};
-  static_cast<TimeLoop&>(args) = whole_batch(shape, in.lengths, layout_.blocks(), hidden, in.reverse);
+  LstmArgs<T, W> args{};
+  static_cast<TimeLoop&>(args) = whole_batch(shape, in.lengths, layout.blocks(), hidden, in.reverse);
   args.h0 = in.h0;
   args.c0 = in.c0;
   args.h_seq = out.h_seq;
@@ -44,9 +51,9 @@ void LstmLayer<T>::forward(const LayerInput<T>& in, const LayerOutput<T>& out, S
   args.gates = gates;
   args.c_seq = keep ? c_rows.data() : nullptr;
   args.c_state = keep ? nullptr : c_rows.data();
-  args.w_h = w_h_.view();
-  args.zeros = zeros_.data();
-  run_recurrence(args, 4, [](const LstmArgs<T>& a) { lstm_forward(a); });
+  args.w_h = w_h;
+  args.zeros = zeros;
+  run_recurrence(args, 4, [](const LstmArgs<T, W>& a) { lstm_forward(a); }, element_bytes);
 }
 
 template <class T>
@@ -93,6 +100,9 @@ void LstmLayer<T>::backward(const SequenceCache<T>& cache, const OutputGradients
 }
 
 template class LstmLayer<float>;
+template void lstm_forward_pass(const GateLayout<float>&, const QuantView&, const QuantView&, const float*,
+                                const float*, const LayerInput<float>&, const LayerOutput<float>&,
+                                SequenceCache<float>*, double);
 template class LstmLayer<double>;
 
 }  // namespace rnnext

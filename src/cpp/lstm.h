@@ -11,6 +11,14 @@
 
 namespace rnnext {
 
+// The forward over either kind of packed weights (W: PackedView<T>, or
+// QuantView for float32): what LstmLayer and the quantized layer share.
+// element_bytes: of W_h's elements.
+template <class T, class W>
+void lstm_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, const T* bias, const T* zeros,
+                       const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>* keep,
+                       double element_bytes);
+
 template <class T>
 class LstmLayer final : public Layer<T> {
  public:

@@ -58,8 +58,8 @@ struct LstmEpilogue {
 // Steps for batch rows [batch_begin, batch_end) and unit blocks
 // [panel_begin, panel_end): whole sequences, or (a.claims set) the pieces of
 // the units of every sequence this thread claims, step after step.
-template <class T>
-void lstm_forward_kernel(const LstmArgs<T>& a) {
+template <class T, class W>
+void lstm_forward_kernel(const LstmArgs<T, W>& a) {
   constexpr index_t nr = panel_width<T>();
   const index_t hidden = a.hidden_size, hp = round_up(hidden, nr), width = 4 * hp;
   auto h_row = [&](index_t b, index_t t) { return a.h_seq + a.offset(b, t); };
@@ -77,7 +77,7 @@ void lstm_forward_kernel(const LstmArgs<T>& a) {
   for (index_t s = 0; s < max_length; ++s) {
     each_slice(a, [&](const TimeLoop& slice) {
       const index_t col0 = first_unit<T>(slice);
-      const PackedView<T> w = unit_blocks(a.w_h, slice, 4);
+      const W w = unit_blocks(a.w_h, slice, 4);
       LstmEpilogue<T> epilogue{gate_rows, c_prev, c_out, h_out, end_unit<T>(slice) - col0, a.c_seq != nullptr};
       for_active_rows(a, s, a.reverse,
           [&](index_t i, index_t b, index_t t) {

@@ -28,6 +28,20 @@ struct PackedView {
   }
 };
 
+// Panels [p0, p1) only: a thread's share of the outputs (n unchanged).
+template <class T>
+PackedView<T> panel_range(PackedView<T> w, index_t p0, index_t p1) {
+  w.data += p0 * w.panel_stride;
+  w.panels = p1 - p0;
+  return w;
+}
+
+// The bytes a product streams from the weights.
+template <class T>
+double weight_bytes(const PackedView<T>& w) {
+  return double(w.panels) * double(w.panel_stride) * double(sizeof(T));
+}
+
 // Rows given by pointers, `width` elements each: one block of columns of a
 // matrix whose rows are several such blocks side by side.
 template <class T>

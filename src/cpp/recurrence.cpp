@@ -7,9 +7,8 @@
 
 namespace rnnext {
 
-template <class T>
-void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, PackedView<T> w, const T* bias,
-                    T* out) {
+template <class T, class W>
+void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, const W& w, const T* bias, T* out) {
   const index_t batch = shape.batch, steps = shape.steps, input = w.k;
   const index_t width = w.panels * panel_width<T>();
   auto length = [&](index_t b) { return lengths ? lengths[b] : steps; };
@@ -17,20 +16,18 @@ void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, Pac
   for (index_t b = 0; b < batch; ++b) rows += length(b);
   const double flops = 2.0 * double(rows) * double(input) * double(width);
   if (rows <= kFewRows && rows > 0) {  // a streaming step: threads take panels, not rows
-    const int threads = threads_for_weights(w.panels, double(input) * double(width) * double(sizeof(T)));
+    const int threads = threads_for_weights(w.panels, weight_bytes(w));
     if (threads > 1) {
       run_parallel(threads, [&](int index, int count) {
         index_t p0, p1;
         split_range(w.panels, index, count, &p0, &p1);
-        PackedView<T> part = w;
-        part.data += p0 * w.panel_stride;
-        part.panels = p1 - p0;
-        part.n = (p1 - p0) * panel_width<T>();
+        const W part = panel_range(w, p0, p1);
         const index_t col0 = p0 * panel_width<T>();
         for (index_t b = 0; b < batch; ++b)
           for (index_t t = 0; t < length(b); ++t) {
-            DenseArgs<T> projection{x + b * shape.stride_b(input) + t * shape.stride_t(input), input, 1, part,
-                                    bias + col0, out + (b * steps + t) * width + col0, width, part.n};
+            DenseArgs<T, W> projection{x + b * shape.stride_b(input) + t * shape.stride_t(input), input, 1, part,
+                                       bias + col0, out + (b * steps + t) * width + col0, width,
+                                       (p1 - p0) * panel_width<T>()};
             dense(projection);
           }
       });
@@ -45,8 +42,8 @@ void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, Pac
       const index_t hi = end < first + length(b) ? end : first + length(b);
       if (lo >= hi) continue;
       const index_t t0 = lo - first;
-      DenseArgs<T> projection{x + b * shape.stride_b(input) + t0 * shape.stride_t(input), shape.stride_t(input),
-                              hi - lo, w, bias, out + (b * steps + t0) * width, width, width};
+      DenseArgs<T, W> projection{x + b * shape.stride_b(input) + t0 * shape.stride_t(input),
+                                 shape.stride_t(input), hi - lo, w, bias, out + (b * steps + t0) * width, width, width};
       dense(projection);
     }
   });
@@ -138,7 +135,7 @@ AlignedBuffer<T> copy_of(const T* data, index_t count) {
 }
 
 #define RNNEXT_INSTANTIATE(T)                                                                              \
-  template void project_inputs(const T*, SequenceShape, const index_t*, PackedView<T>, const T*, T*);     \
+  template void project_inputs(const T*, SequenceShape, const index_t*, const PackedView<T>&, const T*, T*); \
   template void input_gradient(const T*, index_t, SequenceShape, const index_t*, PackedView<T>, T*);               \
   template struct StepRows<T>;                                                                             \
   template void gated_gradients(const GateLayout<T>&, const T*, const T* const*, index_t, index_t, T*, T*);      \
@@ -149,5 +146,6 @@ AlignedBuffer<T> copy_of(const T* data, index_t count) {
 RNNEXT_INSTANTIATE(float)
 RNNEXT_INSTANTIATE(double)
 #undef RNNEXT_INSTANTIATE
+template void project_inputs(const float*, SequenceShape, const index_t*, const QuantView&, const float*, float*);
 
 }  // namespace rnnext

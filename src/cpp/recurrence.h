@@ -30,15 +30,17 @@ constexpr index_t kFewRows = 4;
 // and computes those units of every sequence, step after step; a thread
 // that finds its partner late runs the partner's pieces (phase_claims.h).
 // Otherwise threads own whole sequences for the whole loop: nothing shared.
+// element_bytes: of W_h's elements (0: those of the states, float or double).
 template <class Args, class Slice>
-void run_recurrence(const Args& args, index_t gates, Slice slice) {
+void run_recurrence(const Args& args, index_t gates, Slice slice, double element_bytes = 0) {
   const index_t batch = args.batch_end, hidden = args.hidden_size, panels = args.panel_end;
   const double step_flops = 2.0 * double(batch) * double(gates) * double(hidden) * double(hidden);
   // A W_h too large for a core's L2 would be streamed from L3 by every
   // thread at every step; sliced, each thread streams only its share, and
   // every weight it loads serves the whole batch. For a few rows (a
   // streaming step) that streaming is the whole cost, flops or not.
-  const double weight_bytes = double(gates) * double(hidden) * double(hidden) * double(sizeof(*args.h_seq));
+  if (element_bytes == 0) element_bytes = double(sizeof(*args.h_seq));
+  const double weight_bytes = double(gates) * double(hidden) * double(hidden) * element_bytes;
   int threads = threads_for(panels, step_flops * double(args.steps));
   bool step_worth_sharing = step_flops >= double(1 << 17);
   if (batch <= kFewRows) {
@@ -66,9 +68,9 @@ void run_recurrence(const Args& args, index_t gates, Slice slice) {
 // out row (b*steps + t) = x[b, t] W^T + bias for every valid step: one
 // product, its rows (sequence-major) split evenly over the threads whatever
 // the batch size. Rows are w.panels * NR wide.
-template <class T>
-void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, PackedView<T> w, const T* bias,
-                    T* out);
+// W: PackedView<T>, or QuantView for float32 rows.
+template <class T, class W>
+void project_inputs(const T* x, SequenceShape shape, const index_t* lengths, const W& w, const T* bias, T* out);
 
 // dx[b, t] = dz row (b*steps + t) W for every step (zero past each length);
 // dz rows are ld apart; w_t packs W^T (input outputs, k <= ld).

@@ -1,0 +1,224 @@
+// The products of reduced-precision inference (API.md section 5): float32
+// rows times bfloat16 or int8 weights (quant_packing.h), float32 results
+// handed tile by tile to the same epilogues as the float32 kernels, so every
+// cell's gate arithmetic, cell state and outputs stay float32.
+//
+// Each row of A is converted as the product reads it, one row block at a time:
+//   bfloat16: rounded to nearest even (subnormals flushed to zero, as the
+//             hardware's dot products treat them);
+//   int8:     q = round(a * 127 / max|a|) per row (per sequence and step),
+//             stored as q + 128 for the u8 x s8 dot products; the shift is
+//             taken back with the column sums, and the tile dequantized with
+//             the row's and the column's scales in the epilogue.
+// So a row's result depends on that row alone: never on its batch, its row
+// block or the thread count. int8 sums are exact int32; bfloat16 sums run in
+// the hardware's order (odd element, then even, per pair, pairs in k order),
+// which the emulation repeats.
+// Included from kernels_impl.h inside an instruction-set namespace; native
+// dot products where the file's flags provide them, emulated otherwise.
+#pragma once
+
+// (<cstring>, <vector> and <immintrin.h> come from kernels_impl.h, outside the namespace.)
+#include "gemm.h"
+#include "simd.h"
+
+#if RNNEXT_VBYTES == 64 && defined(__AVX512VNNI__)
+#define RNNEXT_NATIVE_INT8 1
+#endif
+#if RNNEXT_VBYTES == 64 && defined(__AVX512BF16__)
+#define RNNEXT_NATIVE_BF16 1
+#endif
+
+using ivec = simd<float>::I;
+
+RNNEXT_INLINE ivec splat_word(std::uint32_t w) {
+  return std::int32_t(w) - ivec{};
+}
+
+// acc += the four u8 x s8 products of each lane's bytes (a: one word, every lane).
+RNNEXT_INLINE ivec dot_u8s8(ivec acc, std::uint32_t a, ivec b) {
+#ifdef RNNEXT_NATIVE_INT8
+  return (ivec)_mm512_dpbusd_epi32((__m512i)acc, _mm512_set1_epi32(std::int32_t(a)), (__m512i)b);
+#else
+  const ivec b0 = (b << 24) >> 24, b1 = (b << 16) >> 24, b2 = (b << 8) >> 24, b3 = b >> 24;
+  return acc + std::int32_t(a & 255) * b0 + std::int32_t((a >> 8) & 255) * b1 +
+         std::int32_t((a >> 16) & 255) * b2 + std::int32_t(a >> 24) * b3;
+#endif
+}
+
+RNNEXT_INLINE vec<float> bits_to_float(ivec x) {
+  vec<float> f;
+  std::memcpy(&f, &x, sizeof(f));
+  return f;
+}
+
+RNNEXT_INLINE float word_to_float(std::uint32_t x) {
+  float f;
+  std::memcpy(&f, &x, 4);
+  return f;
+}
+
+// acc += odd x odd, then += even x even, for each lane's pair of bfloat16
+// (each product exact in float32; two roundings, as VDPBF16PS).
+RNNEXT_INLINE vec<float> dot_bf16(vec<float> acc, std::uint32_t a, ivec b) {
+#ifdef RNNEXT_NATIVE_BF16
+  return (vec<float>)_mm512_dpbf16_ps((__m512)acc, (__m512bh)_mm512_set1_epi32(std::int32_t(a)), (__m512bh)b);
+#else
+  const vec<float> b_odd = bits_to_float(b & std::int32_t(0xFFFF0000u)), b_even = bits_to_float(b << 16);
+  acc = acc + word_to_float(a & 0xFFFF0000u) * b_odd;
+  return acc + word_to_float(a << 16) * b_even;
+#endif
+}
+
+// float32 -> bfloat16 bits, rounded to nearest even; subnormals to signed
+// zero, NaN stays NaN (quiet).
+RNNEXT_INLINE std::uint16_t to_bfloat16(float x) {
+  std::uint32_t u;
+  std::memcpy(&u, &x, 4);
+  if ((u & 0x7F800000u) == 0) return std::uint16_t((u >> 16) & 0x8000u);
+  if ((u & 0x7FFFFFFFu) > 0x7F800000u) return std::uint16_t((u >> 16) | 0x40u);
+  return std::uint16_t((u + 0x7FFFu + ((u >> 16) & 1u)) >> 16);
+}
+
+// One row of A (k values, `step` apart) as the product's operand: `groups`
+// words. Returns the row's scale (int8; NaN when the row holds Inf or NaN,
+// so its results are NaN as in float32), or 1 (bfloat16).
+inline float quantize_row(QuantKind kind, const float* a, index_t k, index_t step, index_t groups,
+                          std::uint32_t* out) {
+  if (kind == QuantKind::bfloat16) {
+    std::uint16_t* h = reinterpret_cast<std::uint16_t*>(out);
+    for (index_t i = 0; i < k; ++i) h[i] = to_bfloat16(a[i * step]);
+    for (index_t i = k; i < 2 * groups; ++i) h[i] = 0;
+    return 1.0f;
+  }
+  float m = 0.0f;
+  bool finite = true;
+  for (index_t i = 0; i < k; ++i) {
+    const float v = __builtin_fabsf(a[i * step]);
+    finite = finite && v <= 3.4028235e38f;
+    m = v > m ? v : m;
+  }
+  std::uint8_t* q = reinterpret_cast<std::uint8_t*>(out);
+  if (!finite || m == 0.0f) {
+    std::memset(q, 128, std::size_t(4 * groups));
+    return finite ? 0.0f : __builtin_nanf("");
+  }
+  const float inv = 127.0f / m;
+  for (index_t i = 0; i < k; ++i) {
+    long r = __builtin_lrintf(a[i * step] * inv);  // round to nearest even
+    r = r > 127 ? 127 : r < -127 ? -127 : r;
+    q[i] = std::uint8_t(r + 128);
+  }
+  for (index_t i = k; i < 4 * groups; ++i) q[i] = 128;
+  return m / 127.0f;
+}
+
+// rows x (panels * 32) tile over quantized rows a[r] (w.groups words each).
+template <int rows, int panels, class Epilogue>
+RNNEXT_INLINE void quant_tile(const std::uint32_t* const* a, const float* a_scale, const QuantView& w,
+                              index_t first_panel, Epilogue& epilogue) {
+  constexpr int lanes = simd<float>::lanes;
+  constexpr int nv = int(kQuantPanel) / lanes;
+  const std::uint32_t* panel = w.data + first_panel * w.panel_stride;
+  if (w.kind == QuantKind::int8) {
+    ivec acc[rows][panels * nv];
+    for (int r = 0; r < rows; ++r)
+      for (int j = 0; j < panels * nv; ++j) acc[r][j] = ivec{};
+#pragma GCC unroll 2
+    for (index_t g = 0; g < w.groups; ++g) {
+      ivec b[panels * nv];
+      for (int p = 0; p < panels; ++p)
+        for (int v = 0; v < nv; ++v)
+          std::memcpy(&b[p * nv + v], panel + p * w.panel_stride + g * kQuantPanel + v * lanes, sizeof(ivec));
+      for (int r = 0; r < rows; ++r) {
+        const std::uint32_t word = a[r][g];
+        for (int j = 0; j < panels * nv; ++j) acc[r][j] = dot_u8s8(acc[r][j], word, b[j]);
+      }
+    }
+    for (int r = 0; r < rows; ++r)
+      for (int p = 0; p < panels; ++p) {
+        const index_t col = (first_panel + p) * kQuantPanel;
+        vec<float> tile[nv];
+        for (int v = 0; v < nv; ++v) {
+          ivec off;
+          std::memcpy(&off, w.offset + col + v * lanes, sizeof(off));
+          const vec<float> scale = a_scale[r] * load(w.scale + col + v * lanes);
+          tile[v] = __builtin_convertvector(acc[r][p * nv + v] - off, vec<float>) * scale;
+        }
+        epilogue(r, first_panel + p, tile);
+      }
+  } else {
+    vec<float> acc[rows][panels * nv];
+    for (int r = 0; r < rows; ++r)
+      for (int j = 0; j < panels * nv; ++j) acc[r][j] = vec<float>{};
+#pragma GCC unroll 2
+    for (index_t g = 0; g < w.groups; ++g) {
+      ivec b[panels * nv];
+      for (int p = 0; p < panels; ++p)
+        for (int v = 0; v < nv; ++v)
+          std::memcpy(&b[p * nv + v], panel + p * w.panel_stride + g * kQuantPanel + v * lanes, sizeof(ivec));
+      for (int r = 0; r < rows; ++r) {
+        const std::uint32_t word = a[r][g];
+        for (int j = 0; j < panels * nv; ++j) acc[r][j] = dot_bf16(acc[r][j], word, b[j]);
+      }
+    }
+    for (int r = 0; r < rows; ++r)
+      for (int p = 0; p < panels; ++p) {
+        vec<float> tile[nv];
+        for (int v = 0; v < nv; ++v) tile[v] = acc[r][p * nv + v];
+        epilogue(r, first_panel + p, tile);
+      }
+  }
+}
+
+template <int rows, int panels, class Epilogue>
+RNNEXT_INLINE void quant_panels(const std::uint32_t* const* a, const float* a_scale, const QuantView& w, index_t p,
+                                index_t end, Epilogue& epilogue) {
+  for (; p + panels <= end; p += panels) quant_tile<rows, panels>(a, a_scale, w, p, epilogue);
+  if constexpr (panels > 1) quant_panels<rows, panels / 2>(a, a_scale, w, p, end, epilogue);
+}
+
+template <int rows, class Epilogue>
+RNNEXT_INLINE void quant_row_blocks(index_t i, index_t m, index_t row0, const std::uint32_t* words,
+                                    const float* scales, const QuantView& w, index_t g0, index_t g1,
+                                    Epilogue& epilogue) {
+  constexpr int nv = int(kQuantPanel) / simd<float>::lanes;
+  constexpr int per_row = tile_shape<float>::accumulators / nv;
+  constexpr int panels = floor_pow2(per_row / rows > 1 ? per_row / rows : 1);
+  for (; i + rows <= m; i += rows) {
+    const std::uint32_t* a[rows];
+    for (int r = 0; r < rows; ++r) a[r] = words + (i + r) * w.groups;
+    epilogue.set_rows(row0 + i);
+    quant_panels<rows, panels>(a, scales + i, w, g0, g1, epilogue);
+  }
+  if constexpr (rows > 1) quant_row_blocks<rows / 2>(i, m, row0, words, scales, w, g0, g1, epilogue);
+}
+
+// Rows converted per pass: their words stay in L1/L2 while the weights stream by.
+constexpr index_t kQuantRowChunk = 128;
+
+// The quantized counterpart of gemm_rows (gemm.h): every tile of an
+// (m rows) x (all panels) product; row_a(i) points to row i of A (float32,
+// w.k elements, a_step apart).
+template <class T, class Epilogue, class RowA>
+RNNEXT_INLINE void gemm_rows(index_t m, const QuantView& w, RowA row_a, Epilogue& epilogue, index_t a_step = 1) {
+  static_assert(sizeof(T) == 4, "quantized products have float32 rows");
+  // Per thread, grown once to the largest chunk seen: a kernel call does not
+  // allocate after its first.
+  static thread_local std::vector<std::uint32_t> words;
+  static thread_local std::vector<float> scales;
+  const index_t chunk = m < kQuantRowChunk ? m : kQuantRowChunk;
+  if (index_t(words.size()) < chunk * w.groups) words.resize(std::size_t(chunk * w.groups));
+  if (index_t(scales.size()) < chunk) scales.resize(std::size_t(chunk));
+  const index_t panel_bytes = w.panel_stride * 4;
+  const index_t group = panel_bytes > 0 && panel_bytes < kPanelGroupBytes ? kPanelGroupBytes / panel_bytes : 1;
+  for (index_t r0 = 0; r0 < m; r0 += chunk) {
+    const index_t count = m - r0 < chunk ? m - r0 : chunk;
+    for (index_t i = 0; i < count; ++i)
+      scales[i] = quantize_row(w.kind, row_a(r0 + i), w.k, a_step, w.groups, words.data() + i * w.groups);
+    for (index_t g0 = 0; g0 < w.panels; g0 += group) {
+      const index_t g1 = g0 + group < w.panels ? g0 + group : w.panels;
+      quant_row_blocks<tile_shape<float>::rows>(0, count, r0, words.data(), scales.data(), w, g0, g1, epilogue);
+    }
+  }
+}
