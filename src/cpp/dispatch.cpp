@@ -1,6 +1,10 @@
 // Chooses the kernel table once, at first use. Compiled with baseline flags:
 // this file must run on every CPU, including those it then rules out.
 #include <cstdlib>
+#ifdef __linux__
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 #include <cstring>
 #include <stdexcept>
 #include <string>
@@ -15,6 +19,7 @@ namespace avx512 { const KernelTable& table(); const QuantKernelTable& quant_tab
 // Reduced precision only: the dot-product extensions.
 namespace avx512_vnni { const QuantKernelTable& quant_table(); }
 namespace avx512_bf16 { const QuantKernelTable& quant_table(); }
+namespace amx { const QuantKernelTable& quant_table(); }
 #endif
 
 namespace {
@@ -39,6 +44,27 @@ bool has_avx512() {
 #ifdef RNNEXT_HAVE_X86_KERNELS
 bool has_vnni() { return has_avx512() && __builtin_cpu_supports("avx512vnni"); }
 bool has_bf16() { return has_vnni() && __builtin_cpu_supports("avx512bf16"); }
+
+// AMX-TILE, -INT8 and -BF16 in CPUID, their state enabled in XCR0, and the
+// kernel's permission to use it (Linux asks each process to request it; a
+// refusal, or an older kernel, leaves the vector paths).
+bool has_amx() {
+  if (!has_bf16()) return false;
+  unsigned a, b, c, d;
+  __asm__("cpuid" : "=a"(a), "=b"(b), "=c"(c), "=d"(d) : "a"(7), "c"(0));
+  const unsigned amx = (1u << 22) | (1u << 24) | (1u << 25);  // AMX-BF16, AMX-TILE, AMX-INT8
+  if ((d & amx) != amx) return false;
+  unsigned lo, hi;
+  __asm__("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+  const unsigned tiles = (1u << 17) | (1u << 18);  // XTILECFG, XTILEDATA
+  if ((lo & tiles) != tiles) return false;
+#ifdef __linux__
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 #endif
 
 // Best first.
@@ -85,6 +111,8 @@ const QuantKernelTable& choose_quant(QuantKind kind) {
   // A forced instruction set runs its own emulation, so that each path can be tested.
   if (forced != nullptr && *forced != '\0') return emulation_of(kernels().isa);
 #ifdef RNNEXT_HAVE_X86_KERNELS
+  static const bool amx_usable = has_amx();
+  if (amx_usable) return amx::quant_table();
   if (has_bf16()) return avx512_bf16::quant_table();
   if (kind == QuantKind::int8 && has_vnni()) return avx512_vnni::quant_table();
 #endif

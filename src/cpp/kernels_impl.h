@@ -7,8 +7,9 @@
 
 #include <cstdint>
 #include <cstring>
+#include <optional>
 #include <vector>
-#if defined(__AVX512VNNI__) || defined(__AVX512BF16__)
+#if defined(__SSE2__)
 #include <immintrin.h>
 #endif
 
@@ -62,12 +63,16 @@ const KernelTable& table() {
 }
 #endif
 
-#ifdef RNNEXT_NATIVE_BF16
+#if defined(__AMX_TILE__)
+#define RNNEXT_BF16_PATH "amx"
+#elif defined(RNNEXT_NATIVE_BF16)
 #define RNNEXT_BF16_PATH "avx512_bf16"
 #else
 #define RNNEXT_BF16_PATH RNNEXT_STRINGIFY(RNNEXT_ISA) "-emulated"
 #endif
-#ifdef RNNEXT_NATIVE_INT8
+#if defined(__AMX_TILE__)
+#define RNNEXT_INT8_PATH "amx"
+#elif defined(RNNEXT_NATIVE_INT8)
 #define RNNEXT_INT8_PATH "avx512_vnni"
 #else
 #define RNNEXT_INT8_PATH RNNEXT_STRINGIFY(RNNEXT_ISA) "-emulated"

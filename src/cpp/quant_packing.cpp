@@ -6,7 +6,7 @@ namespace rnnext {
 
 // Zeroed: padding columns and the last group's padding inputs stay zero.
 QuantMatrix::QuantMatrix(QuantKind kind, index_t n, index_t k)
-    : kind_(kind), n_(n), k_(k), groups_((k + group_size(kind) - 1) / group_size(kind)),
+    : kind_(kind), n_(n), k_(k), groups_(round_up((k + group_size(kind) - 1) / group_size(kind), kQuantDepth)),
       panels_((n + kQuantPanel - 1) / kQuantPanel),
       data_(checked_mul(checked_mul(panels_, kQuantPanel), groups_)),
       scale_(kind == QuantKind::int8 ? panels_ * kQuantPanel : 0),
@@ -22,7 +22,7 @@ void QuantMatrix::pack_column(index_t c, index_t row, const void* w, const float
   if (kind_ == QuantKind::int8) {
     const std::int8_t* src = static_cast<const std::int8_t*>(w) + row * ld;
     std::int32_t sum = 0;
-    for (index_t g = 0; g < groups_; ++g) {
+    for (index_t g = 0; g * per < k_; ++g) {
       std::uint8_t bytes[4] = {0, 0, 0, 0};
       for (index_t i = 0; i < per && g * per + i < k_; ++i) {
         bytes[i] = std::uint8_t(src[g * per + i]);
@@ -34,7 +34,7 @@ void QuantMatrix::pack_column(index_t c, index_t row, const void* w, const float
     offset_.data()[c] = 128 * sum;
   } else {
     const std::uint16_t* src = static_cast<const std::uint16_t*>(w) + row * ld;
-    for (index_t g = 0; g < groups_; ++g) {
+    for (index_t g = 0; 2 * g < k_; ++g) {  // the groups past k stay zero
       const std::uint32_t lo = src[2 * g], hi = 2 * g + 1 < k_ ? src[2 * g + 1] : 0;
       out[g * kQuantPanel] = lo | hi << 16;
     }

@@ -23,6 +23,10 @@ enum class QuantKind : int { bfloat16 = 0, int8 = 1 };
 // Outputs per panel: the float32 panel width.
 constexpr index_t kQuantPanel = kPanelBytes / 4;
 
+// Groups of the reduction are padded (with zeros) to a multiple of this: the
+// depth of one AMX tile product, so every path reads the same whole tiles.
+constexpr index_t kQuantDepth = 16;
+
 // Reduction elements per 32-bit group.
 constexpr index_t group_size(QuantKind kind) { return kind == QuantKind::int8 ? 4 : 2; }
 
@@ -35,7 +39,7 @@ struct QuantView {
   const std::uint32_t* data;
   index_t n;             // outputs
   index_t k;             // inputs
-  index_t groups;        // ceil(k / group_size(kind))
+  index_t groups;        // ceil(k / group_size(kind)), rounded up to kQuantDepth
   index_t panels;        // ceil(n / 32)
   index_t panel_stride;  // words from one panel to the next (groups * 32)
   // int8 only, per output column (padded to whole panels), advancing with data:
