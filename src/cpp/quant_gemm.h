@@ -165,72 +165,65 @@ inline float quantize_row(QuantKind kind, const float* a, index_t k, index_t ste
   return m / 127.0f;
 }
 
-// rows x (panels * 32) tile over quantized rows a[r] (w.groups words each).
-template <int rows, int panels, class Epilogue>
+// rows x (panels * 32) tile over quantized rows a[r] (w.groups words each);
+// int8 is w.kind, as a template argument: one function per precision keeps
+// each one's accumulators in registers (in one function GCC kept the int8
+// ones in memory and stored them at every group).
+template <bool int8, int rows, int panels, class Epilogue>
 RNNEXT_INLINE void quant_tile(const std::uint32_t* const* a, const float* a_scale, const QuantView& w,
                               index_t first_panel, Epilogue& epilogue) {
   constexpr int lanes = simd<float>::lanes;
   constexpr int nv = int(kQuantPanel) / lanes;
+  using Acc = std::conditional_t<int8, ivec, vec<float>>;
   const std::uint32_t* panel = w.data + first_panel * w.panel_stride;
-  if (w.kind == QuantKind::int8) {
-    ivec acc[rows][panels * nv];
-    for (int r = 0; r < rows; ++r)
-      for (int j = 0; j < panels * nv; ++j) acc[r][j] = ivec{};
+  Acc acc[rows][panels * nv];
+  for (int r = 0; r < rows; ++r)
+    for (int j = 0; j < panels * nv; ++j) acc[r][j] = Acc{};
 #pragma GCC unroll 2
-    for (index_t g = 0; g < w.groups; ++g) {
-      ivec b[panels * nv];
-      for (int p = 0; p < panels; ++p)
-        for (int v = 0; v < nv; ++v)
-          std::memcpy(&b[p * nv + v], panel + p * w.panel_stride + g * kQuantPanel + v * lanes, sizeof(ivec));
-      for (int r = 0; r < rows; ++r) {
-        const std::uint32_t word = a[r][g];
-        for (int j = 0; j < panels * nv; ++j) acc[r][j] = dot_u8s8(acc[r][j], word, b[j]);
+  for (index_t g = 0; g < w.groups; ++g) {
+    ivec b[panels * nv];
+    for (int p = 0; p < panels; ++p)
+      for (int v = 0; v < nv; ++v)
+        std::memcpy(&b[p * nv + v], panel + p * w.panel_stride + g * kQuantPanel + v * lanes, sizeof(ivec));
+    for (int r = 0; r < rows; ++r) {
+      const std::uint32_t word = a[r][g];
+      for (int j = 0; j < panels * nv; ++j) {
+        if constexpr (int8) acc[r][j] = dot_u8s8(acc[r][j], word, b[j]);
+        else acc[r][j] = dot_bf16(acc[r][j], word, b[j]);
       }
     }
-    for (int r = 0; r < rows; ++r)
-      for (int p = 0; p < panels; ++p) {
-        const index_t col = (first_panel + p) * kQuantPanel;
-        vec<float> tile[nv];
-        for (int v = 0; v < nv; ++v) {
-          ivec off;
-          std::memcpy(&off, w.offset + col + v * lanes, sizeof(off));
-          const vec<float> scale = a_scale[r] * load(w.scale + col + v * lanes);
-          tile[v] = __builtin_convertvector(acc[r][p * nv + v] - off, vec<float>) * scale;
-        }
-        epilogue(r, first_panel + p, tile);
-      }
-  } else {
-    vec<float> acc[rows][panels * nv];
-    for (int r = 0; r < rows; ++r)
-      for (int j = 0; j < panels * nv; ++j) acc[r][j] = vec<float>{};
-#pragma GCC unroll 2
-    for (index_t g = 0; g < w.groups; ++g) {
-      ivec b[panels * nv];
-      for (int p = 0; p < panels; ++p)
-        for (int v = 0; v < nv; ++v)
-          std::memcpy(&b[p * nv + v], panel + p * w.panel_stride + g * kQuantPanel + v * lanes, sizeof(ivec));
-      for (int r = 0; r < rows; ++r) {
-        const std::uint32_t word = a[r][g];
-        for (int j = 0; j < panels * nv; ++j) acc[r][j] = dot_bf16(acc[r][j], word, b[j]);
-      }
-    }
-    for (int r = 0; r < rows; ++r)
-      for (int p = 0; p < panels; ++p) {
-        vec<float> tile[nv];
-        for (int v = 0; v < nv; ++v) tile[v] = acc[r][p * nv + v];
-        epilogue(r, first_panel + p, tile);
-      }
   }
+  // Unrolled: with acc indexed by a loop counter here, GCC kept it in
+  // memory and stored every accumulator at every group.
+#pragma GCC unroll 16
+  for (int r = 0; r < rows; ++r)
+#pragma GCC unroll 16
+    for (int p = 0; p < panels; ++p) {
+      Acc sums[nv];  // a copy: see gemm.h's gemm_tile
+      for (int v = 0; v < nv; ++v) sums[v] = acc[r][p * nv + v];
+      vec<float> tile[nv];
+      for (int v = 0; v < nv; ++v) {
+        if constexpr (int8) {
+          const index_t col = (first_panel + p) * kQuantPanel + v * lanes;
+          ivec off;
+          std::memcpy(&off, w.offset + col, sizeof(off));
+          tile[v] = __builtin_convertvector(sums[v] - off, vec<float>) * (a_scale[r] * load(w.scale + col));
+        } else {
+          tile[v] = sums[v];
+        }
+      }
+      epilogue(r, first_panel + p, tile);
+    }
 }
 
-template <int rows, int panels, class Epilogue>
+template <bool int8, int rows, int panels, class Epilogue>
 RNNEXT_INLINE void quant_panels(const std::uint32_t* const* a, const float* a_scale, const QuantView& w, index_t p,
                                 index_t end, Epilogue& epilogue) {
-  for (; p + panels <= end; p += panels) quant_tile<rows, panels>(a, a_scale, w, p, epilogue);
-  if constexpr (panels > 1) quant_panels<rows, panels / 2>(a, a_scale, w, p, end, epilogue);
+  for (; p + panels <= end; p += panels) quant_tile<int8, rows, panels>(a, a_scale, w, p, epilogue);
+  if constexpr (panels > 1) quant_panels<int8, rows, panels / 2>(a, a_scale, w, p, end, epilogue);
 }
 
-template <int rows, class Epilogue>
+template <bool int8, int rows, class Epilogue>
 RNNEXT_INLINE void quant_row_blocks(index_t i, index_t m, index_t row0, const std::uint32_t* words,
                                     const float* scales, const QuantView& w, index_t g0, index_t g1,
                                     Epilogue& epilogue) {
@@ -241,9 +234,9 @@ RNNEXT_INLINE void quant_row_blocks(index_t i, index_t m, index_t row0, const st
     const std::uint32_t* a[rows];
     for (int r = 0; r < rows; ++r) a[r] = words + (i + r) * w.groups;
     epilogue.set_rows(row0 + i);
-    quant_panels<rows, panels>(a, scales + i, w, g0, g1, epilogue);
+    quant_panels<int8, rows, panels>(a, scales + i, w, g0, g1, epilogue);
   }
-  if constexpr (rows > 1) quant_row_blocks<rows / 2>(i, m, row0, words, scales, w, g0, g1, epilogue);
+  if constexpr (rows > 1) quant_row_blocks<int8, rows / 2>(i, m, row0, words, scales, w, g0, g1, epilogue);
 }
 
 // Rows converted per pass: at least this many, and as many as fit in about
@@ -409,8 +402,13 @@ RNNEXT_INLINE void gemm_rows(index_t m, const QuantView& w, RowA row_a, Epilogue
 #ifdef __AMX_TILE__
       if (on_tiles) amx_rows(on_tiles, count, r0, words.data(), scales.data(), w, g0, g1, epilogue);
 #endif
-      quant_row_blocks<tile_shape<float>::rows>(on_tiles < count ? on_tiles : count, count, r0, words.data(),
-                                                scales.data(), w, g0, g1, epilogue);
+      const index_t first = on_tiles < count ? on_tiles : count;
+      if (w.kind == QuantKind::int8)
+        quant_row_blocks<true, tile_shape<float>::rows>(first, count, r0, words.data(), scales.data(), w, g0, g1,
+                                                        epilogue);
+      else
+        quant_row_blocks<false, tile_shape<float>::rows>(first, count, r0, words.data(), scales.data(), w, g0, g1,
+                                                         epilogue);
     }
   }
 }
