@@ -122,6 +122,14 @@ def _check_model(model, data: bytes) -> None:
     assert type(again) is type(model) and again.config == model.config
     for name, value in model.params.items():
         assert again.params[name].tobytes() == value.tobytes(), name
+    quantized = model.quantized_tensors()
+    if quantized is not None:  # the stored tensors themselves, exactly
+        precision, tensors = quantized
+        assert model.precision == precision and dtype == np.float32
+        again_precision, again_tensors = again.quantized_tensors()
+        assert again_precision == precision and list(again_tensors) == list(tensors)
+        for name, value in tensors.items():
+            assert again_tensors[name].tobytes() == value.tobytes(), name
     # A tiny forward, when the model is small.
     I, H, D, L = model.input_size, model.hidden_size, model.num_directions, model.num_layers
     if sum(v.size for v in model.params.values()) <= 20000 and L * D <= 16:
@@ -164,7 +172,7 @@ _JSON_ODDITIES = [None, True, False, 0, -1, 1, 2, 3, 2**31, 2**32 + 1, 2**63, -2
                   1e308, float("inf"), float("nan"), "", "RNN", "LSTM", "GRU", "rnnext", "1", "2", "float32",
                   "float64", "F32", "F64", "F16", "BF16", "I64", "tanh", "relu", "sigmoid", [], [1], [[]], {},
                   {"a": 1}, ["RNN"], {"dtype": "F32"}, "\ud800", "x" * 300, ",f4", "f4,(", "<f4", "float16",
-                  10**400, -10**400, 1e-320]
+                  10**400, -10**400, 1e-320, "I8", "U16", "U8", "int8", "bfloat16", "float16", "3"]
 
 
 def _oddity(rng: random.Random, old=None):
@@ -211,7 +219,7 @@ def _mutate_header(header: dict, payload: bytes, rng: random.Random):
                 config[key] = _oddity(rng, config.get(key))
             meta["config"] = json.dumps(config)
         else:
-            key = rng.choice(list(meta) + ["format", "format_version", "class", "config"])
+            key = rng.choice(list(meta) + ["format", "format_version", "class", "config", "precision"])
             meta[key] = _oddity(rng, meta.get(key)) if rng.random() < 0.8 else json.dumps(_oddity(rng))
     elif op < 8 and tensors:
         name = rng.choice(tensors)
@@ -223,7 +231,7 @@ def _mutate_header(header: dict, payload: bytes, rng: random.Random):
             header[name] = _oddity(rng)
         else:
             new = rng.choice([name + "_reverse", name.replace("_l0", ""), name.replace("l0", "l1"), "W_o",
-                              "b_o", "__metadata__", ""])
+                              "b_o", "__metadata__", "", name + ".scale", name.replace(".scale", "")])
             header[new] = header.pop(name)
     elif op == 8:
         cut = rng.randrange(len(payload) + 1)

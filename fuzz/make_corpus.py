@@ -49,6 +49,11 @@ def models():
     yield "gru_onnx_head_f64", rx.GRU(2, 1, 2, linear_before_reset=False, dtype="float64", seed=9)
     yield "gru_3layer", rx.GRU(1, 1, num_layers=3, seed=10)
     yield "gru_bidir_head_nobias", rx.GRU(1, 2, 1, bidirectional=True, bias=False, seed=11)
+    # Quantized models (format version 3): int8 with scales, bfloat16 bits.
+    yield "lstm_int8_head", rx.LSTM(2, 2, 1, seed=13).quantize("int8")
+    yield "gru_bf16_2layer_bidir", rx.GRU(1, 2, num_layers=2, bidirectional=True, seed=14).quantize("bfloat16")
+    yield "rnn_relu_int8_onnx", rx.RNN(2, 1, activation="relu", bias=False, seed=15).quantize("int8")
+    yield "gru_onnx_bf16", rx.GRU(1, 1, linear_before_reset=False, seed=16).quantize("bfloat16")
 
 
 def version1(model) -> bytes:

@@ -18,8 +18,9 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
                         help="time this size only, forward (and training with --full); repeatable")
     parser.add_argument("--threads", type=int, help="threads for rnnext and every peer")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved timing rounds (default 3)")
-    parser.add_argument("--precision", choices=["float32", "float64"], default="float32",
-                        help="the dtype of every implementation (default float32)")
+    parser.add_argument("--precision", choices=["float32", "float64", "bfloat16", "int8"], default="float32",
+                        help="the dtype of every implementation (default float32); bfloat16 or int8: "
+                             "reduced-precision inference against torch's and onnxruntime's, with errors")
     parser.add_argument("--plot", metavar="FILE.png", help="draw the timings (needs matplotlib)")
     # 0.5's --quick is what the default run is now; scripts that pass it keep working.
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
@@ -51,6 +52,12 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, peers: 
         except ImportError:
             parser.error("--plot needs matplotlib: pip install matplotlib")
     cells = bench.CELLS if args.cell == "all" else (args.cell,)
+    if args.precision in ("bfloat16", "int8"):
+        from . import _bench_quantized
+
+        if cases is not None and any(c[2] != c[3] for c in cases):
+            parser.error("--case: reduced precision runs I = H only")
+        return _bench_quantized.run(args.precision, cells, args.full, cases, args.rounds, progress=True)
     return bench.run(cells, args.full, cases, args.rounds, args.precision, peers, args.plot)
 
 

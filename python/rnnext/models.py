@@ -141,11 +141,13 @@ class RecurrentModel:
             value = tensors.get(name)
             if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape:
                 raise ValueError(f"{name}: expected a {dtype} array of shape {shape}")
+            if name.endswith(".scale") and not (np.isfinite(value).all() and (value >= 0).all()):
+                raise ValueError(f"{name}: int8 scales must be finite and >= 0")
         self._weights = _quantize.QuantizedWeights(self._spec, precision, tensors)  # type: ignore[assignment]
 
     def quantized_tensors(self) -> Optional[Tuple[str, Dict[str, np.ndarray]]]:
         """``(precision, tensors)`` of a quantized model, None for a float one."""
-        weights = self._weights
+        weights = getattr(self, "_weights", None)  # a declared model has none yet
         if isinstance(weights, _quantize.QuantizedWeights):
             return weights.precision, weights.tensors
         return None
