@@ -24,12 +24,12 @@ ElmanLayer<T>::ElmanLayer(const T* W_x, const T* W_h, const T* b_x, const T* b_h
 template <class T>
 void ElmanLayer<T>::forward(const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>*) const {
   elman_forward_pass(w_x_.view(), w_h_.view(), bias_.data(), zeros_.data(), activation_, this->hidden_size(), in, out,
-                     0);
+                     ProductKind{});
 }
 
 template <class T, class W>
 void elman_forward_pass(const W& w_x, const W& w_h, const T* bias, const T* zeros, Activation activation,
-                        index_t hidden, const LayerInput<T>& in, const LayerOutput<T>& out, double element_bytes) {
+                        index_t hidden, const LayerInput<T>& in, const LayerOutput<T>& out, const ProductKind& product) {
   const SequenceShape shape = in.shape;
   const index_t batch = shape.batch, steps = shape.steps;
   const index_t padded = w_h.panels * panel_width<T>();
@@ -56,7 +56,7 @@ void elman_forward_pass(const W& w_x, const W& w_h, const T* bias, const T* zero
   args.zeros = zeros;
   args.xproj = xproj;
   args.activation = activation;
-  run_recurrence(args, 1, [](const ElmanArgs<T, W>& a) { elman_forward(a); }, element_bytes);
+  run_recurrence(args, 1, [](const ElmanArgs<T, W>& a) { elman_forward(a); }, product);
 }
 
 template <class T>
@@ -110,7 +110,7 @@ void ElmanLayer<T>::backward(const SequenceCache<T>& cache, const OutputGradient
 
 template class ElmanLayer<float>;
 template void elman_forward_pass(const QuantView&, const QuantView&, const float*, const float*, Activation, index_t,
-                                 const LayerInput<float>&, const LayerOutput<float>&, double);
+                                 const LayerInput<float>&, const LayerOutput<float>&, const ProductKind&);
 template class ElmanLayer<double>;
 
 }  // namespace rnnext

@@ -8,6 +8,7 @@
 #include "common.h"
 #include "layer.h"
 #include "packing.h"
+#include "product_kind.h"
 
 namespace rnnext {
 
@@ -16,7 +17,7 @@ namespace rnnext {
 // bias and zeros are padded to w_h's panels; element_bytes: of W_h's elements.
 template <class T, class W>
 void elman_forward_pass(const W& w_x, const W& w_h, const T* bias, const T* zeros, Activation activation,
-                        index_t hidden, const LayerInput<T>& in, const LayerOutput<T>& out, double element_bytes);
+                        index_t hidden, const LayerInput<T>& in, const LayerOutput<T>& out, const ProductKind& product);
 
 template <class T>
 class ElmanLayer final : public Layer<T> {

@@ -33,13 +33,13 @@ GruLayer<T>::GruLayer(const T* W_x, const T* W_h, const T* b_x, const T* b_h, in
 template <class T>
 void GruLayer<T>::forward(const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>* keep) const {
   gru_forward_pass(layout_, w_x_.view(), w_h_.view(), w_hn_.view(), bias_.data(), b_hn_.data(), zeros_.data(),
-                   linear_before_reset_, in, out, keep, 0);
+                   linear_before_reset_, in, out, keep, ProductKind{});
 }
 
 template <class T, class W>
 void gru_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, const W& w_hn, const T* bias,
                       const T* b_hn, const T* zeros, bool linear_before_reset, const LayerInput<T>& in,
-                      const LayerOutput<T>& out, SequenceCache<T>* keep, double element_bytes) {
+                      const LayerOutput<T>& out, SequenceCache<T>* keep, const ProductKind& product) {
   const SequenceShape shape = in.shape;
   const index_t batch = shape.batch, steps = shape.steps, hidden = layout.hidden, hp = layout.padded();
   if (batch == 0) return;
@@ -65,7 +65,7 @@ void gru_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, c
   args.zeros = zeros;
   args.linear_before_reset = linear_before_reset;
   args.keep = keep != nullptr;
-  run_recurrence(args, 3, [](const GruArgs<T, W>& a) { gru_forward(a); }, element_bytes);
+  run_recurrence(args, 3, [](const GruArgs<T, W>& a) { gru_forward(a); }, product);
 }
 
 template <class T>
@@ -125,7 +125,7 @@ void GruLayer<T>::backward(const SequenceCache<T>& cache, const OutputGradients<
 template class GruLayer<float>;
 template void gru_forward_pass(const GateLayout<float>&, const QuantView&, const QuantView&, const QuantView&,
                                const float*, const float*, const float*, bool, const LayerInput<float>&,
-                               const LayerOutput<float>&, SequenceCache<float>*, double);
+                               const LayerOutput<float>&, SequenceCache<float>*, const ProductKind&);
 template class GruLayer<double>;
 
 }  // namespace rnnext

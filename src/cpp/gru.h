@@ -9,6 +9,7 @@
 #include "gate_layout.h"
 #include "layer.h"
 #include "packing.h"
+#include "product_kind.h"
 
 namespace rnnext {
 
@@ -18,7 +19,7 @@ namespace rnnext {
 template <class T, class W>
 void gru_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, const W& w_hn, const T* bias,
                       const T* b_hn, const T* zeros, bool linear_before_reset, const LayerInput<T>& in,
-                      const LayerOutput<T>& out, SequenceCache<T>* keep, double element_bytes);
+                      const LayerOutput<T>& out, SequenceCache<T>* keep, const ProductKind& product);
 
 template <class T>
 class GruLayer final : public Layer<T> {

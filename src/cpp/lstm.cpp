@@ -21,13 +21,13 @@ LstmLayer<T>::LstmLayer(const T* W_x, const T* W_h, const T* b_x, const T* b_h, 
 
 template <class T>
 void LstmLayer<T>::forward(const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>* keep) const {
-  lstm_forward_pass(layout_, w_x_.view(), w_h_.view(), bias_.data(), zeros_.data(), in, out, keep, 0);
+  lstm_forward_pass(layout_, w_x_.view(), w_h_.view(), bias_.data(), zeros_.data(), in, out, keep, ProductKind{});
 }
 
 template <class T, class W>
 void lstm_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, const T* bias, const T* zeros,
                        const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>* keep,
-                       double element_bytes) {
+                       const ProductKind& product) {
   const SequenceShape shape = in.shape;
   const index_t batch = shape.batch, steps = shape.steps, hidden = layout.hidden, hp = layout.padded();
   if (batch == 0) return;
@@ -53,7 +53,7 @@ void lstm_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, 
   args.c_state = keep ? nullptr : c_rows.data();
   args.w_h = w_h;
   args.zeros = zeros;
-  run_recurrence(args, 4, [](const LstmArgs<T, W>& a) { lstm_forward(a); }, element_bytes);
+  run_recurrence(args, 4, [](const LstmArgs<T, W>& a) { lstm_forward(a); }, product);
 }
 
 template <class T>
@@ -102,7 +102,7 @@ void LstmLayer<T>::backward(const SequenceCache<T>& cache, const OutputGradients
 template class LstmLayer<float>;
 template void lstm_forward_pass(const GateLayout<float>&, const QuantView&, const QuantView&, const float*,
                                 const float*, const LayerInput<float>&, const LayerOutput<float>&,
-                                SequenceCache<float>*, double);
+                                SequenceCache<float>*, const ProductKind&);
 template class LstmLayer<double>;
 
 }  // namespace rnnext

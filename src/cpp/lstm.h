@@ -8,6 +8,7 @@
 #include "gate_layout.h"
 #include "layer.h"
 #include "packing.h"
+#include "product_kind.h"
 
 namespace rnnext {
 
@@ -17,7 +18,7 @@ namespace rnnext {
 template <class T, class W>
 void lstm_forward_pass(const GateLayout<T>& layout, const W& w_x, const W& w_h, const T* bias, const T* zeros,
                        const LayerInput<T>& in, const LayerOutput<T>& out, SequenceCache<T>* keep,
-                       double element_bytes);
+                       const ProductKind& product);
 
 template <class T>
 class LstmLayer final : public Layer<T> {

@@ -372,16 +372,27 @@ struct AmxScope {
 template <class T, class Epilogue, class RowA>
 RNNEXT_INLINE void gemm_rows(index_t m, const QuantView& w, RowA row_a, Epilogue& epilogue, index_t a_step = 1) {
   static_assert(sizeof(T) == 4, "quantized products have float32 rows");
-  // Per thread, grown once to the largest chunk seen: a kernel call does not
-  // allocate after its first.
-  static thread_local std::vector<std::uint32_t> words;
-  static thread_local std::vector<float> scales;
   const index_t by_bytes = kQuantChunkBytes / (4 * (w.groups > 0 ? w.groups : 1));
   const index_t most = by_bytes > kQuantRowChunk ? by_bytes : kQuantRowChunk;
   const index_t chunk = m < most ? m : most;
-  // Room for a last tile of 16 rows, whatever the chunk holds.
-  if (index_t(words.size()) < round_up(chunk, 16) * w.groups) words.resize(std::size_t(round_up(chunk, 16) * w.groups));
-  if (index_t(scales.size()) < chunk) scales.resize(std::size_t(chunk));
+  // Room for a last tile of 16 rows, whatever the chunk holds. A few rows
+  // (a streaming step) fit on the stack; larger chunks use a per-thread
+  // buffer grown once to the largest seen, so a kernel call does not
+  // allocate after its first.
+  constexpr index_t kStackWords = 4096;
+  alignas(64) std::uint32_t stack_words[kStackWords];
+  alignas(64) float stack_scales[64];
+  std::uint32_t* words = stack_words;
+  float* scales = stack_scales;
+  const index_t need = round_up(chunk, 16) * w.groups;
+  if (need > kStackWords || chunk > 64) {
+    static thread_local std::vector<std::uint32_t> heap_words;
+    static thread_local std::vector<float> heap_scales;
+    if (index_t(heap_words.size()) < need) heap_words.resize(std::size_t(need));
+    if (index_t(heap_scales.size()) < chunk) heap_scales.resize(std::size_t(chunk));
+    words = heap_words.data();
+    scales = heap_scales.data();
+  }
   const index_t panel_bytes = w.panel_stride * 4;
   const index_t group = panel_bytes > 0 && panel_bytes < kPanelGroupBytes ? kPanelGroupBytes / panel_bytes : 1;
 #ifdef __AMX_TILE__
@@ -392,7 +403,7 @@ RNNEXT_INLINE void gemm_rows(index_t m, const QuantView& w, RowA row_a, Epilogue
   for (index_t r0 = 0; r0 < m; r0 += chunk) {
     const index_t count = m - r0 < chunk ? m - r0 : chunk;
     for (index_t i = 0; i < count; ++i)
-      scales[i] = quantize_row(w.kind, row_a(r0 + i), w.k, a_step, w.groups, words.data() + i * w.groups);
+      scales[i] = quantize_row(w.kind, row_a(r0 + i), w.k, a_step, w.groups, words + i * w.groups);
     index_t on_tiles = 0;
 #ifdef __AMX_TILE__
     if (tiles) on_tiles = rows_on_tiles(w.kind, count);
@@ -400,15 +411,13 @@ RNNEXT_INLINE void gemm_rows(index_t m, const QuantView& w, RowA row_a, Epilogue
     for (index_t g0 = 0; g0 < w.panels; g0 += group) {
       const index_t g1 = g0 + group < w.panels ? g0 + group : w.panels;
 #ifdef __AMX_TILE__
-      if (on_tiles) amx_rows(on_tiles, count, r0, words.data(), scales.data(), w, g0, g1, epilogue);
+      if (on_tiles) amx_rows(on_tiles, count, r0, words, scales, w, g0, g1, epilogue);
 #endif
       const index_t first = on_tiles < count ? on_tiles : count;
       if (w.kind == QuantKind::int8)
-        quant_row_blocks<true, tile_shape<float>::rows>(first, count, r0, words.data(), scales.data(), w, g0, g1,
-                                                        epilogue);
+        quant_row_blocks<true, tile_shape<float>::rows>(first, count, r0, words, scales, w, g0, g1, epilogue);
       else
-        quant_row_blocks<false, tile_shape<float>::rows>(first, count, r0, words.data(), scales.data(), w, g0, g1,
-                                                         epilogue);
+        quant_row_blocks<false, tile_shape<float>::rows>(first, count, r0, words, scales, w, g0, g1, epilogue);
     }
   }
 }

@@ -1,9 +1,11 @@
 #include "quantized_layer.h"
 
+#include <cstring>
 #include <stdexcept>
 
 #include "elman.h"
 #include "gru.h"
+#include "kernels.h"
 #include "lstm.h"
 
 namespace rnnext {
@@ -54,7 +56,10 @@ const char* QuantizedLayer::name() const {
 void QuantizedLayer::forward(const LayerInput<float>& in, const LayerOutput<float>& out,
                              SequenceCache<float>* keep) const {
   if (keep) throw std::invalid_argument("a quantized model is for inference only: it keeps nothing for backward");
-  const double bytes = kind_ == QuantKind::int8 ? 1.0 : 2.0;
+  // bfloat16 on AMX computes every row on 16-row tiles (quant_gemm.h).
+  static const bool bf16_tiles = std::strcmp(quant_path(QuantKind::bfloat16), "amx") == 0;
+  const ProductKind bytes{kind_ == QuantKind::int8 ? 1.0 : 2.0,
+                          kind_ == QuantKind::bfloat16 && bf16_tiles ? index_t(16) : index_t(1)};
   switch (cell_) {
     case CellKind::rnn:
       return elman_forward_pass(w_x_.view(), w_h_.view(), bias_.data(), zeros_.data(), activation_,

@@ -10,6 +10,7 @@
 #include "gate_layout.h"
 #include "packing.h"
 #include "phase_claims.h"
+#include "product_kind.h"
 #include "sequence.h"
 #include "threading.h"
 
@@ -30,9 +31,9 @@ constexpr index_t kFewRows = 4;
 // and computes those units of every sequence, step after step; a thread
 // that finds its partner late runs the partner's pieces (phase_claims.h).
 // Otherwise threads own whole sequences for the whole loop: nothing shared.
-// element_bytes: of W_h's elements (0: those of the states, float or double).
 template <class Args, class Slice>
-void run_recurrence(const Args& args, index_t gates, Slice slice, double element_bytes = 0) {
+void run_recurrence(const Args& args, index_t gates, Slice slice, const ProductKind& product = {}) {
+  double element_bytes = product.element_bytes;
   const index_t batch = args.batch_end, hidden = args.hidden_size, panels = args.panel_end;
   const double step_flops = 2.0 * double(batch) * double(gates) * double(hidden) * double(hidden);
   // A W_h too large for a core's L2 would be streamed from L3 by every
@@ -48,7 +49,8 @@ void run_recurrence(const Args& args, index_t gates, Slice slice, double element
     if (by_weights > 1) step_worth_sharing = true;
     threads = by_weights > threads ? by_weights : threads;
   }
-  if (threads > 1 && (batch < 2 * threads || weight_bytes > double(kSliceWeightBytes)) && step_worth_sharing) {
+  const index_t few = 2 * threads > product.tile_rows * threads ? 2 * threads : product.tile_rows * threads;
+  if (threads > 1 && (batch < few || weight_bytes > double(kSliceWeightBytes)) && step_worth_sharing) {
     PhaseTeam team(panels, threads);
     run_parallel(threads, [&](int index, int) {
       Args mine = args;
