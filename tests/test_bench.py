@@ -39,12 +39,25 @@ def test_a_bad_case_is_a_usage_error(case):
 
 
 def test_bad_options_are_usage_errors(capsys):
-    for args in (["--cell", "lstmx"], ["--rounds", "0"], ["--threads", "0"], ["--precision", "int8"],
-                 ["--quick", "--full"]):
+    for args in (["--cell", "lstmx"], ["--rounds", "0"], ["--threads", "0"], ["--precision", "int4"],
+                 ["--quick", "--full"], ["--precision", "int8", "--case", "2,5,3,4"],
+                 ["--precision", "bfloat16", "--plot", "chart.png"]):
         with pytest.raises(SystemExit) as exit:
             main(["bench", *args])
         assert exit.value.code == 2, args
         assert args[0] in capsys.readouterr().err
+
+
+def test_reduced_precision_tables(capsys):
+    main(["bench", "--precision", "int8", "--case", "2,5,8,8", "--cell", "lstm", "--rounds", "1"])
+    out = capsys.readouterr().out
+    assert "int8 on " in out.splitlines()[0] and "## LSTM int8" in out
+    row = next(line for line in out.splitlines() if line.startswith("| 2, 5, 8"))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # rnnext float32 and int8 always run, each with its error in brackets
+    for cell in cells[1:3]:
+        time, error = cell.split(" (")
+        assert float(time) > 0 and float(error.rstrip(")")) < 4e-2
 
 
 def test_plot_without_matplotlib_is_a_clean_error():

@@ -46,6 +46,8 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, peers: 
         if args.threads < 1:
             parser.error(f"--threads: expected a positive integer, got {args.threads}")
         _core.set_num_threads(args.threads)
+    if args.plot and args.precision in ("bfloat16", "int8"):
+        parser.error("--plot draws float32 and float64 runs only; --precision bfloat16/int8 prints tables")
     if args.plot:
         try:
             importlib.import_module("matplotlib")
@@ -56,7 +58,7 @@ def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, peers: 
         from . import _bench_quantized
 
         if cases is not None and any(c[2] != c[3] for c in cases):
-            parser.error("--case: reduced precision runs I = H only")
+            parser.error(f"--case: --precision {args.precision} times I = H only")
         return _bench_quantized.run(args.precision, cells, args.full, cases, args.rounds, progress=True)
     return bench.run(cells, args.full, cases, args.rounds, args.precision, peers, args.plot)
 
