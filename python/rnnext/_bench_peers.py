@@ -197,12 +197,10 @@ def torch_training(p: Problem) -> Callable[[], Any]:
 ONNX_GATE_ORDER = {"rnn": [0], "lstm": [0, 3, 1, 2], "gru": [1, 0, 2]}  # i,o,f,c from i,f,g,o; z,r,h from r,z,n
 
 
-def onnxruntime_forward(p: Problem) -> Callable[[], Any]:
-    """ONNX Runtime's fused RNN/LSTM/GRU operator (time-major input, as ORT requires;
-    GRU with linear_before_reset=1). On T = 1 it is also the streaming peer."""
-    onnx, ort = need("onnx"), need("onnxruntime")
-    if p.dtype != np.float32:
-        raise Unavailable("onnxruntime's recurrent operators run float32 only")
+def onnx_graph(p: Problem, output: str = "Y_h") -> bytes:
+    """The single-node RNN/LSTM/GRU ONNX graph of a problem (time-major input, as ORT
+    requires; GRU with linear_before_reset=1), returning ``Y_h`` (or ``Y``), checked."""
+    onnx = need("onnx")
     from onnx import TensorProto, helper, numpy_helper
 
     B, T, I, H = p.shape
@@ -211,14 +209,28 @@ def onnxruntime_forward(p: Problem) -> Callable[[], Any]:
              ((gates(p.W_x), "W"), (gates(p.W_h), "R"), (np.concatenate([gates(p.b_x), gates(p.b_h)]), "B"))]
     attrs: Dict[str, Any] = {"hidden_size": H, **({"linear_before_reset": 1} if p.cell == "gru" else {})}
     node = helper.make_node(p.cell.upper(), ["X", "W", "R", "B"], ["Y", "Y_h"], **attrs)
+    shape = [1, B, H] if output == "Y_h" else [T, 1, B, H]
     graph = helper.make_graph([node], p.cell, [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, I])],
-                              [helper.make_tensor_value_info("Y_h", TensorProto.FLOAT, [1, B, H])], inits)
+                              [helper.make_tensor_value_info(output, TensorProto.FLOAT, shape)], inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     model.ir_version = min(model.ir_version, 10)
     onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def onnxruntime_session(model: bytes) -> Any:
+    ort = need("onnxruntime")
     options = ort.SessionOptions()
     options.intra_op_num_threads, options.inter_op_num_threads = _core.get_num_threads(), 1
-    session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    return ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+
+
+def onnxruntime_forward(p: Problem) -> Callable[[], Any]:
+    """ONNX Runtime's fused RNN/LSTM/GRU operator. On T = 1 it is also the streaming peer."""
+    need("onnx"), need("onnxruntime")
+    if p.dtype != np.float32:
+        raise Unavailable("onnxruntime's recurrent operators run float32 only")
+    session = onnxruntime_session(onnx_graph(p))
     x = np.ascontiguousarray(p.x.transpose(1, 0, 2))
     return lambda: session.run(["Y_h"], {"X": x})[0]
 

@@ -19,7 +19,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 import numpy as np
 
 from . import _core, reference
-from ._bench_peers import Case, Problem, Unavailable, need, rnnext_model, torch_module
+from ._bench_peers import Case, Problem, Unavailable, need, onnx_graph, onnxruntime_session, rnnext_model, torch_module
 
 QUANT_CASES: List[Case] = [(1, 100, 256, 256), (8, 100, 512, 512), (32, 100, 256, 256), (64, 50, 512, 512),
                            (128, 50, 1024, 1024)]
@@ -57,8 +57,8 @@ def _onnxruntime(p: Problem, quantize: bool) -> Run:
     """onnxruntime's fused operator; quantized: DynamicQuantizeLSTM (LSTM only)."""
     if quantize and p.cell != "lstm":
         raise Unavailable(f"onnxruntime quantizes only LSTM (no int8 {p.cell.upper()})")
-    ort = need("onnxruntime")
-    model_bytes = _onnx_graph(p)
+    need("onnxruntime")
+    model_bytes = onnx_graph(p, "Y")
     if quantize:
         need("onnxruntime.quantization")
         import os
@@ -73,32 +73,9 @@ def _onnxruntime(p: Problem, quantize: bool) -> Run:
             quantize_dynamic(source, target, op_types_to_quantize=["LSTM"], weight_type=QuantType.QInt8)
             with open(target, "rb") as f:
                 model_bytes = f.read()
-    options = ort.SessionOptions()
-    options.intra_op_num_threads, options.inter_op_num_threads = _core.get_num_threads(), 1
-    session = ort.InferenceSession(model_bytes, options, providers=["CPUExecutionProvider"])
+    session = onnxruntime_session(model_bytes)
     x = np.ascontiguousarray(p.x.transpose(1, 0, 2))
     return lambda: session.run(["Y"], {"X": x})[0][:, 0].transpose(1, 0, 2)
-
-
-def _onnx_graph(p: Problem) -> bytes:
-    """The single-node RNN/LSTM/GRU graph of the float32 peer, returning Y as well."""
-    onnx = need("onnx")
-    from onnx import TensorProto, helper, numpy_helper
-
-    from ._bench_peers import GATES, ONNX_GATE_ORDER
-
-    B, T, I, H = p.shape
-    gates = lambda a: np.concatenate([np.split(a, GATES[p.cell])[k] for k in ONNX_GATE_ORDER[p.cell]])  # noqa: E731
-    inits = [numpy_helper.from_array(a[None], n) for a, n in
-             ((gates(p.W_x), "W"), (gates(p.W_h), "R"), (np.concatenate([gates(p.b_x), gates(p.b_h)]), "B"))]
-    attrs: Dict[str, Any] = {"hidden_size": H, **({"linear_before_reset": 1} if p.cell == "gru" else {})}
-    node = helper.make_node(p.cell.upper(), ["X", "W", "R", "B"], ["Y"], **attrs)
-    graph = helper.make_graph([node], p.cell, [helper.make_tensor_value_info("X", TensorProto.FLOAT, [T, B, I])],
-                              [helper.make_tensor_value_info("Y", TensorProto.FLOAT, [T, 1, B, H])], inits)
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
-    model.ir_version = min(model.ir_version, 10)
-    onnx.checker.check_model(model)
-    return model.SerializeToString()
 
 
 def peers(precision: str) -> Dict[str, Callable[[Problem], Run]]:

@@ -201,9 +201,7 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
         tensors = {V1_TENSOR_NAMES.get(k, k): v for k, v in tensors.items()}
     if precision is not None:
         try:
-            model.set_quantized(precision, tensors)
-            model.quantized_tensors()
-            model._weights.packed()  # type: ignore[attr-defined]  # the core checks what it packs
+            model.set_quantized(precision, tensors)  # the core checks what it packs
         except (TypeError, ValueError) as e:
             raise _invalid(f"bad quantized tensors: {e}") from None
         return model

@@ -135,14 +135,7 @@ class RecurrentModel:
 
     def set_quantized(self, precision: str, tensors: Mapping) -> None:
         """Makes this (float32-configured) model a quantized one with these
-        stored tensors (package interface; see ``quantize.py``)."""
-        layout = _quantize.tensor_layout(self._spec.param_shapes(), precision)
-        for name, (dtype, shape) in layout.items():
-            value = tensors.get(name)
-            if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape:
-                raise ValueError(f"{name}: expected a {dtype} array of shape {shape}")
-            if name.endswith(".scale") and not (np.isfinite(value).all() and (value >= 0).all()):
-                raise ValueError(f"{name}: int8 scales must be finite and >= 0")
+        stored tensors, checked and packed (package interface; see ``quantize.py``)."""
         self._weights = _quantize.QuantizedWeights(self._spec, precision, tensors)  # type: ignore[assignment]
 
     def quantized_tensors(self) -> Optional[Tuple[str, Dict[str, np.ndarray]]]:
@@ -230,48 +223,9 @@ class RecurrentModel:
         quantized = self.quantized_tensors()
         return self._spec.config["dtype"] if quantized is None else quantized[0]
 
+    @_documented_by(_quantize.quantize_model)
     def quantize(self, precision: str) -> "RecurrentModel":
-        """A new model of the same class for inference in reduced precision
-        (API.md section 5); this model is unchanged.
-
-        Parameters
-        ----------
-        precision : "bfloat16" or "int8"
-            ``"bfloat16"``: the recurrent weights rounded to bfloat16, products
-            with bfloat16 operands and float32 sums. ``"int8"``: symmetric int8
-            weights with one scale per row (gate unit), inputs and hidden
-            states quantized per row (each sequence and step) as the products
-            read them, exact int32 sums. Biases, the head, the gate arithmetic,
-            the cell state and every output stay float32, and so do the
-            inputs, states and outputs of every method.
-
-        Returns
-        -------
-        RNN, LSTM or GRU
-            Configured like this model with ``dtype="float32"``; its
-            ``params`` are the (read-only) values it computes with. Every
-            inference method works (``__call__``, ``predict``, ``step``,
-            ``generate``, ``evaluate``), as do ``save``, ``to_bytes`` and
-            pickling, which store the quantized weights exactly. Training
-            (``fit``, ``loss_and_grads``), assigning parameters,
-            ``load_state_dict`` and ``to_torch`` raise ``ValueError``.
-
-        Raises
-        ------
-        ValueError
-            For another precision, for a model that is already quantized, for
-            int8 weights holding NaN or Inf, and for int8 layers with more
-            than 65536 inputs (their int32 sums could overflow).
-        """
-        precision = _quantize.check_precision(precision)
-        if self.quantized_tensors() is not None:
-            raise ValueError(f"quantize: this model is already quantized ({self.precision}); "
-                             f"quantize the float model instead")
-        model = type(self).declared(dict(self._spec.config, dtype="float32"))
-        tensors = _quantize.quantized_tensors(self._weights.values, precision)
-        model.set_quantized(precision, tensors)
-        model._weights.packed()  # pack now: a bad size fails here, not at the first call
-        return model
+        return _quantize.quantize_model(self, precision)
 
     # ------------------------------------------------------------ parameters
 

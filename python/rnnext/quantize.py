@@ -29,7 +29,7 @@ import numpy as np
 from ._arrays import check_choice
 from .layers import Stack
 
-__all__ = ["PRECISIONS", "bfloat16_bits", "bfloat16_values", "int8_rows", "QuantizedWeights",
+__all__ = ["PRECISIONS", "quantize_model", "bfloat16_bits", "bfloat16_values", "int8_rows", "QuantizedWeights",
            "quantized_tensors", "tensor_layout"]
 
 PRECISIONS = ("bfloat16", "int8")
@@ -116,6 +116,48 @@ def dequantized(tensors: Mapping[str, np.ndarray], param_shapes: Mapping[str, Tu
     return values
 
 
+def quantize_model(model: Any, precision: str) -> Any:
+    """A new model of the same class for inference in reduced precision
+    (API.md section 5); this model is unchanged.
+
+    Parameters
+    ----------
+    precision : "bfloat16" or "int8"
+        ``"bfloat16"``: the recurrent weights rounded to bfloat16, products
+        with bfloat16 operands and float32 sums. ``"int8"``: symmetric int8
+        weights with one scale per row (gate unit), inputs and hidden
+        states quantized per row (each sequence and step) as the products
+        read them, exact int32 sums. Biases, the head, the gate arithmetic,
+        the cell state and every output stay float32, and so do the
+        inputs, states and outputs of every method.
+
+    Returns
+    -------
+    RNN, LSTM or GRU
+        Configured like this model with ``dtype="float32"``; its
+        ``params`` are the (read-only) values it computes with. Every
+        inference method works (``__call__``, ``predict``, ``step``,
+        ``generate``, ``evaluate``), as do ``save``, ``to_bytes`` and
+        pickling, which store the quantized weights exactly. Training
+        (``fit``, ``loss_and_grads``), assigning parameters,
+        ``load_state_dict`` and ``to_torch`` raise ``ValueError``.
+
+    Raises
+    ------
+    ValueError
+        For another precision, for a model that is already quantized, for
+        int8 weights holding NaN or Inf, and for int8 layers with more
+        than 65536 inputs (their int32 sums could overflow).
+    """
+    precision = check_precision(precision)
+    if model.quantized_tensors() is not None:
+        raise ValueError(f"quantize: this model is already quantized ({model.precision}); "
+                         f"quantize the float model instead")
+    quantized = type(model).declared(dict(model.config, dtype="float32"))
+    quantized.set_quantized(precision, quantized_tensors(model.params, precision))
+    return quantized
+
+
 def _frozen(array: np.ndarray) -> np.ndarray:
     array = np.array(array)  # its own copy: the caller's (or a file's) buffer stays theirs
     array.setflags(write=False)
@@ -130,12 +172,23 @@ class QuantizedWeights:
     __slots__ = ("values", "tensors", "precision", "_spec", "_stack")
 
     def __init__(self, spec: Any, precision: str, tensors: Mapping[str, np.ndarray]) -> None:
+        """ValueError unless ``tensors`` holds every tensor of
+        ``tensor_layout`` with its dtype and shape, and finite scales >= 0;
+        packs them at once, so the core's own checks fail here too."""
         shapes = spec.param_shapes()
+        layout = tensor_layout(shapes, precision)
+        for name, (dtype, shape) in layout.items():
+            value = tensors.get(name)
+            if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape:
+                raise ValueError(f"{name}: expected a {dtype} array of shape {shape}")
+            if name.endswith(".scale") and not (np.isfinite(value).all() and (value >= 0).all()):
+                raise ValueError(f"{name}: int8 scales must be finite and >= 0")
         self.precision = precision
-        self.tensors = {k: _frozen(tensors[k]) for k in tensor_layout(shapes, precision)}
+        self.tensors = {k: _frozen(tensors[k]) for k in layout}
         self.values = {k: _frozen(v) for k, v in dequantized(self.tensors, shapes, precision).items()}
         self._spec = spec
         self._stack: Optional[Stack] = None
+        self.packed()
 
     def packed(self) -> Stack:
         stack = self._stack

@@ -165,6 +165,14 @@ inline float quantize_row(QuantKind kind, const float* a, index_t k, index_t ste
   return m / 127.0f;
 }
 
+// An int8 tile's float32 values: the u8 shift taken back with the column
+// sums, then the row's and the columns' scales (col: the vector's first).
+RNNEXT_INLINE vec<float> dequantize(ivec sums, const QuantView& w, index_t col, float row_scale) {
+  ivec off;
+  std::memcpy(&off, w.offset + col, sizeof(off));
+  return __builtin_convertvector(sums - off, vec<float>) * (row_scale * load(w.scale + col));
+}
+
 // rows x (panels * 32) tile over quantized rows a[r] (w.groups words each);
 // int8 is w.kind, as a template argument: one function per precision keeps
 // each one's accumulators in registers (in one function GCC kept the int8
@@ -203,14 +211,8 @@ RNNEXT_INLINE void quant_tile(const std::uint32_t* const* a, const float* a_scal
       for (int v = 0; v < nv; ++v) sums[v] = acc[r][p * nv + v];
       vec<float> tile[nv];
       for (int v = 0; v < nv; ++v) {
-        if constexpr (int8) {
-          const index_t col = (first_panel + p) * kQuantPanel + v * lanes;
-          ivec off;
-          std::memcpy(&off, w.offset + col, sizeof(off));
-          tile[v] = __builtin_convertvector(sums[v] - off, vec<float>) * (a_scale[r] * load(w.scale + col));
-        } else {
-          tile[v] = sums[v];
-        }
+        if constexpr (int8) tile[v] = dequantize(sums[v], w, (first_panel + p) * kQuantPanel + v * lanes, a_scale[r]);
+        else tile[v] = sums[v];
       }
       epilogue(r, first_panel + p, tile);
     }
@@ -336,14 +338,7 @@ RNNEXT_INLINE void amx_rows(index_t rows, index_t valid, index_t row0, const std
         for (int v = 0; v < nv; ++v) {
           ivec acc;
           std::memcpy(&acc, sums + r * 32 + v * lanes, sizeof(acc));
-          if (int8) {
-            ivec off;
-            std::memcpy(&off, w.offset + col + v * lanes, sizeof(off));
-            const vec<float> scale = scales[i + r] * load(w.scale + col + v * lanes);
-            tile[v] = __builtin_convertvector(acc - off, vec<float>) * scale;
-          } else {
-            tile[v] = bits_to_float(acc);
-          }
+          tile[v] = int8 ? dequantize(acc, w, col + v * lanes, scales[i + r]) : bits_to_float(acc);
         }
         epilogue(int(r), p, tile);
       }
