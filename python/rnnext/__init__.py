@@ -10,7 +10,7 @@ from ._core import build_info as _build_info
 from ._core import get_num_threads, set_num_threads
 from ._threads import register_threadpoolctl as _register_threadpoolctl
 from ._threads import threads
-from .interop import from_torch
+from .interop import from_keras, from_onnx, from_torch
 from .io import from_bytes, load
 from .models import GRU, LSTM, RNN
 from .seq2seq import Seq2Seq
@@ -24,6 +24,8 @@ __all__ = [
     "Seq2Seq",
     "build_info",
     "from_bytes",
+    "from_keras",
+    "from_onnx",
     "from_torch",
     "functional",
     "load",

@@ -16,7 +16,7 @@ from ._params import MODEL_CLASSES
 if TYPE_CHECKING:  # pragma: no cover
     from .models import RecurrentModel
 
-__all__ = ["from_torch", "to_torch"]
+__all__ = ["from_keras", "from_onnx", "from_torch", "to_torch"]
 
 # rnnext's parameter kinds and PyTorch's.
 TORCH_NAMES = {"W_x": "weight_ih", "W_h": "weight_hh", "b_x": "bias_ih", "b_h": "bias_hh"}
@@ -133,3 +133,19 @@ def to_torch(model: "RecurrentModel") -> Union[Any, Tuple[Any, Any]]:
     head.load_state_dict({"weight": torch.from_numpy(np.array(params["W_o"])),
                           "bias": torch.from_numpy(np.array(params["b_o"]))})
     return module, head
+
+
+def from_onnx(model: Any) -> "RecurrentModel":
+    """The rnnext model an ONNX graph of ``RNN``/``LSTM``/``GRU`` nodes
+    computes (API.md section 6); see ``rnnext._onnx_import``."""
+    from . import _onnx_import
+
+    return _onnx_import.from_onnx(model)
+
+
+def from_keras(layer: Any, head: Optional[Any] = None) -> "RecurrentModel":
+    """The rnnext model of a ``keras.layers.SimpleRNN``/``LSTM``/``GRU`` or
+    ``Bidirectional`` layer (API.md section 6); see ``rnnext._keras``."""
+    from . import _keras
+
+    return _keras.from_keras(layer, head)

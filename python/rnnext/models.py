@@ -413,6 +413,19 @@ class RecurrentModel:
         self._require_float("to_torch")
         return _interop.to_torch(self)
 
+    def to_onnx(self, file: Any = None, *, opset: int = 17, lengths: bool = False, state: bool = False) -> Optional[bytes]:
+        """The model as an ONNX graph of ``RNN``/``LSTM``/``GRU`` nodes, one per
+        layer (API.md section 6): written to a path or binary file object, or
+        returned as bytes when ``file`` is None. ``lengths=True`` adds an int64
+        ``lengths`` input, ``state=True`` the initial-state inputs ``h0`` (and
+        ``c0``); outputs ``out``, ``h_n`` (and ``c_n``). Needs the ``onnx``
+        package; ``rnnext.from_onnx`` reads the file back exactly.
+        """
+        self._require_float("to_onnx")
+        from . import _onnx_export
+
+        return _onnx_export.to_onnx(self, file, opset=opset, lengths=lengths, state=state)
+
 
 class RNN(RecurrentModel):
     """The article's recurrent network: ``h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h)``,
