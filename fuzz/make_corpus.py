@@ -2,9 +2,11 @@
 kind (RNN, LSTM, GRU; one or two layers; one or two directions; with and
 without a head and biases; float32 and float64; both layouts; a version 1
 file as rnnext 0.3 wrote it), plus a few hand-mutated ones that exercise each
-check of the loader.
+check of the loader; and, when onnx is installed, fuzz_onnx.py's: the ONNX
+graphs ``to_onnx`` writes for some of the same models (with and without the
+``lengths`` and state inputs).
 
-    python fuzz/make_corpus.py            # rewrites fuzz/corpus/load/
+    python fuzz/make_corpus.py            # rewrites fuzz/corpus/load/ (and fuzz/corpus/onnx/)
 
 Deterministic (seeded), so the committed corpus can be regenerated exactly.
 """
@@ -22,6 +24,7 @@ import rnnext as rx
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 OUT = os.path.join(HERE, "corpus", "load")
+ONNX_OUT = os.path.join(HERE, "corpus", "onnx")
 
 
 def split(data: bytes):
@@ -99,20 +102,37 @@ def mutants(base: bytes):
     yield "bad_not_json", base[:8] + b"[" + base[9:]
 
 
+def onnx_graphs():
+    """fuzz_onnx.py's seeds: the float models above as ONNX graphs, each with
+    the graph inputs chosen by its index (lengths, initial states, both)."""
+    for i, (name, model) in enumerate(m for m in models() if m[1].quantized_tensors() is None):
+        lengths, state = bool(i % 2), bool(i % 3 == 0)
+        yield name + "_lengths" * lengths + "_state" * state, model.to_onnx(lengths=lengths, state=state)
+
+
+def write(out: str, files) -> None:
+    os.makedirs(out, exist_ok=True)
+    for f in os.listdir(out):
+        os.remove(os.path.join(out, f))
+    for name, data in files.items():
+        with open(os.path.join(out, name), "wb") as f:
+            f.write(data)
+    print(f"{len(files)} files, {sum(map(len, files.values()))} bytes in {out}")
+
+
 def main() -> int:
-    os.makedirs(OUT, exist_ok=True)
-    for f in os.listdir(OUT):
-        os.remove(os.path.join(OUT, f))
     files = {}
     for name, model in models():
         files[name] = model.to_bytes()
     files["rnn_version1"] = version1(rx.RNN(2, 2, 1, seed=12))
     files.update(mutants(files["rnn_2layer_bidir_head"]))
-    for name, data in files.items():
-        with open(os.path.join(OUT, name), "wb") as f:
-            f.write(data)
-    total = sum(map(len, files.values()))
-    print(f"{len(files)} files, {total} bytes in {OUT}")
+    write(OUT, files)
+    try:
+        import onnx  # noqa: F401
+    except ImportError:
+        print(f"onnx is not installed: {ONNX_OUT} left as it is")
+    else:
+        write(ONNX_OUT, dict(onnx_graphs()))
     return 0
 
 

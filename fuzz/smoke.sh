@@ -13,9 +13,9 @@ cd "$(dirname "$0")/.."
 seconds=${FUZZ_SECONDS:-30}
 scratch=$(mktemp -d)
 trap 'rm -rf "$scratch"' EXIT
-mkdir -p "$scratch/load" "$scratch/api" build/fuzz-artifacts
+mkdir -p "$scratch/load" "$scratch/api" "$scratch/onnx" build/fuzz-artifacts
 
-for target in load api; do
+for target in load api onnx; do
   echo "== fuzz/fuzz_$target.py for $seconds s"
   seeds=()
   [ -d "fuzz/corpus/$target" ] && seeds=("fuzz/corpus/$target")

@@ -137,7 +137,50 @@ def to_torch(model: "RecurrentModel") -> Union[Any, Tuple[Any, Any]]:
 
 def from_onnx(model: Any) -> "RecurrentModel":
     """The rnnext model an ONNX graph of ``RNN``/``LSTM``/``GRU`` nodes
-    computes (API.md section 6); see ``rnnext._onnx_import``."""
+    computes (API.md section 6).
+
+    ``model`` is a path, bytes, a binary file object or an ``onnx.ModelProto``
+    holding one recurrent node per layer with the usual plumbing around them
+    (Transpose, Squeeze, Unsqueeze, Reshape, Concat, Slice, Cast, Identity,
+    Shape/Gather/Expand/ConstantOfShape for zero initial states), optionally a
+    MatMul or Gemm (+ Add) head and a mask of the steps before the lengths:
+    what ``model.to_onnx`` writes (read back exactly, ``dropout`` from its
+    metadata), what ``torch.onnx.export(..., dynamo=False)`` writes for
+    ``nn.RNN``/``LSTM``/``GRU`` (+ ``nn.Linear``), the dynamo exporter's
+    LSTM and GRU graphs (batch-first, or with static shapes), and single-node
+    graphs such as the ONNX backend's test cases (``layout`` 0 or 1). The
+    graph is traced, not matched against one exporter's output; its weights
+    must be stored in it (initializers or Constant nodes).
+
+    To run the model on the graph's inputs: ``model(x, lengths=..., h0=...)``,
+    with ``x`` as the graph takes it (``batch_first`` comes from the graph),
+    ``lengths`` what feeds ``sequence_lens``, and ``h0`` the initial states
+    stacked as rnnext's (num_layers*D, B, H), ordered ``l0, l0_reverse, l1,
+    ...`` (an ``(h0, c0)`` pair for LSTM; a ``layout=1`` node's (B, D, H)
+    states transposed). ``out`` is the last layer's ``Y`` with its directions
+    side by side, (B, T, D*H) or (T, B, D*H) (ONNX's ``Y``, (T, D, B, H), is
+    ``out.reshape(T, B, D, H).transpose(0, 2, 1, 3)``), after the head if
+    there is one, and zero past each length (where a graph whose head is not
+    masked gives the head's bias); ``h_n`` (``c_n``) the layers' ``Y_h``
+    (``Y_c``) stacked.
+
+    Raises
+    ------
+    TypeError
+        ``model`` of another type.
+    ValueError
+        Bytes that are not an ONNX model; a malformed or hostile graph
+        (missing or inconsistent tensors, cycles, ops between the recurrent
+        nodes that from_onnx does not follow); what rnnext cannot compute,
+        naming the attribute and the node: ``clip``, ``input_forget=1``,
+        peepholes ``P``, activations other than rnnext's,
+        ``activation_alpha``/``activation_beta``, different activations per
+        direction or per layer, different hidden sizes,
+        ``direction="reverse"`` (a forward layer on each sequence reversed
+        computes it), initial states computed in the graph; and a graph with
+        no recurrent node (torch's dynamo exporter unrolls ``nn.RNN``: export
+        it with ``dynamo=False``).
+    """
     from . import _onnx_import
 
     return _onnx_import.from_onnx(model)
