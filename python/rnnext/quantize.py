@@ -153,6 +153,9 @@ def quantize_model(model: Any, precision: str) -> Any:
     if model.quantized_tensors() is not None:
         raise ValueError(f"quantize: this model is already quantized ({model.precision}); "
                          f"quantize the float model instead")
+    if model.config.get("proj_size", 0):
+        raise ValueError("quantize: an LSTM with projections (proj_size) has no reduced-precision kernels; "
+                         "run it in float32")
     quantized = type(model).declared(dict(model.config, dtype="float32"))
     quantized.set_quantized(precision, quantized_tensors(model.params, precision))
     return quantized
