@@ -178,6 +178,8 @@ class QuantizedWeights:
         """ValueError unless ``tensors`` holds every tensor of
         ``tensor_layout`` with its dtype and shape, and finite scales >= 0;
         packs them at once, so the core's own checks fail here too."""
+        if spec.config.get("proj_size", 0):
+            raise ValueError("proj_size: an LSTM with projections has no reduced-precision kernels")
         shapes = spec.param_shapes()
         layout = tensor_layout(shapes, precision)
         for name, (dtype, shape) in layout.items():
