@@ -194,6 +194,8 @@ def test_errors():
         m(x, h0=(np.zeros((1, 2, 3)), np.zeros((1, 2, 3))))
     with pytest.raises(ValueError, match="proj_size"):
         m.quantize("int8")
+    with pytest.raises(ValueError, match="proj_size"):  # as a quantized file would declare it
+        projected(dtype="float32").set_quantized("int8", {})
     with pytest.raises(ValueError, match="proj_size"):
         rx.Seq2Seq(rx.LSTM(3, 6, proj_size=2), rx.LSTM(4, 6, 4))
     with pytest.raises(ValueError, match="W_hr"):  # H = 2 from W_x, W_hr must be (P, 2)
