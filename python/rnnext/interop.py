@@ -147,8 +147,29 @@ def from_onnx(model: Any) -> "RecurrentModel":
 
 
 def from_keras(layer: Any, head: Optional[Any] = None) -> "RecurrentModel":
-    """The rnnext model of a ``keras.layers.SimpleRNN``/``LSTM``/``GRU`` or
-    ``Bidirectional`` layer (API.md section 6); see ``rnnext._keras``."""
+    """An ``rnnext.RNN``, ``LSTM`` or ``GRU`` computing what a built Keras 3
+    layer computes: ``keras.layers.SimpleRNN`` (tanh, sigmoid or relu),
+    ``LSTM``, ``GRU`` (``reset_after=True`` is ``linear_before_reset=True``,
+    ``False`` the other form), or ``keras.layers.Bidirectional`` of one
+    (``merge_mode="concat"``), with an optional linear ``keras.layers.Dense``
+    head on its outputs. The model is batch-first, in the layer's dtype, with
+    copies of its weights; ``return_sequences`` and states are chosen at call
+    time (``h0`` for Keras's ``initial_state``, ``lengths`` for a right-padded
+    mask: equal valid steps and final states; past a length rnnext writes
+    zeros where Keras repeats the last output). ``dropout`` and
+    ``recurrent_dropout`` are training-only in Keras and not carried over.
+
+    Raises
+    ------
+    TypeError
+        ``layer`` is not one of those classes, ``head`` not a ``Dense``.
+    ValueError
+        Naming the attribute rnnext cannot represent: ``stateful``,
+        ``go_backwards`` on a lone layer, another ``activation`` or
+        ``recurrent_activation``, ``merge_mode``, a backward layer whose
+        options differ; a layer or head without weights yet; a head of
+        another size, activation or dtype.
+    """
     from . import _keras
 
     return _keras.from_keras(layer, head)
