@@ -675,6 +675,8 @@ def _model_arguments(ctx: Ctx):
         kwargs["activation"] = ctx.pick(["tanh", "sigmoid", "relu", "RELU", "", None, 1, "gelu"])
     if cls is rx.GRU and ctx.chance(30):
         kwargs["linear_before_reset"] = ctx.maybe_bool(30)
+    if cls is rx.LSTM and ctx.chance(25):
+        kwargs["proj_size"] = ctx.pick([1, 1, 2, 3, 0, -1, 2.0, "1", None, True, np.int64(1), 2**70])
     if ctx.chance(3):  # an option another class has, or none has
         kwargs[ctx.pick(["activation", "linear_before_reset", "proj_size"])] = ctx.pick([True, "tanh", 0])
     return cls, I, H, kwargs
@@ -689,17 +691,21 @@ def expected_param_shapes(cls, config) -> dict:
     G = {rx.RNN: 1, rx.LSTM: 4, rx.GRU: 3}[cls]
     I, H, L = config["input_size"], config["hidden_size"], config["num_layers"]
     D = 2 if config["bidirectional"] else 1
+    P = config.get("proj_size", 0)
+    S = P or H  # the width of h
     shapes = {}
     for k in range(L):
         for d in range(D):
             suffix = f"_l{k}" + ("_reverse" if d else "")
-            shapes["W_x" + suffix] = (G * H, I if k == 0 else D * H)
-            shapes["W_h" + suffix] = (G * H, H)
+            shapes["W_x" + suffix] = (G * H, I if k == 0 else D * S)
+            shapes["W_h" + suffix] = (G * H, S)
             if config["bias"]:
                 shapes["b_x" + suffix] = (G * H,)
                 shapes["b_h" + suffix] = (G * H,)
+            if P:
+                shapes["W_hr" + suffix] = (P, H)
     if config["output_size"] is not None:
-        shapes["W_o"] = (config["output_size"], D * H)
+        shapes["W_o"] = (config["output_size"], D * S)
         shapes["b_o"] = (config["output_size"],)
     return shapes
 
@@ -719,8 +725,7 @@ def check_model(model, cls) -> None:
 
 def _state(ctx: Ctx, model, batch, allow_odd=True):
     """A state argument for the model (h0 / state), usually well formed."""
-    LD = model.num_layers * model.num_directions
-    shape = (LD, model.hidden_size) if batch is None else (LD, batch, model.hidden_size)
+    shape, cell_shape = _state_shapes(model, batch)
     r = ctx.int(0, 99)
     if r < 40:
         return None
@@ -729,19 +734,30 @@ def _state(ctx: Ctx, model, batch, allow_odd=True):
         if allow_odd and r > 95:
             return ctx.pick([ctx.arg(shape, dtype), [ctx.arg(shape, dtype)] * 3, (None, None),
                              [ctx.arg(shape, dtype), ctx.arg(shape, dtype)]])
-        return (ctx.arg(shape, dtype, none_ok=True), ctx.arg(shape, dtype, none_ok=True))
+        return (ctx.arg(shape, dtype, none_ok=True), ctx.arg(cell_shape, dtype, none_ok=True))
     if allow_odd and r > 96:
         return (ctx.arg(shape, dtype), ctx.arg(shape, dtype))
     return ctx.arg(shape, dtype)
 
 
-def _check_state(name, state, model, batch) -> None:
+def _width(model):
+    """The width of h: P for an LSTM with projections, else H."""
+    return model.config.get("proj_size", 0) or model.hidden_size
+
+
+def _state_shapes(model, batch):
+    """The shapes of h and (LSTM) c: h is P wide with projections."""
     LD = model.num_layers * model.num_directions
-    shape = (LD, model.hidden_size) if batch is None else (LD, batch, model.hidden_size)
+    widths = (_width(model), model.hidden_size)
+    return tuple((LD, w) if batch is None else (LD, batch, w) for w in widths)
+
+
+def _check_state(name, state, model, batch) -> None:
+    shape, cell_shape = _state_shapes(model, batch)
     if isinstance(model, rx.LSTM):
         expect(isinstance(state, tuple) and len(state) == 2, f"{name}: expected an (h, c) pair")
-        for part in state:
-            check_array(name, part, shape, model.dtype)
+        for part, part_shape in zip(state, (shape, cell_shape)):
+            check_array(name, part, part_shape, model.dtype)
     else:
         check_array(name, state, shape, model.dtype)
 
@@ -788,7 +804,7 @@ def op_call(ctx: Ctx, model) -> None:
         out, h_n = model(x, h0, lengths=lengths, return_sequences=rs)
         check_inputs_unchanged(ctx)
         unb, b, t = _geometry(ctx, x, model)
-        O = model.output_size or model.num_directions * model.hidden_size
+        O = model.output_size or model.num_directions * _width(model)
         if rs:
             shape = (t, O) if unb else ((b, t, O) if model.batch_first else (t, b, O))
         else:
@@ -819,7 +835,7 @@ def op_step(ctx: Ctx, model) -> None:
         check_inputs_unchanged(ctx)
         xa = np.asarray(x_t)
         b = None if xa.ndim == 1 else xa.shape[0]
-        O = model.output_size or model.hidden_size
+        O = model.output_size or _width(model)
         check_array("y_t", y, (O,) if b is None else (b, O), model.dtype)
         _check_state("state", new_state, model, b)
         parts = new_state if isinstance(new_state, tuple) else (new_state,)
@@ -834,7 +850,7 @@ def op_loss(ctx: Ctx, model) -> None:
     B, T, unbatched = ctx.dim(), ctx.dim(), ctx.chance(20)
     x = _x_for(ctx, model, B, T, unbatched)
     loss = ctx.pick(["mse", "mse", "cross_entropy", "cross_entropy", "MSE", "", None, 1])
-    O = model.output_size or model.num_directions * model.hidden_size
+    O = model.output_size or model.num_directions * _width(model)
     per_step = ctx.fdp.ConsumeBool()
     if per_step:
         lead = (T,) if unbatched else ((B, T) if model.batch_first else (T, B))
@@ -960,7 +976,7 @@ def op_predict(ctx: Ctx, model) -> None:
     xs = _shape_of(x)
     if len(xs) == 3 and type(batch_size) is int and batch_size > 0:
         batches = -(-xs[0 if model.batch_first else 1] // batch_size)
-        features = model.output_size or model.num_directions * model.hidden_size
+        features = model.output_size or model.num_directions * _width(model)
         if batches > 1000 and 2 * _prod(xs[:-1]) * features * model.dtype.itemsize <= PHYSICAL_MEMORY:
             raise Skip()  # many batches of an output that can exist: slow, not wrong
     budget(ctx, _model_work(model, x), _prod(xs[:-1]) * model.num_directions * model.hidden_size * 5)

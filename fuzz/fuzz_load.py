@@ -131,7 +131,8 @@ def _check_model(model, data: bytes) -> None:
         for name, value in tensors.items():
             assert again_tensors[name].tobytes() == value.tobytes(), name
     # A tiny forward, when the model is small.
-    I, H, D, L = model.input_size, model.hidden_size, model.num_directions, model.num_layers
+    I, D, L = model.input_size, model.num_directions, model.num_layers
+    H = model.config.get("proj_size", 0) or model.hidden_size  # the width of h
     if sum(v.size for v in model.params.values()) <= 20000 and L * D <= 16:
         x = np.zeros((1, 2, I) if model.batch_first else (2, 1, I), dtype)
         with np.errstate(all="ignore"):

@@ -48,6 +48,7 @@ def models():
     yield "lstm_head_f64", rx.LSTM(1, 2, 1, dtype="float64", seed=5)
     yield "lstm_2layer_bidir", rx.LSTM(2, 1, num_layers=2, bidirectional=True, seed=6)
     yield "lstm_nobias_head", rx.LSTM(1, 1, 2, bias=False, batch_first=False, seed=7)
+    yield "lstm_proj_2layer_bidir_head", rx.LSTM(2, 3, 2, num_layers=2, bidirectional=True, proj_size=1, seed=17)
     yield "gru_f32", rx.GRU(2, 2, seed=8)
     yield "gru_onnx_head_f64", rx.GRU(2, 1, 2, linear_before_reset=False, dtype="float64", seed=9)
     yield "gru_3layer", rx.GRU(1, 1, num_layers=3, seed=10)

@@ -299,7 +299,8 @@ def stacked_reference(model, x, h0=None, lengths=None, return_sequences=True, pa
                     h_seq, h = reference.rnn(*args, activation=model.activation, **options)
                     c = None
                 elif cell == "lstm":
-                    h_seq, (h, c) = reference.lstm(*args, None if c0 is None else c0[k], **options)
+                    h_seq, (h, c) = reference.lstm(*args, None if c0 is None else c0[k], **options,
+                                                   W_hr=params.get("W_hr" + sfx))
                 else:
                     h_seq, h = reference.gru(*args, linear_before_reset=model.linear_before_reset, **options)
                     c = None

@@ -136,7 +136,7 @@ def test_config_keys_per_class():
     common = {"input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "bias", "dropout",
               "batch_first", "dtype"}
     assert set(rx.RNN(2, 3).config) == common | {"activation"}
-    assert set(rx.LSTM(2, 3).config) == common
+    assert set(rx.LSTM(2, 3).config) == common | {"proj_size"}
     assert set(rx.GRU(2, 3).config) == common | {"linear_before_reset"}
     assert rx.LSTM(2, 3, dropout=1).config["dropout"] == 1.0
     with pytest.raises(ValueError, match=r"unknown keys \['activation'\] for LSTM"):

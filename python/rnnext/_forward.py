@@ -120,7 +120,7 @@ def predict(model: "RecurrentModel", x: ArrayLike, lengths: Optional[ArrayLike],
         if bad.size:
             raise ValueError(f"lengths[{bad[0]}] = {lengths[bad[0]]} is outside [1, T] with T = {steps}")
     c = spec.config
-    features = c["output_size"] if c["output_size"] is not None else spec.num_directions * c["hidden_size"]
+    features = c["output_size"] if c["output_size"] is not None else spec.num_directions * spec.state_size
     shape = (batch, steps, features) if axis == 0 else (steps, batch, features)
     require_memory(2 * batch * steps * features * spec.dtype.itemsize,  # the batches' outputs, then one array
                    f"predict: the output, {shape} {spec.dtype}, with its batches,")
@@ -240,7 +240,7 @@ def backward_cache(spec: Spec, cache: ModelCache, d_out: Optional[ArrayLike] = N
         if cache.return_sequences:
             d_top = d_features
         else:  # many-to-one: the features are the top layer's final states
-            H, D = stack.hidden_size, stack.num_directions
+            H, D = stack.state_size, stack.num_directions
             dh = np.zeros(state_shape(spec, batch), dtype) if dh is None else dh.copy()
             first = (stack.num_layers - 1) * D
             for d in range(D):

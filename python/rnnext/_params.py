@@ -112,7 +112,7 @@ CONSTRUCTOR_DOC = """
     (``"W_x_l0"``, ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``,
     ``"W_x_l0_reverse"``, ..., ``"W_o"``, ``"b_o"``), with G gate blocks
     stacked along the first axis: ``W_x_l{{k}}`` is (G*H, I) for layer 0 and
-    (G*H, D*H) above it, ``W_h_l{{k}}`` (G*H, H), the biases (G*H,).
+    (G*H, D*H) above it, ``W_h_l{{k}}`` (G*H, H), the biases (G*H,).{extra_params}
 """
 
 
@@ -182,6 +182,12 @@ class Spec:
         return np.dtype(self.config["dtype"])
 
     @property
+    def state_size(self) -> int:
+        """The width of h (each direction's outputs and states): P for an
+        LSTM with projections, else H."""
+        return self.config.get("proj_size", 0) or self.config["hidden_size"]
+
+    @property
     def single_layer(self) -> bool:
         """Whether the model has one layer and one direction (and so ``.W_x``, ...)."""
         return self.config["num_layers"] == 1 and not self.config["bidirectional"]
@@ -190,9 +196,9 @@ class Spec:
         """Every parameter's shape, in PyTorch's ``state_dict`` order, then the head."""
         c = self.config
         shapes = recurrent_param_shapes(self.cell.gates, c["input_size"], c["hidden_size"], c["num_layers"],
-                                        self.num_directions, c["bias"])
+                                        self.num_directions, c["bias"], c.get("proj_size", 0))
         if c["output_size"] is not None:
-            shapes.update(W_o=(c["output_size"], self.num_directions * c["hidden_size"]), b_o=(c["output_size"],))
+            shapes.update(W_o=(c["output_size"], self.num_directions * self.state_size), b_o=(c["output_size"],))
         return shapes
 
     def param_count(self) -> Tuple[int, int]:
@@ -200,9 +206,10 @@ class Spec:
         (a configuration may declare millions of layers)."""
         c = self.config
         tensors, numbers = recurrent_param_count(self.cell.gates, c["input_size"], c["hidden_size"],
-                                                 c["num_layers"], self.num_directions, c["bias"])
+                                                 c["num_layers"], self.num_directions, c["bias"],
+                                                 c.get("proj_size", 0))
         if c["output_size"] is not None:
-            tensors, numbers = tensors + 2, numbers + c["output_size"] * (self.num_directions * c["hidden_size"] + 1)
+            tensors, numbers = tensors + 2, numbers + c["output_size"] * (self.num_directions * self.state_size + 1)
         return tensors, numbers
 
     def check_memory(self) -> None:
@@ -224,6 +231,8 @@ class Spec:
             parts.append(f"output_size={c['output_size']}")
         if c["num_layers"] != 1:
             parts.append(f"num_layers={c['num_layers']}")
+        if c.get("proj_size", 0):
+            parts.append(f"proj_size={c['proj_size']}")
         if c.get("activation", "tanh") != "tanh":
             parts.append(f"activation={c['activation']!r}")
         if not c["bias"]:
@@ -248,7 +257,7 @@ def initial_params(spec: Spec, rng: np.random.Generator) -> Dict[str, np.ndarray
     # PyTorch: every recurrent parameter U(-1/sqrt(H), 1/sqrt(H)); the head as
     # torch.nn.Linear(D*H, O): kaiming_uniform(a=sqrt(5)) = U(+-1/sqrt(D*H)), bias alike.
     bound = 1.0 / np.sqrt(spec.config["hidden_size"])
-    head_bound = 1.0 / np.sqrt(spec.num_directions * spec.config["hidden_size"])
+    head_bound = 1.0 / np.sqrt(spec.num_directions * spec.state_size)
     params = {}
     for name, shape in spec.param_shapes().items():  # drawn in state_dict order: seeded models stay the same
         limit = head_bound if name in ("W_o", "b_o") else bound
@@ -309,6 +318,8 @@ def unpickled(name: str, cell: Cell, state: Dict[str, Any]) -> Tuple[Spec, Mappi
     legacy = "num_layers" not in config
     if legacy:
         config.update(num_layers=1, bidirectional=False, dropout=0.0)
+    if cell.has_cell_state:  # pickled before 0.9: no projections
+        config.setdefault("proj_size", 0)
     spec = Spec(name, cell, config)
     return spec, renamed_legacy(spec, state["params"]) if legacy else state["params"]
 

@@ -18,11 +18,13 @@ from ._params import Spec, check_int
 State = Union[np.ndarray, Tuple[np.ndarray, np.ndarray]]
 
 
-def state_shape(spec: Spec, batch: Optional[int]) -> Tuple[int, ...]:
-    """(num_layers*D, batch, H), or (num_layers*D, H) when ``batch`` is None (unbatched)."""
+def state_shape(spec: Spec, batch: Optional[int], cell: bool = False) -> Tuple[int, ...]:
+    """(num_layers*D, batch, S), or (num_layers*D, S) when ``batch`` is None
+    (unbatched): S the width of h (``spec.state_size``), or H for the LSTM's
+    cell state (``cell``)."""
     rows = spec.config["num_layers"] * spec.num_directions
-    hidden = spec.config["hidden_size"]
-    return (rows, hidden) if batch is None else (rows, batch, hidden)
+    width = spec.config["hidden_size"] if cell else spec.state_size
+    return (rows, width) if batch is None else (rows, batch, width)
 
 
 def read_state(spec: Spec, state: Any, name: str, batch: Optional[int]
@@ -36,20 +38,22 @@ def read_state(spec: Spec, state: Any, name: str, batch: Optional[int]
         if not isinstance(state, (tuple, list)) or len(state) != 2:
             raise TypeError(f"{name}: expected an (h, c) pair for {spec.name}, got {type(state).__name__}")
         return (_state_array(spec, state[0], f"{name}[0]", batch),
-                _state_array(spec, state[1], f"{name}[1]", batch))
+                _state_array(spec, state[1], f"{name}[1]", batch, cell=True))
     return _state_array(spec, state, name, batch), None
 
 
-def _state_array(spec: Spec, value: Any, name: str, batch: Optional[int]) -> Optional[np.ndarray]:
+def _state_array(spec: Spec, value: Any, name: str, batch: Optional[int], cell: bool = False
+                 ) -> Optional[np.ndarray]:
     if value is None:
         return None
     array = np.asarray(value)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
-    expected = state_shape(spec, batch)
+    expected = state_shape(spec, batch, cell)
     if array.shape != expected:
         rows = "num_layers" if spec.num_directions == 1 else "num_layers*2"
-        layout = f"({rows}, H)" if batch is None else f"({rows}, B, H)"
+        width = "P" if spec.state_size != spec.config["hidden_size"] and not cell else "H"
+        layout = f"({rows}, {width})" if batch is None else f"({rows}, B, {width})"
         raise ValueError(f"{name}: expected shape {layout} = {expected}, got {array.shape}")
     return array
 
@@ -73,5 +77,5 @@ def initial_state(spec: Spec, batch_size: Optional[int]) -> State:
         batch_size = check_int("batch_size", batch_size, 0)
     shape = state_shape(spec, batch_size)
     if spec.cell.has_cell_state:
-        return np.zeros(shape, spec.dtype), np.zeros(shape, spec.dtype)
+        return np.zeros(shape, spec.dtype), np.zeros(state_shape(spec, batch_size, cell=True), spec.dtype)
     return np.zeros(shape, spec.dtype)

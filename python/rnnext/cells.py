@@ -12,7 +12,8 @@ A packed layer (``cell.pack(...)``, one layer-direction's weights) runs as::
 where ``c0``, ``c_n`` and ``dc_n`` are the LSTM's cell state (``None`` for the
 other cells), ``head`` is packed dense weights or None, and ``grads`` holds
 ``"x"``, ``"W_x"``, ``"W_h"``, ``"b_x"``, ``"b_h"``, ``"h0"`` (and ``"c0"`` for
-LSTM), as the functional kernels' backward does.
+LSTM, ``"W_hr"`` for an LSTM with projections), as the functional kernels'
+backward does.
 """
 
 from __future__ import annotations
@@ -50,9 +51,13 @@ class Cell(NamedTuple):
     has_cell_state: bool
     options: Tuple[str, ...]
 
-    def pack(self, W_x: Any, W_h: Any, b_x: Any, b_h: Any, config: Mapping[str, Any]) -> Any:
-        """Checks and packs one layer-direction's weights for the C++ core."""
-        return getattr(_core, "pack_" + self.functional)(W_x, W_h, b_x, b_h, *[config[key] for key in self.options])
+    def pack(self, W_x: Any, W_h: Any, b_x: Any, b_h: Any, config: Mapping[str, Any], W_hr: Any = None) -> Any:
+        """Checks and packs one layer-direction's weights for the C++ core
+        (``W_hr``: an LSTM's projection, or None)."""
+        pack = getattr(_core, "pack_" + self.functional)
+        if W_hr is not None:
+            return pack(W_x, W_h, b_x, b_h, W_hr=W_hr)
+        return pack(W_x, W_h, b_x, b_h, *[config[key] for key in self.options])
 
     def backward(self, cache: Any, dh_seq: Optional[np.ndarray], dh_n: Optional[np.ndarray],
                  dc_n: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:

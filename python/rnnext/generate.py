@@ -69,7 +69,7 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
         raise ValueError(f"generate: {model!r} is bidirectional; its backward direction needs the whole "
                          "sequence, so it cannot generate one step at a time")
     I = model.input_size
-    O = model.output_size if model.output_size is not None else model.hidden_size
+    O = model.output_size if model.output_size is not None else model.spec.state_size
     if O != I:
         raise ValueError(f"generate feeds each output back as the next input, so it needs output size {O} "
                          f"== input_size {I}")

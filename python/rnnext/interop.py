@@ -19,7 +19,7 @@ if TYPE_CHECKING:  # pragma: no cover
 __all__ = ["from_keras", "from_onnx", "from_torch", "to_torch"]
 
 # rnnext's parameter kinds and PyTorch's.
-TORCH_NAMES = {"W_x": "weight_ih", "W_h": "weight_hh", "b_x": "bias_ih", "b_h": "bias_hh"}
+TORCH_NAMES = {"W_x": "weight_ih", "W_h": "weight_hh", "b_x": "bias_ih", "b_h": "bias_hh", "W_hr": "weight_hr"}
 RNNEXT_NAMES = {v: k for k, v in TORCH_NAMES.items()}
 
 
@@ -47,9 +47,9 @@ def _to_torch_name(name: str) -> str:
 def from_torch(module: Any, head: Optional[Any] = None) -> "RecurrentModel":
     """An ``rnnext.RNN``, ``LSTM`` or ``GRU`` with the weights and options of
     a ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (any ``num_layers``,
-    ``bidirectional``, ``batch_first``, ``bias``, ``dropout``; float32 or
-    float64), and optionally a ``torch.nn.Linear`` head reading the last
-    layer's states.
+    ``bidirectional``, ``batch_first``, ``bias``, ``dropout``, an LSTM's
+    ``proj_size``; float32 or float64), and optionally a ``torch.nn.Linear``
+    head reading the last layer's states.
 
     The model owns copies of the weights. A head without a bias gets
     ``b_o = 0``.
@@ -59,8 +59,8 @@ def from_torch(module: Any, head: Optional[Any] = None) -> "RecurrentModel":
     TypeError
         For other module types.
     ValueError
-        For what rnnext cannot represent: an LSTM with ``proj_size > 0``, a
-        dtype other than float32/float64, a head of the wrong size.
+        For what rnnext cannot represent: a dtype other than float32/float64,
+        a head of the wrong size.
     """
     import torch
 
@@ -68,17 +68,16 @@ def from_torch(module: Any, head: Optional[Any] = None) -> "RecurrentModel":
     if cls is None:
         raise TypeError(f"module: expected a torch.nn.RNN, torch.nn.LSTM or torch.nn.GRU, "
                         f"got {type(module).__name__}")
-    if getattr(module, "proj_size", 0):
-        raise ValueError(f"module: rnnext's LSTM has no projections, got proj_size={module.proj_size}")
     dtype = module.weight_ih_l0.dtype
     if dtype not in (torch.float32, torch.float64):
         raise ValueError(f"module: expected float32 or float64 weights, got {dtype}")
-    features = module.hidden_size * (2 if module.bidirectional else 1)
+    features = (getattr(module, "proj_size", 0) or module.hidden_size) * (2 if module.bidirectional else 1)
     if head is not None:
         if not isinstance(head, torch.nn.Linear):
             raise TypeError(f"head: expected a torch.nn.Linear, got {type(head).__name__}")
         if head.in_features != features:
-            raise ValueError(f"head: expected in_features = hidden_size * num_directions = {features}, "
+            width = "proj_size" if getattr(module, "proj_size", 0) else "hidden_size"
+            raise ValueError(f"head: expected in_features = {width} * num_directions = {features}, "
                              f"got {head.in_features}")
         if head.weight.dtype != dtype:
             raise ValueError(f"head: expected the module's dtype {dtype}, got {head.weight.dtype}")
@@ -88,6 +87,8 @@ def from_torch(module: Any, head: Optional[Any] = None) -> "RecurrentModel":
                                    dtype="float64" if dtype == torch.float64 else "float32")
     if cls is MODEL_CLASSES["RNN"]:
         options["activation"] = module.nonlinearity
+    if getattr(module, "proj_size", 0):
+        options["proj_size"] = module.proj_size
     model = cls(module.input_size, module.hidden_size, None if head is None else head.out_features, **options)
     state = {_to_rnnext_name(name): _numpy(value) for name, value in module.state_dict().items()}
     if head is not None:
@@ -111,6 +112,8 @@ def to_torch(model: "RecurrentModel") -> Union[Any, Tuple[Any, Any]]:
             raise ValueError(f"to_torch: torch.nn.RNN has no {c['activation']!r} activation "
                              "(only 'tanh' and 'relu')")
         options["nonlinearity"] = c["activation"]
+    if c.get("proj_size", 0):
+        options["proj_size"] = c["proj_size"]
     if isinstance(model, MODEL_CLASSES["GRU"]) and not c["linear_before_reset"]:
         raise ValueError("to_torch: torch.nn.GRU computes linear_before_reset=True only; this GRU has "
                          "linear_before_reset=False")
@@ -129,7 +132,7 @@ def to_torch(model: "RecurrentModel") -> Union[Any, Tuple[Any, Any]]:
     module.load_state_dict(state, strict=True)
     if c["output_size"] is None:
         return module
-    head = torch.nn.Linear(model.num_directions * c["hidden_size"], c["output_size"], dtype=dtype)
+    head = torch.nn.Linear(model.num_directions * model.spec.state_size, c["output_size"], dtype=dtype)
     head.load_state_dict({"weight": torch.from_numpy(np.array(params["W_o"])),
                           "bias": torch.from_numpy(np.array(params["b_o"]))})
     return module, head
@@ -187,8 +190,29 @@ def from_onnx(model: Any) -> "RecurrentModel":
 
 
 def from_keras(layer: Any, head: Optional[Any] = None) -> "RecurrentModel":
-    """The rnnext model of a ``keras.layers.SimpleRNN``/``LSTM``/``GRU`` or
-    ``Bidirectional`` layer (API.md section 6); see ``rnnext._keras``."""
+    """An ``rnnext.RNN``, ``LSTM`` or ``GRU`` computing what a built Keras 3
+    layer computes: ``keras.layers.SimpleRNN`` (tanh, sigmoid or relu),
+    ``LSTM``, ``GRU`` (``reset_after=True`` is ``linear_before_reset=True``,
+    ``False`` the other form), or ``keras.layers.Bidirectional`` of one
+    (``merge_mode="concat"``), with an optional linear ``keras.layers.Dense``
+    head on its outputs. The model is batch-first, in the layer's dtype, with
+    copies of its weights; ``return_sequences`` and states are chosen at call
+    time (``h0`` for Keras's ``initial_state``, ``lengths`` for a right-padded
+    mask: equal valid steps and final states; past a length rnnext writes
+    zeros where Keras repeats the last output). ``dropout`` and
+    ``recurrent_dropout`` are training-only in Keras and not carried over.
+
+    Raises
+    ------
+    TypeError
+        ``layer`` is not one of those classes, ``head`` not a ``Dense``.
+    ValueError
+        Naming the attribute rnnext cannot represent: ``stateful``,
+        ``go_backwards`` on a lone layer, another ``activation`` or
+        ``recurrent_activation``, ``merge_mode``, a backward layer whose
+        options differ; a layer or head without weights yet; a head of
+        another size, activation or dtype.
+    """
     from . import _keras
 
     return _keras.from_keras(layer, head)

@@ -139,6 +139,8 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
         raise _invalid(f"a quantized model's precision {precision!r} is not one of {list(PRECISIONS)}")
     if precision is not None and config.get("dtype") != "float32":
         raise _invalid(f"a quantized model computes in float32, its configuration says {config.get('dtype')!r}")
+    if "proj_size" in cls.config_keys():
+        config.setdefault("proj_size", 0)  # LSTM files written before projections (0.9)
     missing = sorted(set(cls.config_keys()) - set(config))
     if missing:
         raise _invalid(f"the configuration lacks {missing}")

@@ -35,30 +35,38 @@ def param_name(kind: str, layer: int, direction: int) -> str:
 
 
 def recurrent_param_shapes(gates: int, input_size: int, hidden_size: int, num_layers: int,
-                           num_directions: int, bias: bool) -> Dict[str, Tuple[int, ...]]:
-    """The recurrent parameters' shapes, in PyTorch's ``state_dict`` order."""
+                           num_directions: int, bias: bool, proj_size: int = 0) -> Dict[str, Tuple[int, ...]]:
+    """The recurrent parameters' shapes, in PyTorch's ``state_dict`` order
+    (an LSTM's projections ``W_hr`` (P, H) last in each layer-direction, and
+    its states, hence ``W_h``'s columns and the next layer's inputs, P wide)."""
     G, H = gates, hidden_size
+    S = proj_size or H
     shapes: Dict[str, Tuple[int, ...]] = {}
     for layer in range(num_layers):
-        inputs = input_size if layer == 0 else num_directions * H
+        inputs = input_size if layer == 0 else num_directions * S
         for direction in range(num_directions):
             shapes[param_name("W_x", layer, direction)] = (G * H, inputs)
-            shapes[param_name("W_h", layer, direction)] = (G * H, H)
+            shapes[param_name("W_h", layer, direction)] = (G * H, S)
             if bias:
                 shapes[param_name("b_x", layer, direction)] = (G * H,)
                 shapes[param_name("b_h", layer, direction)] = (G * H,)
+            if proj_size:
+                shapes[param_name("W_hr", layer, direction)] = (proj_size, H)
     return shapes
 
 
 def recurrent_param_count(gates: int, input_size: int, hidden_size: int, num_layers: int,
-                          num_directions: int, bias: bool) -> Tuple[int, int]:
+                          num_directions: int, bias: bool, proj_size: int = 0) -> Tuple[int, int]:
     """(tensors, numbers) of ``recurrent_param_shapes``, in closed form: a
     model may be asked for 2**32 layers, whose shapes are not worth listing."""
     G, H, D = gates, hidden_size, num_directions
+    S = proj_size or H
     biases = 2 * G * H if bias else 0
-    first = G * H * (input_size + H) + biases
-    later = G * H * (D * H + H) + biases
-    return num_layers * D * (4 if bias else 2), D * (first + (num_layers - 1) * later)
+    projection = proj_size * H
+    first = G * H * (input_size + S) + biases + projection
+    later = G * H * (D * S + S) + biases + projection
+    per_direction = (4 if bias else 2) + (1 if proj_size else 0)
+    return num_layers * D * per_direction, D * (first + (num_layers - 1) * later)
 
 
 def map_state(function: Callable[..., Any], state: Any, *others: Any) -> Any:
@@ -123,13 +131,16 @@ class Stack:
         self.num_layers = config["num_layers"]
         self.num_directions = 2 if config["bidirectional"] else 1
         self.hidden_size = config["hidden_size"]
+        # The width of h: of each direction's outputs and states (P with projections).
+        self.state_size = config.get("proj_size", 0) or self.hidden_size
         self.bias = config["bias"]
         self.precision = quantized[0] if quantized else str(config["dtype"])
 
         def pack(layer: int, d: int) -> Any:
             names = {kind: param_name(kind, layer, d) for kind in RECURRENT_WEIGHTS}
             if quantized is None:
-                return cell.pack(*(params.get(names[kind]) for kind in RECURRENT_WEIGHTS), config)
+                projection = params.get(param_name("W_hr", layer, d))
+                return cell.pack(*(params.get(names[kind]) for kind in RECURRENT_WEIGHTS), config, projection)
             precision, tensors = quantized
             inputs = config["input_size"] if layer == 0 else self.num_directions * self.hidden_size
             return _core.pack_quantized(
@@ -274,7 +285,7 @@ class Stack:
             The gradients with respect to the initial states, shaped like
             ``h_n`` (``dc0`` None but for LSTM).
         """
-        cell, D, H = self.cell, self.num_directions, self.hidden_size
+        cell, D, H = self.cell, self.num_directions, self.state_size
         grads: Dict[str, np.ndarray] = {}
         dh0: List[Optional[np.ndarray]] = [None] * (self.num_layers * D)
         dc0: List[Optional[np.ndarray]] = [None] * (self.num_layers * D)
@@ -288,6 +299,8 @@ class Stack:
                 for kind in RECURRENT_WEIGHTS:
                     if self.bias or kind in ("W_x", "W_h"):
                         grads[param_name(kind, layer, d)] = g[kind]
+                if "W_hr" in g:
+                    grads[param_name("W_hr", layer, d)] = g["W_hr"]
                 dh0[k] = g["h0"]
                 if cell.has_cell_state:
                     dc0[k] = g["c0"]

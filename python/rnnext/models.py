@@ -61,7 +61,7 @@ from . import _forward, _states, generate as _generate, interop as _interop, io 
 from . import train as _train
 from ._forward import Gradients, ModelCache, cache_out_shape  # noqa: F401 (a name models.py had)
 from ._params import (CONSTRUCTOR_DOC, DECLARED, MODEL_CLASSES, ParameterDict, Spec, Weights, check_activation,
-                      check_bool, checked_config, checked_param, constructor_arguments, initial_params,
+                      check_bool, check_int, checked_config, checked_param, constructor_arguments, initial_params,
                       loaded_params, single_layer_parameter, unpickled)
 from ._states import State
 from ._typing import ArrayLike, DTypeLike
@@ -447,7 +447,7 @@ class RNN(RecurrentModel):
 
     __doc__ += CONSTRUCTOR_DOC.format(extra="""
     activation : {"tanh", "sigmoid", "relu"}
-        f.""")
+        f.""", extra_params="")
 
     _cell = RNN_CELL
     _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "activation",
@@ -482,11 +482,17 @@ class LSTM(RecurrentModel):
     an optional linear head. States are ``(h, c)`` pairs.
     """
 
-    __doc__ += CONSTRUCTOR_DOC.format(extra="")
+    __doc__ += CONSTRUCTOR_DOC.format(extra="""
+    proj_size : int
+        P > 0 (P < H): PyTorch's projections, ``h_t = W_hr (o_t * tanh(c_t))``
+        with ``W_hr`` (P, H): h states, each direction's outputs and the
+        head's inputs are P wide, c states stay H wide.""", extra_params="""
+    With ``proj_size``, ``W_h_l{k}`` is (4H, P), layers above the first read
+    D*P features, and each layer-direction also has ``W_hr_l{k}`` (P, H).""")
 
     _cell = LSTM_CELL
-    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "bias", "dropout",
-                    "batch_first", "dtype")
+    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "proj_size", "bias",
+                    "dropout", "batch_first", "dtype")
 
     def __init__(
         self,
@@ -496,15 +502,22 @@ class LSTM(RecurrentModel):
         *,
         num_layers: int = 1,
         bidirectional: bool = False,
+        proj_size: int = 0,
         bias: bool = True,
         dropout: float = 0.0,
         batch_first: bool = True,
         dtype: DTypeLike = "float32",
         seed: Optional[int] = None,
     ) -> None:
+        proj_size = check_int("proj_size", proj_size, minimum=0)
+        if proj_size and isinstance(hidden_size, (int, np.integer)) and proj_size >= hidden_size:
+            raise ValueError(f"proj_size: expected 0 <= proj_size < hidden_size = {hidden_size} "
+                             f"(PyTorch's rule), got {proj_size}")
         self._setup(dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size,
-                         num_layers=num_layers, bidirectional=bidirectional, bias=bias, dropout=dropout,
-                         batch_first=batch_first, dtype=dtype), seed)
+                         num_layers=num_layers, bidirectional=bidirectional, proj_size=proj_size, bias=bias,
+                         dropout=dropout, batch_first=batch_first, dtype=dtype), seed)
+
+    proj_size = _option("proj_size", "P: the width of h with projections, or 0.")
 
 
 class GRU(RecurrentModel):
@@ -517,7 +530,7 @@ class GRU(RecurrentModel):
     linear_before_reset : bool
         True (PyTorch's GRU): ``n_t = tanh(W_in x_t + b_in + r_t * (W_hn h_{t-1} + b_hn))``.
         False (ONNX's default, Keras' ``reset_after=False``):
-        ``n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)``.""")
+        ``n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)``.""", extra_params="")
 
     _cell = GRU_CELL
     _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "bias", "dropout",

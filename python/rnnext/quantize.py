@@ -153,6 +153,9 @@ def quantize_model(model: Any, precision: str) -> Any:
     if model.quantized_tensors() is not None:
         raise ValueError(f"quantize: this model is already quantized ({model.precision}); "
                          f"quantize the float model instead")
+    if model.config.get("proj_size", 0):
+        raise ValueError("quantize: an LSTM with projections (proj_size) has no reduced-precision kernels; "
+                         "run it in float32")
     quantized = type(model).declared(dict(model.config, dtype="float32"))
     quantized.set_quantized(precision, quantized_tensors(model.params, precision))
     return quantized
@@ -175,6 +178,8 @@ class QuantizedWeights:
         """ValueError unless ``tensors`` holds every tensor of
         ``tensor_layout`` with its dtype and shape, and finite scales >= 0;
         packs them at once, so the core's own checks fail here too."""
+        if spec.config.get("proj_size", 0):
+            raise ValueError("proj_size: an LSTM with projections has no reduced-precision kernels")
         shapes = spec.param_shapes()
         layout = tensor_layout(shapes, precision)
         for name, (dtype, shape) in layout.items():

@@ -30,13 +30,14 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
     return activate("sigmoid", z)
 
 
-def _prepare(x, W_x, W_h, b_x, b_h, states, lengths, batch_first, gates):
-    """Common argument handling: the weights' dtype, batch-major x, zero defaults."""
+def _prepare(x, W_x, W_h, b_x, b_h, states, lengths, batch_first, gates, widths=None):
+    """Common argument handling: the weights' dtype, batch-major x, zero
+    defaults (states ``widths`` wide, H each by default)."""
     W_x = np.asarray(W_x)
     dtype = W_x.dtype
     W_h = np.asarray(W_h, dtype)
-    H = W_h.shape[1]
-    assert W_h.shape == (gates * H, H) and W_x.shape[0] == gates * H
+    H = W_x.shape[0] // gates
+    assert W_h.shape[0] == gates * H and W_x.shape[0] == gates * H
     b_x = np.zeros(gates * H, dtype) if b_x is None else np.asarray(b_x, dtype)
     b_h = np.zeros(gates * H, dtype) if b_h is None else np.asarray(b_h, dtype)
     x = np.asarray(x, dtype)
@@ -46,7 +47,9 @@ def _prepare(x, W_x, W_h, b_x, b_h, states, lengths, batch_first, gates):
     elif not batch_first:
         x = x.transpose(1, 0, 2)
     B, T, _ = x.shape
-    states = [np.zeros((B, H), dtype) if s is None else np.asarray(s, dtype).reshape(B, H) for s in states]
+    widths = [H if w is None else w for w in (widths or [None] * len(states))]
+    states = [np.zeros((B, w), dtype) if s is None else np.asarray(s, dtype).reshape(B, w)
+              for s, w in zip(states, widths)]
     lengths = np.full(B, T) if lengths is None else np.asarray(lengths).reshape(B)
     return x, W_x, W_h, b_x, b_h, states, lengths, unbatched, H
 
@@ -79,7 +82,7 @@ def rnn(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, activation="tanh", lengths=
 
 
 def lstm(x, W_x, W_h, b_x=None, b_h=None, h0=None, c0=None, *, lengths=None, batch_first=True,
-         reverse=False) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+         reverse=False, W_hr=None) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
     """PyTorch's LSTM, gate blocks i, f, g, o stacked along the weights' first axis:
 
         i = sigmoid(W_xi x_t + b_xi + W_hi h_{t-1} + b_hi)
@@ -87,15 +90,17 @@ def lstm(x, W_x, W_h, b_x=None, b_h=None, h0=None, c0=None, *, lengths=None, bat
         g = tanh(W_xg x_t + b_xg + W_hg h_{t-1} + b_hg)
         o = sigmoid(W_xo x_t + b_xo + W_ho h_{t-1} + b_ho)
         c_t = f * c_{t-1} + i * g
-        h_t = o * tanh(c_t)
+        h_t = o * tanh(c_t)                 (with W_hr (P, H): h_t = W_hr (o * tanh(c_t)))
 
     one step at a time. Returns ``(h_seq, (h_n, c_n))``.
     """
+    P = None if W_hr is None else np.asarray(W_hr).shape[0]
     x, W_x, W_h, b_x, b_h, (h0, c0), lengths, unbatched, H = _prepare(
-        x, W_x, W_h, b_x, b_h, (h0, c0), lengths, batch_first, 4)
+        x, W_x, W_h, b_x, b_h, (h0, c0), lengths, batch_first, 4, None if P is None else [P, None])
+    S = H if P is None else P
     B, T, _ = x.shape
-    h_seq = np.zeros((B, T, H), x.dtype)
-    h_n = np.zeros((B, H), x.dtype)
+    h_seq = np.zeros((B, T, S), x.dtype)
+    h_n = np.zeros((B, S), x.dtype)
     c_n = np.zeros((B, H), x.dtype)
     for b in range(B):
         steps = range(lengths[b] - 1, -1, -1) if reverse else range(lengths[b])
@@ -105,6 +110,8 @@ def lstm(x, W_x, W_h, b_x=None, b_h=None, h0=None, c0=None, *, lengths=None, bat
             i, f, g, o = z[:H], z[H:2 * H], z[2 * H:3 * H], z[3 * H:]
             c = sigmoid(f) * c + sigmoid(i) * np.tanh(g)
             h = sigmoid(o) * np.tanh(c)
+            if W_hr is not None:
+                h = np.asarray(W_hr, x.dtype) @ h
             h_seq[b, t] = h
         h_n[b], c_n[b] = h, c
     h_seq, (h_n, c_n) = _finish(h_seq, [h_n, c_n], unbatched, batch_first)

@@ -84,6 +84,10 @@ class Seq2Seq:
         if encoder.spec.cell.has_cell_state != decoder.spec.cell.has_cell_state:
             raise ValueError(f"encoder and decoder: states differ ({type(encoder).__name__} and "
                              f"{type(decoder).__name__}); use LSTM for both, or RNN/GRU for both")
+        for name, model in (("encoder", encoder), ("decoder", decoder)):
+            if model.config.get("proj_size", 0):
+                raise ValueError(f"{name}: Seq2Seq passes whole states between LSTMs without projections; "
+                                 f"got proj_size={model.config['proj_size']}")
         if encoder.num_layers != decoder.num_layers:
             raise ValueError(f"decoder: num_layers {decoder.num_layers} must equal the encoder's {encoder.num_layers}")
         width = encoder.hidden_size * encoder.num_directions

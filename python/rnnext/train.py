@@ -178,7 +178,7 @@ class Batch:
                 bad = int(np.flatnonzero((lengths < 1) | (lengths > T))[0])
                 raise ValueError(f"lengths[{bad}] = {lengths[bad]} is outside [1, T] with T = {T}")
         self.lengths = lengths
-        O = model.output_size if model.output_size is not None else model.num_directions * model.hidden_size
+        O = model.output_size if model.output_size is not None else model.num_directions * model.spec.state_size
         self.target, self.per_step = read_target(model, np.asarray(target), loss, return_sequences,
                                                  self.unbatched, B, T, O)
         if loss == "cross_entropy":  # ids are checked where they count: padding may hold anything

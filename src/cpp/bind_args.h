@@ -222,11 +222,11 @@ inline SequenceInput read_sequence(py::handle x_obj, index_t input_size, bool ba
 
 // A state argument (h0): (B, H), or (H,) for an unbatched input.
 inline std::optional<py::array> read_state(py::handle obj, const char* name, const SequenceInput& in,
-                                    index_t hidden) {
+                                    index_t hidden, const std::string& size = "hidden_size") {
   if (is_none(obj)) return std::nullopt;
   py::array h = as_numeric(obj, name);
-  if (in.unbatched) expect_shape(h, name, {hidden}, "(hidden_size,) for an unbatched x");
-  else expect_shape(h, name, {in.shape.batch, hidden}, "(B, hidden_size)");
+  if (in.unbatched) expect_shape(h, name, {hidden}, "(" + size + ",) for an unbatched x");
+  else expect_shape(h, name, {in.shape.batch, hidden}, "(B, " + size + ")");
   return h;
 }
 

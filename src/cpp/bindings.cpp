@@ -35,6 +35,7 @@ namespace {
 // blocks (stacked in W_x, W_h, b_x, b_h), its option and how to build it.
 struct ElmanCell {
   static constexpr const char* name = "rnn";
+  static constexpr bool projected = false;  // has W_hr (proj_size)
   static constexpr index_t gates = 1;
   static constexpr const char* gate_order = "";
   static constexpr const char* option = "activation";
@@ -50,6 +51,7 @@ struct ElmanCell {
 
 struct LstmCell {
   static constexpr const char* name = "lstm";
+  static constexpr bool projected = true;
   static constexpr index_t gates = 4;
   static constexpr const char* gate_order = "(i, f, g, o)";
   static constexpr const char* option = nullptr;
@@ -58,13 +60,14 @@ struct LstmCell {
   static Option read_option(py::handle) { return {}; }
   template <class T>
   static std::shared_ptr<Layer<T>> make(const T* wx, const T* wh, const T* bx, const T* bh, index_t input,
-                                        index_t hidden, Option) {
-    return std::make_shared<LstmLayer<T>>(wx, wh, bx, bh, input, hidden);
+                                        index_t hidden, Option, const T* w_hr = nullptr, index_t proj = 0) {
+    return std::make_shared<LstmLayer<T>>(wx, wh, bx, bh, input, hidden, w_hr, proj);
   }
 };
 
 struct GruCell {
   static constexpr const char* name = "gru";
+  static constexpr bool projected = false;
   static constexpr index_t gates = 3;
   static constexpr const char* gate_order = "(r, z, n)";
   static constexpr const char* option = "linear_before_reset";
@@ -83,18 +86,20 @@ struct GruCell {
   }
 };
 
-// W_x (G*H, I), W_h (G*H, H), b_x and b_h (G*H,) or None: checked, then
-// packed as the cell's layer in the weights' precision. Gated cells need
-// hidden_size >= 1 (G*H rows say nothing of H when there are none).
+// W_x (G*H, I), W_h (G*H, S), b_x and b_h (G*H,) or None, and for LSTM
+// W_hr (P, H) or None (S = P with it, else H): checked, then packed as the
+// cell's layer in the weights' precision. Gated cells need hidden_size >= 1
+// (G*H rows say nothing of H when there are none).
 template <class Cell>
 py::object pack_cell(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj, py::handle b_h_obj,
-                     py::handle option_obj) {
+                     py::handle option_obj, py::handle W_hr_obj = py::none()) {
   std::optional<typename Cell::Option> option;
   if (Cell::option_first) option = Cell::read_option(option_obj);
   std::vector<NamedArray> weights{{"W_x", as_numeric(W_x_obj, "W_x")},
                                   {"W_h", as_numeric(W_h_obj, "W_h")},
                                   {"b_x", optional_array(b_x_obj, "b_x")},
-                                  {"b_h", optional_array(b_h_obj, "b_h")}};
+                                  {"b_h", optional_array(b_h_obj, "b_h")},
+                                  {"W_hr", optional_array(W_hr_obj, "W_hr")}};
   const Precision precision = weights_precision(weights);
   const index_t G = Cell::gates;
   const std::string g = std::to_string(G), rows = G == 1 ? "hidden_size" : g + "*hidden_size";
@@ -105,7 +110,19 @@ py::object pack_cell(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj,
                 ", got shape " + shape_of(W_x));
   const index_t hidden = W_x.shape(0) / G, input = W_x.shape(1);
   const std::string from = "hidden_size " + std::to_string(hidden) + " from W_x";
-  expect_shape(*weights[1].array, "W_h", {G * hidden, hidden}, "(" + rows + ", hidden_size), " + from);
+  index_t state = hidden;
+  std::string state_name = "hidden_size";
+  if (const auto& W_hr = weights[4].array) {
+    if (!Cell::projected) value_error(std::string("W_hr: only an LSTM has projections, this is a ") + Cell::name);
+    if (W_hr->ndim() != 2 || W_hr->shape(0) < 1 || W_hr->shape(1) != hidden)
+      value_error("W_hr: expected a 2-D array (proj_size, hidden_size) with proj_size >= 1, " + from + ", got shape " +
+                  shape_of(*W_hr));
+    state = W_hr->shape(0);
+    state_name = "proj_size";
+  }
+  expect_shape(*weights[1].array, "W_h", {G * hidden, state},
+               "(" + rows + ", " + state_name + "), " + from +
+                   (state_name == "proj_size" ? ", proj_size " + std::to_string(state) + " from W_hr" : ""));
   for (int i = 2; i < 4; ++i)
     if (weights[i].array) expect_shape(*weights[i].array, weights[i].name, {G * hidden}, "(" + rows + ",), " + from);
   if (!option) option = Cell::read_option(option_obj);
@@ -113,6 +130,11 @@ py::object pack_cell(py::handle W_x_obj, py::handle W_h_obj, py::handle b_x_obj,
     using T = decltype(zero);
     auto wx = to_c<T>(W_x), wh = to_c<T>(*weights[1].array);
     auto bx = cast_optional<T>(weights[2].array), bh = cast_optional<T>(weights[3].array);
+    if constexpr (Cell::projected) {
+      auto whr = cast_optional<T>(weights[4].array);
+      return py::cast(Cell::template make<T>(wx.data(), wh.data(), data_or_null(bx), data_or_null(bh), input,
+                                             hidden, *option, data_or_null(whr), whr ? state : 0));
+    }
     return py::cast(Cell::template make<T>(wx.data(), wh.data(), data_or_null(bx), data_or_null(bh), input, hidden,
                                            *option));
   });
@@ -139,9 +161,9 @@ struct SequenceArguments {
 template <class T>
 SequenceArguments<T> read_sequence_arguments(const Layer<T>& w, py::handle x_obj, py::handle h0_obj,
                                              py::handle c0_obj, py::handle lengths_obj, bool batch_first) {
-  const index_t hidden = w.hidden_size();
+  const index_t hidden = w.hidden_size(), state = w.state_size();
   SequenceInput in = read_sequence(x_obj, w.input_size(), batch_first);
-  std::optional<py::array> h0 = read_state(h0_obj, "h0", in, hidden);
+  std::optional<py::array> h0 = read_state(h0_obj, "h0", in, state, state == hidden ? "hidden_size" : "proj_size");
   if (!w.has_cell_state() && !is_none(c0_obj))
     value_error(std::string("c0: only an LSTM has a cell state, this is a ") + w.name() + " layer");
   std::optional<py::array> c0 = read_state(c0_obj, "c0", in, hidden);
@@ -155,11 +177,11 @@ SequenceArguments<T> read_sequence_arguments(const Layer<T>& w, py::handle x_obj
 template <class T>
 py::tuple layer_forward(const Layer<T>& w, py::handle x, py::handle h0, py::handle c0, py::handle lengths,
                         bool batch_first, bool reverse, py::handle head_obj) {
-  const index_t hidden = w.hidden_size();
+  const index_t hidden = w.hidden_size(), state = w.state_size();
   SequenceArguments<T> a = read_sequence_arguments(w, x, h0, c0, lengths, batch_first);
-  const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
-  auto out = new_array<T>(sequence_shape(a.in, head ? head->out_features() : hidden));
-  auto h_n = a.new_state(hidden);
+  const DenseWeights<T>* head = read_head<T>(head_obj, state);
+  auto out = new_array<T>(sequence_shape(a.in, head ? head->out_features() : state));
+  auto h_n = a.new_state(state);
   std::optional<py::array_t<T>> c_n;
   if (w.has_cell_state()) c_n = a.new_state(hidden);
   {
@@ -181,10 +203,10 @@ struct BoundCache {
 template <class T>
 py::tuple layer_forward_cache(std::shared_ptr<Layer<T>> w, py::handle x, py::handle h0, py::handle c0,
                               py::handle lengths, bool batch_first, bool reverse) {
-  const index_t hidden = w->hidden_size();
+  const index_t hidden = w->hidden_size(), state = w->state_size();
   SequenceArguments<T> a = read_sequence_arguments(*w, x, h0, c0, lengths, batch_first);
-  auto h_seq = new_array<T>(sequence_shape(a.in, hidden));
-  auto h_n = a.new_state(hidden);
+  auto h_seq = new_array<T>(sequence_shape(a.in, state));
+  auto h_n = a.new_state(state);
   std::optional<py::array_t<T>> c_n;
   if (w->has_cell_state()) c_n = a.new_state(hidden);
   auto bound = std::make_unique<BoundCache<T>>();
@@ -206,7 +228,7 @@ py::tuple layer_forward_cache(std::shared_ptr<Layer<T>> w, py::handle x, py::han
 template <class T>
 py::tuple layer_step(const Layer<T>& w, py::handle x_obj, py::handle state_obj, py::handle head_obj) {
   const bool lstm = w.has_cell_state();
-  const index_t input = w.input_size(), hidden = w.hidden_size();
+  const index_t input = w.input_size(), hidden = w.hidden_size(), state = w.state_size();
   carray<T> x = as_carray<T>(x_obj, "x_t");
   if ((x.ndim() != 1 && x.ndim() != 2) || x.shape(x.ndim() - 1) != input)
     value_error("x_t: expected shape (B, " + std::to_string(input) + ") or (" + std::to_string(input) +
@@ -214,10 +236,11 @@ py::tuple layer_step(const Layer<T>& w, py::handle x_obj, py::handle state_obj, 
   const bool unbatched = x.ndim() == 1;
   const index_t batch = unbatched ? 1 : x.shape(0);
   std::optional<carray<T>> h, c;
-  auto read = [&](py::handle obj, const char* name) {
+  auto read = [&](py::handle obj, const char* name, index_t width) {
+    const char* size = width == hidden ? "H" : "P";
     carray<T> a = as_carray<T>(obj, name);
-    if (unbatched) expect_shape(a, name, {1, hidden}, "(num_layers, H)");
-    else expect_shape(a, name, {1, batch, hidden}, "(num_layers, B, H)");
+    if (unbatched) expect_shape(a, name, {1, width}, std::string("(num_layers, ") + size + ")");
+    else expect_shape(a, name, {1, batch, width}, std::string("(num_layers, B, ") + size + ")");
     return a;
   };
   if (!is_none(state_obj)) {
@@ -227,19 +250,21 @@ py::tuple layer_step(const Layer<T>& w, py::handle x_obj, py::handle state_obj, 
                    py::str(py::type::of(state_obj).attr("__name__")).cast<std::string>());
       py::sequence pair = py::reinterpret_borrow<py::sequence>(state_obj);
       if (pair.size() != 2) value_error("state: expected an (h, c) pair, got " + std::to_string(pair.size()) + " items");
-      if (!is_none(pair[0])) h = read(pair[0], "state[0]");
-      if (!is_none(pair[1])) c = read(pair[1], "state[1]");
+      if (!is_none(pair[0])) h = read(pair[0], "state[0]", state);
+      if (!is_none(pair[1])) c = read(pair[1], "state[1]", hidden);
     } else {
-      h = read(state_obj, "state");
+      h = read(state_obj, "state", state);
     }
   }
-  const DenseWeights<T>* head = read_head<T>(head_obj, hidden);
-  const index_t out_features = head ? head->out_features() : hidden;
+  const DenseWeights<T>* head = read_head<T>(head_obj, state);
+  const index_t out_features = head ? head->out_features() : state;
   auto y = unbatched ? new_array<T>({out_features}) : new_array<T>({batch, out_features});
-  auto new_state = [&] { return unbatched ? new_array<T>({1, hidden}) : new_array<T>({1, batch, hidden}); };
-  auto h_next = new_state();
+  auto new_state = [&](index_t width) {
+    return unbatched ? new_array<T>({1, width}) : new_array<T>({1, batch, width});
+  };
+  auto h_next = new_state(state);
   std::optional<py::array_t<T>> c_next;
-  if (lstm) c_next = new_state();
+  if (lstm) c_next = new_state(hidden);
   auto compute = [&] {
     stream_step(w, head, x.data(), data_or_null(h), data_or_null(c), batch, y.mutable_data(), h_next.mutable_data(),
                 c_next ? c_next->mutable_data() : nullptr);
@@ -262,30 +287,34 @@ py::dict layer_backward(const BoundCache<T>& bound, py::handle dh_seq_obj, py::h
                         py::handle dc_n_obj) {
   const SequenceCache<T>& cache = *bound.cache;
   const Layer<T>& w = *cache.layer;
-  const index_t input = w.input_size(), hidden = w.hidden_size(), G = w.gates();
+  const index_t input = w.input_size(), hidden = w.hidden_size(), state = w.state_size(), G = w.gates();
   const SequenceShape& s = cache.shape;
-  std::vector<py::ssize_t> per_step = bound.unbatched ? std::vector<py::ssize_t>{s.steps, hidden}
-                                      : s.batch_first ? std::vector<py::ssize_t>{s.batch, s.steps, hidden}
-                                                      : std::vector<py::ssize_t>{s.steps, s.batch, hidden};
-  const std::vector<py::ssize_t> per_sequence = bound.unbatched ? std::vector<py::ssize_t>{hidden}
-                                                                : std::vector<py::ssize_t>{s.batch, hidden};
+  std::vector<py::ssize_t> per_step = bound.unbatched ? std::vector<py::ssize_t>{s.steps, state}
+                                      : s.batch_first ? std::vector<py::ssize_t>{s.batch, s.steps, state}
+                                                      : std::vector<py::ssize_t>{s.steps, s.batch, state};
+  auto per_sequence = [&](index_t width) {
+    return bound.unbatched ? std::vector<py::ssize_t>{width} : std::vector<py::ssize_t>{s.batch, width};
+  };
   auto dh_seq = read_gradient<T>(dh_seq_obj, "dh_seq", per_step, "like the forward's h_seq");
-  auto dh_n = read_gradient<T>(dh_n_obj, "dh_n", per_sequence, "like the forward's h_n");
-  auto dc_n = read_gradient<T>(dc_n_obj, "dc_n", per_sequence, "like the forward's c_n");
+  auto dh_n = read_gradient<T>(dh_n_obj, "dh_n", per_sequence(state), "like the forward's h_n");
+  auto dc_n = read_gradient<T>(dc_n_obj, "dc_n", per_sequence(hidden), "like the forward's c_n");
   per_step.back() = input;
   py::dict grads;
   auto dx = new_array<T>(per_step);
-  auto dW_x = new_array<T>({G * hidden, input}), dW_h = new_array<T>({G * hidden, hidden});
+  auto dW_x = new_array<T>({G * hidden, input}), dW_h = new_array<T>({G * hidden, state});
   auto db_x = new_array<T>({G * hidden}), db_h = new_array<T>({G * hidden});
-  auto dh0 = new_array<T>(per_sequence);
-  std::optional<py::array_t<T>> dc0;
-  if (w.has_cell_state()) dc0 = new_array<T>(per_sequence);
+  auto dh0 = new_array<T>(per_sequence(state));
+  std::optional<py::array_t<T>> dc0, dW_hr;
+  if (w.has_cell_state()) dc0 = new_array<T>(per_sequence(hidden));
+  if (w.projected()) dW_hr = new_array<T>({state, hidden});
   {
     py::gil_scoped_release release;
-    w.backward(cache, {data_or_null(dh_seq), data_or_null(dh_n), data_or_null(dc_n)},
-               {dx.mutable_data(), dW_x.mutable_data(), dW_h.mutable_data(), db_x.mutable_data(),
-                db_h.mutable_data(), dh0.mutable_data(), dc0 ? dc0->mutable_data() : nullptr});
+    LayerGradients<T> out{dx.mutable_data(), dW_x.mutable_data(), dW_h.mutable_data(), db_x.mutable_data(),
+                          db_h.mutable_data(), dh0.mutable_data(), dc0 ? dc0->mutable_data() : nullptr};
+    out.dW_hr = dW_hr ? dW_hr->mutable_data() : nullptr;
+    w.backward(cache, {data_or_null(dh_seq), data_or_null(dh_n), data_or_null(dc_n)}, out);
   }
+  if (dW_hr) grads["W_hr"] = *dW_hr;
   grads["x"] = dx;
   grads["W_x"] = dW_x;
   grads["W_h"] = dW_h;
@@ -326,6 +355,7 @@ void bind_precision(py::module_& m, const char* suffix) {
       .def_property_readonly("cell", &Layer<T>::name)
       .def_property_readonly("input_size", &Layer<T>::input_size)
       .def_property_readonly("hidden_size", &Layer<T>::hidden_size)
+      .def_property_readonly("state_size", &Layer<T>::state_size)
       .def_property_readonly("gates", &Layer<T>::gates)
       .def_property_readonly("dtype", [dtype](const Layer<T>&) { return dtype; })
       .def("forward", &layer_forward<T>, py::arg("x"), py::arg("h0") = py::none(), py::arg("c0") = py::none(),
@@ -343,12 +373,15 @@ template <class Cell>
 void bind_cell(py::module_& m) {
   const std::string doc = std::string("Checks and packs ") + Cell::name + " weights; returns Layer32 or Layer64.";
   const std::string pack = std::string("pack_") + Cell::name;
-  if constexpr (Cell::option == nullptr) {
-    m.def(pack.c_str(), [](py::handle W_x, py::handle W_h, py::handle b_x, py::handle b_h) {
-      return pack_cell<Cell>(W_x, W_h, b_x, b_h, py::none());
-    }, py::arg("W_x"), py::arg("W_h"), py::arg("b_x") = py::none(), py::arg("b_h") = py::none(), doc.c_str());
+  if constexpr (Cell::projected) {
+    m.def(pack.c_str(), [](py::handle W_x, py::handle W_h, py::handle b_x, py::handle b_h, py::handle W_hr) {
+      return pack_cell<Cell>(W_x, W_h, b_x, b_h, py::none(), W_hr);
+    }, py::arg("W_x"), py::arg("W_h"), py::arg("b_x") = py::none(), py::arg("b_h") = py::none(),
+          py::arg("W_hr") = py::none(), doc.c_str());
   } else {
-    m.def(pack.c_str(), &pack_cell<Cell>, py::arg("W_x"), py::arg("W_h"), py::arg("b_x") = py::none(),
+    m.def(pack.c_str(), [](py::handle W_x, py::handle W_h, py::handle b_x, py::handle b_h, py::handle option) {
+      return pack_cell<Cell>(W_x, W_h, b_x, b_h, option);
+    }, py::arg("W_x"), py::arg("W_h"), py::arg("b_x") = py::none(),
           py::arg("b_h") = py::none(), py::arg(Cell::option), doc.c_str());
   }
 }

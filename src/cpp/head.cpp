@@ -13,7 +13,7 @@ void forward_with_head(const Layer<T>& layer, const DenseWeights<T>* head, const
   }
   const index_t rows = checked_mul(in.shape.batch, in.shape.steps);
   // Every element is written by the forward (padding is zeroed there).
-  AlignedBuffer<T> h_seq(checked_mul(rows, layer.hidden_size()), AlignedBuffer<T>::uninitialized);
+  AlignedBuffer<T> h_seq(checked_mul(rows, layer.state_size()), AlignedBuffer<T>::uninitialized);
   layer.forward(in, {h_seq.data(), h_n, c_n}, nullptr);
   head->forward(h_seq.data(), rows, out);
   // The head's bias would otherwise reach the padding.
@@ -27,7 +27,7 @@ void stream_step(const Layer<T>& layer, const DenseWeights<T>* head, const T* x,
   const LayerInput<T> in{x, h, c, nullptr, SequenceShape{batch, 1, true}, false};
   layer.forward(in, {h_next, h_next, c_next}, nullptr);
   if (head) head->forward(h_next, batch, y);
-  else std::memcpy(y, h_next, sizeof(T) * std::size_t(checked_mul(batch, layer.hidden_size())));
+  else std::memcpy(y, h_next, sizeof(T) * std::size_t(checked_mul(batch, layer.state_size())));
 }
 
 #define RNNEXT_INSTANTIATE(T)                                                                                   \

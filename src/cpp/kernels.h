@@ -143,6 +143,53 @@ struct LstmBackwardArgs : TimeLoop {
   PackedView<T> w_h_t;  // (W_h interleaved)^T: H outputs, k = 4Hp
 };
 
+// LSTM with projections (PyTorch's proj_size = P): the cell as above gives
+// m_t = o * tanh(c_t) (H units), and the state is h_t = m_t W_hr^T (P
+// units), which the next step's product reads (W_h: 4Hp outputs, k = P).
+// Two products per step, the second over all of m_t: threads own whole
+// sequences (batch rows). h rows (h_seq, h0, h_n) are P wide, c rows H.
+template <class T>
+struct LstmProjArgs : TimeLoop {
+  const T* h0;  // (B, P), or null (zeros)
+  const T* c0;  // (B, H), or null (zeros)
+  T* h_seq;     // P wide, TimeLoop's strides
+  T* h_n;       // (B, P)
+  T* c_n;       // (B, H)
+  T* gates;     // as LstmArgs
+  T* c_seq;     // as LstmArgs, or null ...
+  T* c_state;   // ... and then (B, Hp)
+  T* m_seq;     // row (b*steps + t) * Hp: m_t, kept for backward; or null ...
+  T* m_state;   // ... and then (B, Hp)
+  PackedView<T> w_h;   // W_h interleaved: 4Hp outputs, k = P
+  PackedView<T> w_hr;  // P outputs, k = H
+  const T* zeros;      // max(Hp, P) zeros
+  index_t proj;
+};
+
+// Its backpropagation through time, the sequential part. Walking the steps
+// backwards: dh_t = dh_seq[t] (+ dh_n at the last step, + dz_{t+1} W_h
+// otherwise), kept in dh_rows for dW_hr; dm_t = dh_t W_hr; the cell backward
+// from dm_t and the carried dc gives dz_t. Writes dz, dh_rows, dh0, dc0.
+template <class T>
+struct LstmProjBackwardArgs : TimeLoop {
+  const T* h_seq;   // the forward's states (P wide; the thread plan reads its element size)
+  const T* dh_seq;  // layout of h_seq (P wide), or null
+  const T* dh_n;    // (B, P), or null
+  const T* dc_n;    // (B, H), or null
+  const T* gates;   // the forward's activated gates
+  const T* c_seq;   // the forward's c_t rows
+  const T* c0;      // (B, H), or null
+  const T* zeros;   // max(Hp, P) zeros
+  T* dz;            // gate layout
+  T* dh_rows;       // row (b*steps + t) * P: dh_t
+  T* dc;            // (B, Hp) workspace
+  T* dh0;           // (B, P)
+  T* dc0;           // (B, H)
+  PackedView<T> w_h_t;   // (W_h interleaved)^T: P outputs, k = 4Hp
+  PackedView<T> w_hr_t;  // W_hr^T: H outputs, k = P
+  index_t proj;
+};
+
 // GRU (gates r, z, n; PyTorch's equations), h_t = (1 - z) * n + z * h_{t-1}.
 // linear_before_reset: n = tanh(W_in x + b_in + r * (W_hn h + b_hn)), one
 // product per step. Otherwise (ONNX's default) n = tanh(W_in x + b_in +
@@ -207,6 +254,8 @@ struct ActivationArgs {
   X(elman_backward, ElmanBackwardArgs)     \
   X(lstm_forward, LstmArgs)                \
   X(lstm_backward, LstmBackwardArgs)       \
+  X(lstm_proj_forward, LstmProjArgs)       \
+  X(lstm_proj_backward, LstmProjBackwardArgs) \
   X(gru_forward, GruArgs)                  \
   X(gru_backward, GruBackwardArgs)
 

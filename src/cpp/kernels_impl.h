@@ -32,6 +32,7 @@ namespace RNNEXT_ISA {
 #include "quant_gemm.h"  // before the cells: their products find its gemm_rows
 #include "elman_cell.h"
 #include "lstm_cell.h"
+#include "lstm_projection_cell.h"
 #include "gru_cell.h"
 
 template <Activation act, class T>

@@ -5,8 +5,9 @@
 // (head.h) only ever see this interface, so a cell or a precision is added
 // by implementing it once.
 //
-// Shapes: x (B, T, I) / h_seq (B, T, H), or time-major (T, B, .) per
-// SequenceShape; states h0, c0, h_n, c_n (B, H); lengths (B,) with
+// Shapes: x (B, T, I) / h_seq (B, T, S), or time-major (T, B, .) per
+// SequenceShape; states h0, h_n (B, S) and c0, c_n (B, H), where the state
+// size S is H but for an LSTM with projections (S = P); lengths (B,) with
 // 1 <= lengths[b] <= T. Every pointer marked "or null" means zeros (states)
 // or "every sequence has T steps" (lengths). Outputs never alias inputs,
 // except that a one-step forward may write h_seq and h_n to the same rows.
@@ -47,11 +48,13 @@ struct OutputGradients {
 };
 
 // Gradients written by backward, into caller-owned buffers shaped like the
-// forward's arguments: dx like x; dW_x (G*H, I); dW_h (G*H, H); db_x, db_h
-// (G*H,); dh0, dc0 (B, H) (dc0 LSTM only).
+// forward's arguments: dx like x; dW_x (G*H, I); dW_h (G*H, S); db_x, db_h
+// (G*H,); dh0 (B, S), dc0 (B, H) (dc0 LSTM only); dW_hr (P, H) for an LSTM
+// with projections (else null).
 template <class T>
 struct LayerGradients {
   T *dx, *dW_x, *dW_h, *db_x, *db_h, *dh0, *dc0;
+  T* dW_hr = nullptr;
 };
 
 template <class T>
@@ -66,9 +69,10 @@ struct SequenceCache {
   bool reverse = false;
   AlignedBuffer<T> x, h0, c0;    // h0, c0 empty when the forward had none
   std::vector<index_t> lengths;  // empty: every sequence has T steps
-  AlignedBuffer<T> h_seq;        // (B, T, H) in shape's layout
+  AlignedBuffer<T> h_seq;        // (B, T, S) in shape's layout
   AlignedBuffer<T> gates;        // the cell's activated gates per step (LSTM, GRU)
   AlignedBuffer<T> extra;        // per step: c_t (LSTM), W_hn h + b_hn or r * h (GRU)
+  AlignedBuffer<T> cell_out;     // per step: o * tanh(c_t), before the projection (LSTM with proj_size)
 
   LayerInput<T> input() const {
     return {x.data(), h0.size() ? h0.data() : nullptr, c0.size() ? c0.data() : nullptr,
@@ -87,6 +91,10 @@ class Layer {
   index_t hidden_size() const { return hidden_size_; }
   index_t gates() const { return gates_; }
   bool has_cell_state() const { return has_cell_state_; }
+  // S: the width of h (the input of W_h, the output of a step): H, or P for
+  // an LSTM with projections.
+  index_t state_size() const { return state_size_; }
+  bool projected() const { return projected_; }
 
   // Forward over the sequences; with `keep`, also fills keep->gates and
   // keep->extra (the caller has filled the rest of keep).
@@ -97,12 +105,14 @@ class Layer {
                         const LayerGradients<T>& grads) const = 0;
 
  protected:
-  Layer(index_t input_size, index_t hidden_size, index_t gates, bool has_cell_state)
-      : input_size_(input_size), hidden_size_(hidden_size), gates_(gates), has_cell_state_(has_cell_state) {}
+  Layer(index_t input_size, index_t hidden_size, index_t gates, bool has_cell_state, index_t state_size = 0)
+      : input_size_(input_size), hidden_size_(hidden_size), gates_(gates),
+        state_size_(state_size ? state_size : hidden_size), has_cell_state_(has_cell_state),
+        projected_(state_size != 0) {}
 
  private:
-  index_t input_size_, hidden_size_, gates_;
-  bool has_cell_state_;
+  index_t input_size_, hidden_size_, gates_, state_size_;
+  bool has_cell_state_, projected_;
 };
 
 // The forward, keeping what backward needs: copies of the inputs, every

@@ -50,7 +50,7 @@ void run_recurrence(const Args& args, index_t gates, Slice slice, const ProductK
     threads = by_weights > threads ? by_weights : threads;
   }
   const index_t few = 2 * threads > product.tile_rows * threads ? 2 * threads : product.tile_rows * threads;
-  if (threads > 1 && (batch < few || weight_bytes > double(kSliceWeightBytes)) && step_worth_sharing) {
+  if (threads > 1 && !product.whole_sequences && (batch < few || weight_bytes > double(kSliceWeightBytes)) && step_worth_sharing) {
     PhaseTeam team(panels, threads);
     run_parallel(threads, [&](int index, int) {
       Args mine = args;
