@@ -312,6 +312,7 @@ def test_hostile_quantized_files_refused():
         "NaN scale": bad_scale(np.nan),
         "negative scale": bad_scale(-1.0),
         "infinite scale": bad_scale(np.inf),
+        "scale whose products overflow": bad_scale(3e38),  # found by fuzz_load: -127 * 3e38 is inf
     }
     for what, edit in cases.items():
         with pytest.raises(ValueError, match="not a valid rnnext model file"):

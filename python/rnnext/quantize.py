@@ -161,6 +161,10 @@ def quantize_model(model: Any, precision: str) -> Any:
     return quantized
 
 
+#: The largest int8 scale: any int8 (-128 included) times it is a float32.
+MAX_SCALE = np.nextafter(np.float32(np.finfo(np.float32).max / 128), np.float32(0))
+
+
 def _frozen(array: np.ndarray) -> np.ndarray:
     array = np.array(array)  # its own copy: the caller's (or a file's) buffer stays theirs
     array.setflags(write=False)
@@ -186,8 +190,9 @@ class QuantizedWeights:
             value = tensors.get(name)
             if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != shape:
                 raise ValueError(f"{name}: expected a {dtype} array of shape {shape}")
-            if name.endswith(".scale") and not (np.isfinite(value).all() and (value >= 0).all()):
-                raise ValueError(f"{name}: int8 scales must be finite and >= 0")
+            # q * scale must be a float32 too: the dequantized weights are.
+            if name.endswith(".scale") and not ((value >= 0).all() and (value <= MAX_SCALE).all()):
+                raise ValueError(f"{name}: int8 scales must be in [0, float32 max / 128]")
         self.precision = precision
         self.tensors = {k: _frozen(tensors[k]) for k in layout}
         self.values = {k: _frozen(v) for k, v in dequantized(self.tensors, shapes, precision).items()}
