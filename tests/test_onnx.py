@@ -225,6 +225,7 @@ def test_torch_dynamo_export(rng, kind):
     # linear_before_reset=1 (pytorch#189225 wrote 0: from_onnx then reads the
     # graph's GRU faithfully, which is not torch's).
     pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")  # the dynamo exporter's
     module = torch_module(kind, layers=2, bidirectional=kind == "LSTM", batch_first=True, head=kind == "LSTM")
     data = torch_export(module, rng.standard_normal((2, 4, 3)).astype(np.float32), dynamo=True)
     model = rx.from_onnx(data)
@@ -238,6 +239,7 @@ def test_torch_dynamo_export(rng, kind):
 
 def test_torch_dynamo_refusals(rng):
     pytest.importorskip("torch")
+    pytest.importorskip("onnxscript")
     # nn.RNN is unrolled into MatMul/Tanh: no recurrent node to read.
     data = torch_export(torch_module("RNN"), rng.standard_normal((2, 4, 3)).astype(np.float32), dynamo=True)
     with pytest.raises(ValueError, match="dynamo=False"):
