@@ -198,3 +198,41 @@ def test_head_without_bias(rng):
     model = rx.from_keras(layer, head)
     assert not model.params["b_o"].any()
     np.testing.assert_allclose(model(x)[0], y, **tolerance("float32"))
+
+
+def test_lora_head(rng):
+    """A LoRA-enabled Dense computes with kernel + lora_a @ lora_b * alpha / rank,
+    which its get_weights()[0] does not include."""
+    layer = make("GRU", {}, bidirectional=True)
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    seq, _ = keras_run(layer, x)
+    head = built_dense(keras.layers.Dense(3), 2 * H)
+    head.enable_lora(2)
+    for variable in (head.lora_kernel_a, head.lora_kernel_b):
+        variable.assign(rng.standard_normal(variable.shape).astype(np.float32))
+    y = numpy(head(seq))
+    np.testing.assert_allclose(rx.from_keras(layer, head)(x)[0], y, **tolerance("float32"))
+
+
+def test_quantized_head_refused():
+    layer = built(keras.layers.LSTM(H))
+    head = built_dense(keras.layers.Dense(2), H)
+    head.quantize("int8")
+    with pytest.raises(ValueError, match="head: quantization_mode='int8'"):
+        rx.from_keras(layer, head)
+
+
+def test_mixed_precision_refused():
+    layer = built(keras.layers.LSTM(H, dtype="mixed_float16"))
+    with pytest.raises(ValueError, match="dtype='mixed_float16'"):
+        rx.from_keras(layer)
+
+
+def test_backward_layer_differing_only_in_training_options(rng):
+    """dropout and unroll do not change inference: such a pair is accepted."""
+    layer = keras.layers.Bidirectional(keras.layers.GRU(H, return_sequences=True),
+                                       backward_layer=keras.layers.GRU(H, return_sequences=True, go_backwards=True,
+                                                                       dropout=0.3, unroll=True))
+    x = rng.standard_normal((B, T, I)).astype(np.float32)
+    seq = numpy(layer(x))
+    np.testing.assert_allclose(rx.from_keras(layer)(x)[0], seq, **tolerance("float32"))

@@ -51,6 +51,10 @@ def _checked_config(layer: Any) -> Dict[str, Any]:
     if name != "SimpleRNN" and config.get("recurrent_activation", "sigmoid") != "sigmoid":
         _refuse(layer, "recurrent_activation", config["recurrent_activation"],
                 "is not one rnnext computes (its gates use sigmoid)")
+    policy = getattr(layer, "dtype_policy", None)
+    if policy is not None and policy.compute_dtype != policy.variable_dtype:
+        _refuse(layer, "dtype", policy.name, "computes in another dtype than its weights; rnnext computes in the "
+                "weights' dtype (float32 or float64)")
     if not layer.built or not layer.get_weights():
         raise ValueError(f"layer: {name} {layer.name!r} has no weights yet; build it (call it on an input, "
                          f"or layer.build(input_shape)) first")
@@ -74,10 +78,13 @@ def _direction(layer: Any, cls_name: str) -> Dict[str, np.ndarray]:
     return out
 
 
+# The options that change what a layer computes at inference (dropout,
+# initialisers, unroll and the like do not).
+COMPUTING_OPTIONS = ("units", "activation", "recurrent_activation", "use_bias", "reset_after", "dtype")
+
+
 def _same_options(forward: Dict[str, Any], backward: Dict[str, Any]) -> List[str]:
-    ignored = {"name", "go_backwards", "trainable", "seed"}
-    keys = {k for k in forward if not k.endswith(("initializer", "regularizer", "constraint"))} - ignored
-    return sorted(k for k in keys if forward.get(k) != backward.get(k))
+    return sorted(k for k in COMPUTING_OPTIONS if forward.get(k) != backward.get(k))
 
 
 def from_keras(layer: Any, head: Optional[Any] = None) -> "RecurrentModel":
@@ -126,7 +133,15 @@ def from_keras(layer: Any, head: Optional[Any] = None) -> "RecurrentModel":
             raise ValueError(f"head: activation={activation!r}; rnnext's head is linear (apply it to the outputs)")
         if not head.built:
             raise ValueError(f"head: Dense {head.name!r} has no weights yet; build it first")
-        head_weights = [np.asarray(w) for w in head.get_weights()]
+        mode = head.quantization_mode
+        if mode is not None:  # its weights are integers and scales, not a float kernel
+            raise ValueError(f"head: quantization_mode={mode!r} on Dense {head.name!r}; rnnext's head is "
+                             "float (quantize the rnnext model instead)")
+        # head.kernel, not get_weights()[0]: with LoRA enabled Keras computes with
+        # kernel + lora_a @ lora_b * alpha / rank, which only the property includes.
+        head_weights = [keras.ops.convert_to_numpy(head.kernel)]
+        if head.use_bias:
+            head_weights.append(keras.ops.convert_to_numpy(head.bias))
         if head_weights[0].shape[0] != features:
             raise ValueError(f"head: expected a Dense on units * directions = {features} features, "
                              f"got {head_weights[0].shape[0]}")
