@@ -331,6 +331,52 @@ def _positive_float(name: str, value: Any, allow_none: bool = False) -> Optional
     return float(value)
 
 
+def check_fit_arguments(loss: Any, epochs: Any, batch_size: Any, optimizer: Any, lr: Any, clip_norm: Any,
+                        tbptt: Any) -> Tuple[str, int, int, float, Optional[float], Optional[int]]:
+    """``fit``'s scalar arguments checked, in its order (shared with
+    ``rnnext.dask.fit``, so both refuse the same values with the same words):
+    ``(loss, epochs, batch_size, lr, clip_norm, tbptt)``."""
+    loss = check_loss(loss)
+    epochs = _positive_int("epochs", epochs)
+    batch_size = _positive_int("batch_size", batch_size)
+    lr = _positive_float("lr", lr)
+    clip_norm = _positive_float("clip_norm", clip_norm, allow_none=True)
+    tbptt = _positive_int("tbptt", tbptt, allow_none=True)
+    if optimizer not in OPTIMIZERS:
+        raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {optimizer!r}")
+    return loss, epochs, batch_size, lr, clip_norm, tbptt  # type: ignore[return-value]
+
+
+def fit_streams(model: "RecurrentModel", seed: Optional[int]
+                ) -> Tuple[np.random.Generator, Optional[np.random.Generator]]:
+    """The shuffling stream seeded by ``seed`` and, when the model's dropout
+    is active, the dropout masks' stream."""
+    rng = np.random.default_rng(seed)
+    # Dropout masks from a stream of their own, so the shuffling does not depend on them.
+    dropout_rng = None
+    if model.dropout > 0 and model.num_layers > 1:
+        dropout_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+    return rng, dropout_rng
+
+
+def update(model: "RecurrentModel", opt: Any, value: float, grads: Dict[str, np.ndarray],
+           clip_norm: Optional[float], epoch: int, number: int) -> None:
+    """One optimiser step from a batch's mean loss and gradients: the finite
+    checks (naming epoch and batch, counted from 0 here, from 1 in the
+    message), clipping, then the update (shared with ``rnnext.dask.fit``)."""
+    if not math.isfinite(value):
+        raise FloatingPointError(
+            f"fit: the loss is {value} at epoch {epoch + 1}, batch {number + 1}; "
+            "lower lr, or clip gradients with clip_norm")
+    if clip_norm is not None:
+        grads, _ = clip_grad_norm(grads, clip_norm)
+    if not all(np.all(np.isfinite(g)) for g in grads.values()):
+        raise FloatingPointError(
+            f"fit: non-finite gradients at epoch {epoch + 1}, batch {number + 1} "
+            f"(the loss was {value}); lower lr, or clip gradients with clip_norm")
+    model.set_params(opt.step(model.params, grads))
+
+
 def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, batch_size: int = 32,
         optimizer: str = "adam", lr: float = 1e-3, clip_norm: Optional[float] = None,
         tbptt: Optional[int] = None, lengths: Any = None, validation_data: Optional[Sequence] = None,
@@ -387,14 +433,8 @@ def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, 
     input of every layer above the first, fresh masks for every batch
     (and every ``tbptt`` chunk), the gradients masked alike.
     """
-    loss = check_loss(loss)
-    epochs = _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    lr = _positive_float("lr", lr)
-    clip_norm = _positive_float("clip_norm", clip_norm, allow_none=True)
-    tbptt = _positive_int("tbptt", tbptt, allow_none=True)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {optimizer!r}")
+    loss, epochs, batch_size, lr, clip_norm, tbptt = check_fit_arguments(loss, epochs, batch_size, optimizer, lr,
+                                                                          clip_norm, tbptt)
     callbacks = list(callbacks or [])
     for cb in callbacks:
         if not callable(cb):
@@ -410,11 +450,7 @@ def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, 
         Batch(model, validation[0], validation[1], loss, validation[2], None)  # check it now, not after an epoch
     from tqdm.auto import tqdm
 
-    rng = np.random.default_rng(seed)
-    # Dropout masks from a stream of their own, so the shuffling does not depend on them.
-    dropout_rng = None
-    if model.dropout > 0 and model.num_layers > 1:
-        dropout_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+    rng, dropout_rng = fit_streams(model, seed)
     opt = OPTIMIZERS[optimizer](lr)
     history: Dict[str, List[float]] = {"loss": []}
     if validation is not None:
@@ -437,17 +473,7 @@ def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, 
                         part = take_live(part, live)
                         h0 = None if state is None else map_state(lambda s: s[:, live], state)
                     value, grads, n, h_n = loss_and_grads(model, part, loss, h0, dropout_rng)
-                    if not math.isfinite(value):
-                        raise FloatingPointError(
-                            f"fit: the loss is {value} at epoch {epoch + 1}, batch {number + 1}; "
-                            "lower lr, or clip gradients with clip_norm")
-                    if clip_norm is not None:
-                        grads, _ = clip_grad_norm(grads, clip_norm)
-                    if not all(np.all(np.isfinite(g)) for g in grads.values()):
-                        raise FloatingPointError(
-                            f"fit: non-finite gradients at epoch {epoch + 1}, batch {number + 1} "
-                            f"(the loss was {value}); lower lr, or clip gradients with clip_norm")
-                    model.set_params(opt.step(model.params, grads))
+                    update(model, opt, value, grads, clip_norm, epoch, number)
                     total += value * n
                     count += n
                     if steps is not None:  # carry the state, not the gradient, into the next chunk
