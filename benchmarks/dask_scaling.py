@@ -26,7 +26,7 @@ import numpy as np
 import rnnext as rx
 
 # LSTM 64 -> 128, B sequences of T steps, in blocks of `rows`; fit: mse on the last step.
-PREDICT = dict(I=64, H=128, B=4096, T=100, rows=256)
+PREDICT = dict(I=64, H=128, B=16384, T=100, rows=1024)
 FIT = dict(I=64, H=128, B=1024, T=50, rows=256, batch_size=128)
 SMOKE_PREDICT = dict(I=8, H=16, B=64, T=10, rows=16)
 SMOKE_FIT = dict(I=8, H=16, B=64, T=10, rows=16, batch_size=16)
@@ -137,10 +137,11 @@ def timed(fn: Callable[[], Any]) -> float:
     return time.perf_counter() - start
 
 
-def in_memory(model: rx.LSTM, x: np.ndarray, threads: int) -> Callable[[], Any]:
+def in_memory(model: rx.LSTM, x: np.ndarray, threads: int, rows: int) -> Callable[[], Any]:
+    # In the workers' blocks (batch_size): the same products, the same cache footprint.
     def run() -> Any:
         with rx.threads(threads):
-            return model.predict(x)
+            return model.predict(x, batch_size=rows)
 
     return run
 
@@ -153,8 +154,8 @@ def main(rounds: int = 7) -> None:
     batch_size, steps_per_epoch = f["batch_size"], -(-f["B"] // f["batch_size"])
     clusters = {n: cluster(n) for n in (1, 2)}
     try:
-        runs: Dict[str, Callable[[], Any]] = {"predict in memory, 1 thread": in_memory(model, x, 1),
-                                              "predict in memory, 2 threads": in_memory(model, x, 2)}
+        runs: Dict[str, Callable[[], Any]] = {"predict in memory, 1 thread": in_memory(model, x, 1, p["rows"]),
+                                              "predict in memory, 2 threads": in_memory(model, x, 2, p["rows"])}
         for n, (_, client) in clusters.items():
             X = on_workers(client, x, p["rows"])
             runs[f"rnnext.dask.predict, {n} worker{'s' * (n > 1)}"] = predict_on(client, model, X)
