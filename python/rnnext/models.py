@@ -75,7 +75,7 @@ class RNN(RecurrentModel):
         f.""", extra_params="")
 
     _cell = RNN_CELL
-    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "activation",
+    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "vocab_size", "num_layers", "bidirectional", "activation",
                     "bias", "dropout", "batch_first", "dtype")
 
     def __init__(
@@ -84,6 +84,7 @@ class RNN(RecurrentModel):
         hidden_size: int,
         output_size: Optional[int] = None,
         *,
+        vocab_size: Optional[int] = None,
         num_layers: int = 1,
         bidirectional: bool = False,
         activation: str = "tanh",
@@ -95,7 +96,7 @@ class RNN(RecurrentModel):
     ) -> None:
         activation = check_activation(activation)
         self._setup(dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size,
-                         num_layers=num_layers, bidirectional=bidirectional, activation=activation, bias=bias,
+                         vocab_size=vocab_size, num_layers=num_layers, bidirectional=bidirectional, activation=activation, bias=bias,
                          dropout=dropout, batch_first=batch_first, dtype=dtype), seed)
 
     activation = _option("activation", "The cell's nonlinearity.")
@@ -116,7 +117,7 @@ class LSTM(RecurrentModel):
     D*P features, and each layer-direction also has ``W_hr_l{k}`` (P, H).""")
 
     _cell = LSTM_CELL
-    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "proj_size", "bias",
+    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "vocab_size", "num_layers", "bidirectional", "proj_size", "bias",
                     "dropout", "batch_first", "dtype")
 
     def __init__(
@@ -125,6 +126,7 @@ class LSTM(RecurrentModel):
         hidden_size: int,
         output_size: Optional[int] = None,
         *,
+        vocab_size: Optional[int] = None,
         num_layers: int = 1,
         bidirectional: bool = False,
         proj_size: int = 0,
@@ -139,7 +141,7 @@ class LSTM(RecurrentModel):
             raise ValueError(f"proj_size: expected 0 <= proj_size < hidden_size = {hidden_size} "
                              f"(PyTorch's rule), got {proj_size}")
         self._setup(dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size,
-                         num_layers=num_layers, bidirectional=bidirectional, proj_size=proj_size, bias=bias,
+                         vocab_size=vocab_size, num_layers=num_layers, bidirectional=bidirectional, proj_size=proj_size, bias=bias,
                          dropout=dropout, batch_first=batch_first, dtype=dtype), seed)
 
     proj_size = _option("proj_size", "P: the width of h with projections, or 0.")
@@ -158,7 +160,7 @@ class GRU(RecurrentModel):
         ``n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)``.""", extra_params="")
 
     _cell = GRU_CELL
-    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "bias", "dropout",
+    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "vocab_size", "num_layers", "bidirectional", "bias", "dropout",
                     "batch_first", "linear_before_reset", "dtype")
 
     def __init__(
@@ -167,6 +169,7 @@ class GRU(RecurrentModel):
         hidden_size: int,
         output_size: Optional[int] = None,
         *,
+        vocab_size: Optional[int] = None,
         num_layers: int = 1,
         bidirectional: bool = False,
         bias: bool = True,
@@ -178,7 +181,7 @@ class GRU(RecurrentModel):
     ) -> None:
         linear_before_reset = check_bool("linear_before_reset", linear_before_reset)
         self._setup(dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size,
-                         num_layers=num_layers, bidirectional=bidirectional, bias=bias, dropout=dropout,
+                         vocab_size=vocab_size, num_layers=num_layers, bidirectional=bidirectional, bias=bias, dropout=dropout,
                          batch_first=batch_first, linear_before_reset=linear_before_reset, dtype=dtype), seed)
 
     linear_before_reset = _option("linear_before_reset",
