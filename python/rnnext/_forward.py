@@ -119,8 +119,10 @@ def call(spec: Spec, weights: Weights, x: ArrayLike, h0: Optional[State], length
 def predict(model: "RecurrentModel", x: ArrayLike, lengths: Optional[ArrayLike], batch_size: Optional[int]
             ) -> np.ndarray:
     """``model.predict``: the model's forward ``batch_size`` sequences at a time."""
-    x = np.asarray(x)
     spec = model.spec
+    if is_token_model(spec):  # every id checked before the first batch is computed
+        x, lengths = read_ids(spec, x, lengths)
+    x = np.asarray(x)
     if batch_size is None or x.ndim != (2 if is_token_model(spec) else 3):
         return model(x, lengths=lengths)[0]
     batch_size = check_int("batch_size", batch_size)

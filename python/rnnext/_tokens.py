@@ -114,19 +114,25 @@ def embedding_grad(ids: np.ndarray, dx: np.ndarray, vocab_size: int) -> np.ndarr
     """The table's gradient, (V, I): row ``v`` sums ``dx`` over the positions
     holding id ``v`` (``ids`` (...), ``dx`` (..., I), zero where not counted).
 
-    One ``np.bincount`` over the flattened (id, feature) pairs: a single
-    pass in C with float64 sums, several times faster than ``np.add.at``
-    at language-model sizes (measured in the README), deterministic (sums
-    in input order), and more accurate than float32 accumulation.
+    The rows of ``dx`` sorted by id (a stable sort: the sums run in input
+    order, so the result is deterministic) and summed per id with one
+    ``np.add.reduceat``, in float64: at the character-LM size (V=80, I=64,
+    B=32, T=64) about 0.6 ms, against 3.8 ms for ``np.add.at`` and 2 ms for
+    a flattened ``np.bincount`` (timeit, a busy 2-core machine). Rows of ids
+    that do not occur are exactly zero.
     """
     I = dx.shape[-1]
     flat = ids.reshape(-1)
+    grad = np.zeros((vocab_size, I), dx.dtype)
     if flat.size == 0:
-        return np.zeros((vocab_size, I), dx.dtype)
-    slots = (flat[:, None] * I + np.arange(I)).reshape(-1)
+        return grad
+    order = np.argsort(flat, kind="stable")
+    ranked = flat[order]
+    starts = np.flatnonzero(np.concatenate(([True], ranked[1:] != ranked[:-1])))
     with np.errstate(invalid="ignore", over="ignore"):  # inf + -inf is NaN, quietly (API.md)
-        sums = np.bincount(slots, weights=dx.reshape(-1), minlength=vocab_size * I)
-        return sums.reshape(vocab_size, I).astype(dx.dtype)
+        rows = dx.reshape(-1, I)[order].astype(np.float64)
+        grad[ranked[starts]] = np.add.reduceat(rows, starts, axis=0)
+    return grad
 
 
 def check_features(spec: Spec, x: np.ndarray, name: str = "x", step: bool = False) -> None:

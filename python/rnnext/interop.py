@@ -64,7 +64,7 @@ def _embedding_options(embedding: Any, input_size: int, dtype: Any) -> None:
         raise TypeError(f"embedding: expected a torch.nn.Embedding, got {type(embedding).__name__}")
     for option, why in EMBEDDING_REFUSED.items():
         value = getattr(embedding, option)
-        if value not in (None, False):
+        if value is not None and value is not False:  # not "in (None, False)": padding_idx=0 == False
             raise ValueError(f"embedding: {option}={value!r} is not supported ({why})")
     if embedding.embedding_dim != input_size:
         raise ValueError(f"embedding: expected embedding_dim = the module's input_size = {input_size}, "
