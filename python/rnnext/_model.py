@@ -185,9 +185,10 @@ class RecurrentModel:
     @property
     def params(self) -> ParameterDict:
         """Every parameter by name, keyed like PyTorch's ``state_dict``:
-        ``"embedding"`` (V, I) first with ``vocab_size``, then ``"W_x_l0"``, ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``, then
-        ``"..._l0_reverse"`` for the backward direction, ``"..._l1"`` for the
-        next layer, and ``"W_o"``, ``"b_o"`` for the head."""
+        ``"embedding"`` (V, I) first with ``vocab_size``, then ``"W_x_l0"``,
+        ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``, then ``"..._l0_reverse"``
+        for the backward direction, ``"..._l1"`` for the next layer, and
+        ``"W_o"``, ``"b_o"`` for the head."""
         return ParameterDict(self)
 
     def _assign(self, name: str, value: ArrayLike) -> None:
