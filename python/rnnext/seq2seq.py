@@ -247,13 +247,15 @@ class Seq2Seq:
         Parameters
         ----------
         src : array_like
-            Class ids (B, Ts) or features (B, Ts, I).
+            Class ids (B, Ts) (through the encoder's embedding when it has
+            ``vocab_size``, else one-hot) or features (B, Ts, I).
         tgt : array_like of int, (B, Tt)
             The target tokens, usually ending with the end token; the decoder
             learns to emit ``tgt[t]`` after reading ``bos, tgt[0], ..., tgt[t-1]``.
         bos : int, optional
             The start token the decoder reads first (use the same in
-            ``translate``); None: a zero vector.
+            ``translate``); None: a zero vector (a decoder with
+            ``vocab_size`` reads ids and needs it).
         src_lengths, tgt_lengths : array_like of int, (B,), optional
             Valid steps of each source and target (padding at the end).
         epochs, batch_size, optimizer, lr, clip_norm, shuffle, callbacks, seed, progress
