@@ -200,3 +200,107 @@ def test_needs_outputs_that_fit_the_inputs(rng):
         rx.RNN(3, 6, 3).generate(np.array([[0, 3]]), 2, mode="greedy")
     with pytest.raises(ValueError, match="at least one step"):
         rx.RNN(3, 6, 3).generate(np.zeros((1, 0, 3)), 2)
+
+
+# ---------------------------------------------------------------- top_k, top_p, eos
+
+LOGITS = np.log(np.array([0.05, 0.4, 0.1, 0.3, 0.15]))  # probabilities in the order 1, 3, 4, 2, 0
+
+
+def constant_model(logits=LOGITS, vocab=False):
+    """A model whose every output is ``logits`` (W_o = 0): generate then draws
+    each item independently from softmax(logits / temperature)."""
+    O = len(logits)
+    model = rx.RNN(O, 3, O, vocab_size=O if vocab else None, dtype="float64", seed=0)
+    model.params["W_o"] = np.zeros((O, 3))
+    model.params["b_o"] = logits
+    return model
+
+
+def frequencies(items, O=5):
+    return np.bincount(items.reshape(-1), minlength=O) / items.size
+
+
+@pytest.mark.parametrize("vocab", [False, True])
+def test_top_k_and_top_p_restrict_the_draws(vocab):
+    model = constant_model(vocab=vocab)
+    prompt = np.zeros((4000, 1), np.int64)
+    # top_k = 2 keeps classes 1 and 3, renormalised: 0.4 / 0.7 and 0.3 / 0.7.
+    f = frequencies(model.generate(prompt, 5, mode="sample", top_k=2, seed=0))
+    assert f[[0, 2, 4]].sum() == 0
+    np.testing.assert_allclose(f[[1, 3]], [4 / 7, 3 / 7], atol=0.01)
+    # top_p = 0.75: 0.4 + 0.3 < 0.75, so 4 (0.15) joins; 0.85 covers it.
+    f = frequencies(model.generate(prompt, 5, mode="sample", top_p=0.75, seed=1))
+    assert f[[0, 2]].sum() == 0
+    np.testing.assert_allclose(f[[1, 3, 4]], np.array([0.4, 0.3, 0.15]) / 0.85, atol=0.01)
+    # top_p = 0.7 exactly covered by the two most likely (Hugging Face's rule: the smallest set >= p).
+    assert set(np.unique(model.generate(prompt, 2, mode="sample", top_p=0.7 - 1e-12, seed=2))) == {1, 3}
+    # Without restrictions every class appears at its probability.
+    np.testing.assert_allclose(frequencies(model.generate(prompt, 5, mode="sample", seed=3)),
+                               np.exp(LOGITS), atol=0.01)
+    # Combined with temperature: T = 2 flattens, top_k = 3 then keeps 1, 3, 4.
+    f = frequencies(model.generate(prompt, 5, mode="sample", temperature=2.0, top_k=3, seed=4))
+    p = np.exp(LOGITS / 2)[[1, 3, 4]]
+    np.testing.assert_allclose(f[[1, 3, 4]], p / p.sum(), atol=0.01)
+    assert f[[0, 2]].sum() == 0
+
+
+def test_top_k_one_and_tiny_top_p_are_greedy(rng):
+    model = rx.GRU(6, 10, 6, vocab_size=6, seed=4)
+    prompt = rng.integers(0, 6, (16, 3))
+    greedy = model.generate(prompt, 12, mode="greedy")
+    np.testing.assert_array_equal(model.generate(prompt, 12, mode="sample", top_k=1, seed=0), greedy)
+    np.testing.assert_array_equal(model.generate(prompt, 12, mode="sample", top_p=1e-9, seed=0), greedy)
+    np.testing.assert_array_equal(model.generate(prompt, 12, mode="sample", top_k=100, seed=7),
+                                  model.generate(prompt, 12, mode="sample", seed=7))  # top_k >= O: no restriction
+    np.testing.assert_array_equal(model.generate(prompt, 12, mode="sample", top_p=1.0, seed=7),
+                                  model.generate(prompt, 12, mode="sample", seed=7))
+    onehot = rx.GRU(6, 10, 6, seed=4)  # the one-hot path takes them too
+    np.testing.assert_array_equal(onehot.generate(prompt, 5, mode="sample", top_k=1, seed=0),
+                                  onehot.generate(prompt, 5, mode="greedy"))
+
+
+@pytest.mark.parametrize("mode", ["greedy", "sample"])
+def test_eos_stops_each_sequence_and_pads(rng, mode):
+    model = rx.LSTM(5, 8, 5, vocab_size=5, seed=0)
+    prompt = rng.integers(0, 5, (32, 2))
+    free = model.generate(prompt, 15, mode=mode, seed=3)
+    eos = int(np.bincount(free.reshape(-1)).argmax())
+    got = model.generate(prompt, 15, mode=mode, seed=3, eos=eos)
+    assert got.shape == free.shape
+    for row, ref in zip(got, free):
+        hits = np.flatnonzero(ref == eos)
+        stop = hits[0] if hits.size else len(ref)
+        np.testing.assert_array_equal(row[:stop + 1] if hits.size else row, ref[:stop + 1] if hits.size else ref)
+        assert np.all(row[stop:] == eos)
+    # Once every sequence has stopped, nothing more is computed.
+    calls = []
+    step = model.step
+    model.step = lambda *a: calls.append(1) or step(*a)
+    first = int(model.generate(prompt[:1], 1, mode="greedy")[0, 0])
+    out = model.generate(prompt[:1], 50, mode="greedy", eos=first)
+    assert out.tolist() == [[first] * 50] and len(calls) == 0
+    unbatched = model.generate(prompt[0], 50, mode="greedy", eos=first)
+    assert unbatched.shape == (50,) and np.all(unbatched == first)
+
+
+@pytest.mark.parametrize("kwargs,error,match", [
+    (dict(mode="sample", top_k=0), ValueError, r"top_k: expected an int >= 1"),
+    (dict(mode="sample", top_k=2.0), TypeError, r"top_k: expected an int or None, got float"),
+    (dict(mode="sample", top_k=True), TypeError, r"top_k: expected an int or None, got bool"),
+    (dict(mode="sample", top_p=0), ValueError, r"top_p: expected a probability in \(0, 1\], got 0"),
+    (dict(mode="sample", top_p=1.5), ValueError, r"top_p: expected a probability in \(0, 1\]"),
+    (dict(mode="sample", top_p=float("nan")), ValueError, r"top_p: expected a probability"),
+    (dict(mode="sample", top_p="0.9"), TypeError, r"top_p: expected a number, got str"),
+    (dict(mode="greedy", top_k=3), ValueError, r"top_k: restricts what mode='sample' draws from; mode='greedy'"),
+    (dict(mode="greedy", top_p=0.5), ValueError, r"top_p: restricts what mode='sample'"),
+    (dict(top_k=3), ValueError, r"top_k: restricts .* mode='continuous' feeds outputs back"),
+    (dict(eos=1), ValueError, r"eos: a stop class exists in the token modes"),
+    (dict(mode="greedy", eos=3), ValueError, r"eos: expected a class id in \[0, 3\), got 3"),
+    (dict(mode="greedy", eos=-1), ValueError, r"eos: expected a class id in \[0, 3\), got -1"),
+    (dict(mode="greedy", eos=1.0), TypeError, r"eos: expected a class id \(int\) or None, got float"),
+])
+def test_sampling_control_errors(rng, kwargs, error, match):
+    model = rx.RNN(3, 6, 3)
+    with pytest.raises(error, match=match):
+        model.generate(rng.standard_normal((2, 4, 3)), 3, **kwargs)

@@ -105,7 +105,8 @@ def test_no_bias_no_head(kind):
 
 def test_config_repr():
     model = rx.RNN(3, 4, 2, activation="relu", bias=False, batch_first=False, dtype=np.float64, seed=3)
-    assert model.config == dict(input_size=3, hidden_size=4, output_size=2, num_layers=1, bidirectional=False,
+    assert model.config == dict(input_size=3, hidden_size=4, output_size=2, vocab_size=None, num_layers=1,
+                                bidirectional=False,
                                 activation="relu", bias=False, dropout=0.0, batch_first=False, dtype="float64")
     clone = rx.RNN.from_config(model.config)
     assert clone.config == model.config
@@ -133,8 +134,8 @@ def test_repr_and_config(kind, kwargs, expected):
 
 
 def test_config_keys_per_class():
-    common = {"input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "bias", "dropout",
-              "batch_first", "dtype"}
+    common = {"input_size", "hidden_size", "output_size", "vocab_size", "num_layers", "bidirectional", "bias",
+              "dropout", "batch_first", "dtype"}
     assert set(rx.RNN(2, 3).config) == common | {"activation"}
     assert set(rx.LSTM(2, 3).config) == common | {"proj_size"}
     assert set(rx.GRU(2, 3).config) == common | {"linear_before_reset"}

@@ -141,7 +141,8 @@ def test_from_torch(rng, activation, bias, batch_first, dtype):
     module = torch_rnn(5, 12, activation, dtype, bias=bias, batch_first=batch_first)
     head = torch.nn.Linear(12, 3, dtype=TORCH_DTYPE[dtype])
     model = rx.from_torch(module, head)
-    assert model.config == dict(input_size=5, hidden_size=12, output_size=3, num_layers=1, bidirectional=False,
+    assert model.config == dict(input_size=5, hidden_size=12, output_size=3, vocab_size=None, num_layers=1,
+                                bidirectional=False,
                                 activation=activation, bias=bias, dropout=0.0, batch_first=batch_first,
                                 dtype=np.dtype(dtype).name)
     x = rng.standard_normal((4, 7, 5) if batch_first else (7, 4, 5)).astype(dtype)

@@ -18,6 +18,7 @@ import numpy as np
 from ._arrays import cast, require_memory
 from ._params import Spec, Weights, check_bool, check_int
 from ._states import State, batch_of, read_state, state_out, state_shape
+from ._tokens import check_features, embedded, embedded_step, embedding_grad, is_token_model, read_ids
 from ._typing import ArrayLike
 from .layers import Stack, StackCache, valid_steps
 
@@ -34,18 +35,22 @@ class Gradients(NamedTuple):
     """The gradient with respect to the initial state, structured like ``h0``
     (an ``(dh0, dc0)`` pair for LSTM), also when the forward's ``h0`` was None."""
     x: np.ndarray
-    """The gradient with respect to the input, shaped like ``x`` (zero past each length)."""
+    """The gradient with respect to the input, shaped like ``x`` (zero past each length); for a
+    model with ``vocab_size``, with respect to the looked-up features, (B, T, I) for ids (B, T)."""
 
 
 class ModelCache:
     """What a model's ``forward_cache`` keeps for ``backward_cache``:
     the packed weights used (so a later assignment does not change the
-    gradients), the layer caches, the head's input and the layout. Opaque."""
+    gradients), the layer caches, the head's input, the layout and, for a
+    model with ``vocab_size``, the ids looked up (for the table's gradient). Opaque."""
 
-    __slots__ = ("stack", "layers", "features", "mask", "return_sequences", "batch_first", "unbatched")
+    __slots__ = ("stack", "layers", "features", "mask", "return_sequences", "batch_first", "unbatched", "ids")
 
     def __init__(self, stack: Stack, layers: StackCache, features: np.ndarray, mask: Optional[np.ndarray],
-                 return_sequences: bool, batch_first: bool, unbatched: bool) -> None:
+                 return_sequences: bool, batch_first: bool, unbatched: bool,
+                 ids: Optional[np.ndarray] = None) -> None:
+        self.ids = ids
         self.stack = stack
         self.layers = layers
         self.features = features
@@ -68,6 +73,19 @@ def _read_h0(spec: Spec, x: np.ndarray, h0: Any) -> Tuple[Optional[np.ndarray], 
     return read_state(spec, h0, "h0", batch_of(spec, x)) if x.ndim in (2, 3) else (None, None)
 
 
+def _input(spec: Spec, weights: Weights, x: ArrayLike, lengths: Any
+           ) -> Tuple[np.ndarray, Any, Optional[np.ndarray]]:
+    """``(features, lengths, ids)``: a token model's ids checked and looked up
+    (``ids`` the ids used, lengths checked), or a feature model's ``x`` as it
+    is (``ids`` None; integers that look like ids refused naming ``vocab_size``)."""
+    if is_token_model(spec):
+        ids, lengths = read_ids(spec, x, lengths)
+        return embedded(weights.values["embedding"], ids), lengths, ids
+    x = np.asarray(x)
+    check_features(spec, x)
+    return x, lengths, None
+
+
 def _out_mask(spec: Spec, top: np.ndarray, x: np.ndarray, lengths: Any) -> Optional[np.ndarray]:
     batch_first = spec.config["batch_first"]
     return valid_steps(lengths, top.shape[1 if batch_first and top.ndim == 3 else 0], batch_of(spec, x))
@@ -82,7 +100,7 @@ def call(spec: Spec, weights: Weights, x: ArrayLike, h0: Optional[State], length
     stack = weights.packed()
     batch_first = spec.config["batch_first"]
     return_sequences = check_bool("return_sequences", return_sequences)
-    x = np.asarray(x)
+    x, lengths, _ = _input(spec, weights, x, lengths)
     h0, c0 = _read_h0(spec, x, h0)
     if stack.single is not None:  # one layer, one direction: the forward and its head in one C++ call
         out, h_n, c_n = stack.single.forward(x, None if h0 is None else h0[0], None if c0 is None else c0[0],
@@ -101,11 +119,13 @@ def call(spec: Spec, weights: Weights, x: ArrayLike, h0: Optional[State], length
 def predict(model: "RecurrentModel", x: ArrayLike, lengths: Optional[ArrayLike], batch_size: Optional[int]
             ) -> np.ndarray:
     """``model.predict``: the model's forward ``batch_size`` sequences at a time."""
+    spec = model.spec
+    if is_token_model(spec):  # every id checked before the first batch is computed
+        x, lengths = read_ids(spec, x, lengths)
     x = np.asarray(x)
-    if batch_size is None or x.ndim != 3:
+    if batch_size is None or x.ndim != (2 if is_token_model(spec) else 3):
         return model(x, lengths=lengths)[0]
     batch_size = check_int("batch_size", batch_size)
-    spec = model.spec
     axis = 0 if spec.config["batch_first"] else 1
     batch, steps = x.shape[axis], x.shape[1 - axis]
     # Everything the batches would find wrong, found before the first one
@@ -135,6 +155,10 @@ def predict(model: "RecurrentModel", x: ArrayLike, lengths: Optional[ArrayLike],
 def step(spec: Spec, weights: Weights, x_t: ArrayLike, state: Optional[State]) -> Tuple[np.ndarray, State]:
     """``model.step(x_t, state)``."""
     stack = weights.packed()
+    if is_token_model(spec):
+        x_t = embedded_step(spec, weights.values["embedding"], x_t)
+    else:
+        check_features(spec, np.asarray(x_t), "x_t", step=True)
     if stack.single is not None:  # one C++ call, which checks the arguments
         return stack.single.step(x_t, state, stack.head)
     if spec.config["bidirectional"]:
@@ -177,7 +201,7 @@ def forward_cache(spec: Spec, weights: Weights, x: ArrayLike, h0: Optional[State
     return_sequences = check_bool("return_sequences", return_sequences)
     stack = weights.packed()
     batch_first = spec.config["batch_first"]
-    x = np.asarray(x)
+    x, lengths, ids = _input(spec, weights, x, lengths)
     h0, c0 = _read_h0(spec, x, h0)
     p = spec.config["dropout"] if dropout_rng is not None else 0.0
     top, h_n, c_n, layers = stack.forward_cache(x, h0, c0, lengths, batch_first, p, dropout_rng)
@@ -188,7 +212,7 @@ def forward_cache(spec: Spec, weights: Weights, x: ArrayLike, h0: Optional[State
         mask = None
         features = stack.last_features(h_n)
         out = stack.head_forward(features)
-    cache = ModelCache(stack, layers, features, mask, return_sequences, batch_first, x.ndim == 2)
+    cache = ModelCache(stack, layers, features, mask, return_sequences, batch_first, x.ndim == 2, ids)
     return out, state_out(spec, h_n, c_n), cache
 
 
@@ -250,5 +274,7 @@ def backward_cache(spec: Spec, cache: ModelCache, d_out: Optional[ArrayLike] = N
         grads["b_o"] = np.zeros(stack.params["b_o"].shape, dtype)
     recurrent, dx, dh0, dc0 = stack.backward(cache.layers, d_top, dh, dc)
     grads.update(recurrent)
+    if cache.ids is not None:  # the lookup's gradient: dx is zero past each length already
+        grads["embedding"] = embedding_grad(cache.ids, dx, stack.params["embedding"].shape[0])
     # In the parameters' order (the forward's are the model's): optimisers and files see that order.
     return Gradients({k: grads[k] for k in stack.params}, state_out(spec, dh0, dc0), dx)

@@ -154,6 +154,8 @@ class RecurrentModel:
     input_size = _option("input_size", "I.")
     hidden_size = _option("hidden_size", "H.")
     output_size = _option("output_size", "O, or None without a head.")
+    vocab_size = property(lambda self: self._spec.config.get("vocab_size"),
+                          doc="V: the embedding table's rows (x is token ids), or None (x is features).")
     num_layers = _option("num_layers", "Stacked layers.")
     bidirectional = _option("bidirectional", "Whether each layer reads both ways.")
     bias = _option("bias", "Whether the cells have biases.")
@@ -183,9 +185,10 @@ class RecurrentModel:
     @property
     def params(self) -> ParameterDict:
         """Every parameter by name, keyed like PyTorch's ``state_dict``:
-        ``"W_x_l0"``, ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``, then
-        ``"..._l0_reverse"`` for the backward direction, ``"..._l1"`` for the
-        next layer, and ``"W_o"``, ``"b_o"`` for the head."""
+        ``"embedding"`` (V, I) first with ``vocab_size``, then ``"W_x_l0"``,
+        ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``, then ``"..._l0_reverse"``
+        for the backward direction, ``"..._l1"`` for the next layer, and
+        ``"W_o"``, ``"b_o"`` for the head."""
         return ParameterDict(self)
 
     def _assign(self, name: str, value: ArrayLike) -> None:
@@ -221,7 +224,7 @@ class RecurrentModel:
 
     def __setstate__(self, state: Dict[str, Any]) -> None:
         if "precision" in state:
-            self._spec = Spec(type(self).__name__, self._cell, dict(state["config"]))
+            self._spec = Spec(type(self).__name__, self._cell, {"vocab_size": None, **state["config"]})
             self.set_quantized(state["precision"], state["tensors"])
             return
         self._spec, params = unpickled(type(self).__name__, self._cell, state)
@@ -247,6 +250,8 @@ class RecurrentModel:
         Parameters
         ----------
         x : array_like, (B, T, I), (T, B, I) if not ``batch_first``, or (T, I)
+            With ``vocab_size``: integer token ids (B, T), (T, B) or (T,),
+            in [0, V) where counted (past a length they may hold anything).
         h0 : array_like, (num_layers*D, B, H) or (num_layers*D, H), optional
             The initial states, ordered ``l0, l0_reverse, l1, ...``; for LSTM
             an ``(h0, c0)`` pair. None means zeros.
@@ -278,6 +283,7 @@ class RecurrentModel:
         Parameters
         ----------
         x_t : array_like, (B, I) or (I,)
+            With ``vocab_size``: token ids (B,) or a scalar.
         state : optional
             Shaped like ``h_n`` ((num_layers, B, H) or (num_layers, H); an
             (h, c) pair for LSTM); None means zeros.
@@ -298,8 +304,10 @@ class RecurrentModel:
 
     @_documented_by(_generate.generate)
     def generate(self, x0: ArrayLike, steps: int, *, h0: Optional[State] = None, mode: str = "continuous",
-                 temperature: float = 1.0, seed: Optional[int] = None) -> np.ndarray:
-        return _generate.generate(self, x0, steps, h0=h0, mode=mode, temperature=temperature, seed=seed)
+                 temperature: float = 1.0, top_k: Optional[int] = None, top_p: Optional[float] = None,
+                 eos: Optional[int] = None, seed: Optional[int] = None) -> np.ndarray:
+        return _generate.generate(self, x0, steps, h0=h0, mode=mode, temperature=temperature, top_k=top_k,
+                                  top_p=top_p, eos=eos, seed=seed)
 
     # ------------------------------------------------------------ training
 
@@ -351,9 +359,11 @@ class RecurrentModel:
 
     def to_torch(self) -> Any:
         """The same network as a ``torch.nn.RNN``/``LSTM``/``GRU`` (dtype,
-        ``batch_first``, ``bias``, ``dropout`` kept): the module, or
-        ``(module, head)`` with a ``torch.nn.Linear`` head when the model has
-        one. ``rnnext.from_torch`` inverts it exactly.
+        ``batch_first``, ``bias``, ``dropout`` kept), with the modules in
+        the order they apply: the module, or ``(module, head)`` with a
+        ``torch.nn.Linear`` head, and with ``vocab_size`` a
+        ``torch.nn.Embedding`` first, ``(embedding, module)`` or
+        ``(embedding, module, head)``. ``rnnext.from_torch`` inverts it exactly.
 
         Raises
         ------
@@ -382,7 +392,8 @@ class RecurrentModel:
         Raises TypeError for a ``file`` of another kind, a non-int ``opset``
         or non-bool ``lengths``/``state``; ValueError for an ``opset`` outside
         [14, the installed onnx's newest], an LSTM with ``proj_size`` (ONNX's
-        LSTM has no projection) and a quantized model.
+        LSTM has no projection), a model with ``vocab_size`` (not exported
+        yet) and a quantized model.
         """
         self._require_float("to_onnx")
         from . import _onnx_export

@@ -82,6 +82,10 @@ def _check_arguments(model: "RecurrentModel", file: Any, opset: Any, lengths: An
     if model.config.get("proj_size", 0):
         raise ValueError(f"to_onnx: ONNX's LSTM has no projection; this model has "
                          f"proj_size={model.config['proj_size']}")
+    if model.config.get("vocab_size") is not None:
+        raise ValueError(f"to_onnx: vocab_size={model.config['vocab_size']} (an embedding table) does not export "
+                         "yet; export the model without it and look the ids up before the graph "
+                         "(features = model.params['embedding'][ids])")
     return opset
 
 

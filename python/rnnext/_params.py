@@ -89,6 +89,11 @@ CONSTRUCTOR_DOC = """
     output_size : int, optional
         O: adds the head ``W_o`` (O, D*H), ``b_o`` (O,) on the last layer's
         states. Without it the outputs are the hidden states.
+    vocab_size : int, optional
+        V: adds an embedding table ``"embedding"`` (V, I) in front of layer
+        0 (``torch.nn.Embedding(V, I)``, initialised N(0, 1)); ``x`` is then
+        integer token ids, (B, T) ((T, B) when not ``batch_first``) or (T,),
+        in [0, V), in every method, and ``fit`` trains the table.
     num_layers : int
         Stacked layers; layer ``l``'s input is layer ``l - 1``'s hidden states.
     bidirectional : bool
@@ -109,8 +114,9 @@ CONSTRUCTOR_DOC = """
         (the head like ``torch.nn.Linear(D*H, O)``).
 
     Parameters are in ``params``, keyed like PyTorch's ``state_dict``
-    (``"W_x_l0"``, ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``,
-    ``"W_x_l0_reverse"``, ..., ``"W_o"``, ``"b_o"``), with G gate blocks
+    (``"embedding"`` first with ``vocab_size``, then ``"W_x_l0"``,
+    ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``, ``"W_x_l0_reverse"``, ...,
+    ``"W_o"``, ``"b_o"``), with G gate blocks
     stacked along the first axis: ``W_x_l{{k}}`` is (G*H, I) for layer 0 and
     (G*H, D*H) above it, ``W_h_l{{k}}`` (G*H, H), the biases (G*H,).{extra_params}
 """
@@ -123,6 +129,8 @@ def checked_config(keys: Tuple[str, ...], config: Dict[str, Any], seed: Any) -> 
     config["hidden_size"] = check_int("hidden_size", config["hidden_size"])
     if config["output_size"] is not None:
         config["output_size"] = check_int("output_size", config["output_size"])
+    if config.get("vocab_size") is not None:
+        config["vocab_size"] = check_int("vocab_size", config["vocab_size"])
     config["num_layers"] = check_int("num_layers", config["num_layers"])
     config["bidirectional"] = check_bool("bidirectional", config["bidirectional"])
     config["bias"] = check_bool("bias", config["bias"])
@@ -195,8 +203,11 @@ class Spec:
     def param_shapes(self) -> Dict[str, Tuple[int, ...]]:
         """Every parameter's shape, in PyTorch's ``state_dict`` order, then the head."""
         c = self.config
-        shapes = recurrent_param_shapes(self.cell.gates, c["input_size"], c["hidden_size"], c["num_layers"],
-                                        self.num_directions, c["bias"], c.get("proj_size", 0))
+        shapes: Dict[str, Tuple[int, ...]] = {}
+        if c.get("vocab_size") is not None:  # first, as torch applies it (and as to_torch returns it)
+            shapes["embedding"] = (c["vocab_size"], c["input_size"])
+        shapes.update(recurrent_param_shapes(self.cell.gates, c["input_size"], c["hidden_size"], c["num_layers"],
+                                        self.num_directions, c["bias"], c.get("proj_size", 0)))
         if c["output_size"] is not None:
             shapes.update(W_o=(c["output_size"], self.num_directions * self.state_size), b_o=(c["output_size"],))
         return shapes
@@ -210,6 +221,8 @@ class Spec:
                                                  c.get("proj_size", 0))
         if c["output_size"] is not None:
             tensors, numbers = tensors + 2, numbers + c["output_size"] * (self.num_directions * self.state_size + 1)
+        if c.get("vocab_size") is not None:
+            tensors, numbers = tensors + 1, numbers + c["vocab_size"] * c["input_size"]
         return tensors, numbers
 
     def check_memory(self) -> None:
@@ -229,6 +242,8 @@ class Spec:
         parts = [str(c["input_size"]), str(c["hidden_size"])]
         if c["output_size"] is not None:
             parts.append(f"output_size={c['output_size']}")
+        if c.get("vocab_size") is not None:
+            parts.append(f"vocab_size={c['vocab_size']}")
         if c["num_layers"] != 1:
             parts.append(f"num_layers={c['num_layers']}")
         if c.get("proj_size", 0):
@@ -260,6 +275,9 @@ def initial_params(spec: Spec, rng: np.random.Generator) -> Dict[str, np.ndarray
     head_bound = 1.0 / np.sqrt(spec.num_directions * spec.state_size)
     params = {}
     for name, shape in spec.param_shapes().items():  # drawn in state_dict order: seeded models stay the same
+        if name == "embedding":  # torch.nn.Embedding's N(0, 1)
+            params[name] = rng.standard_normal(shape)
+            continue
         limit = head_bound if name in ("W_o", "b_o") else bound
         params[name] = rng.uniform(-limit, limit, shape)
     return params
@@ -320,6 +338,7 @@ def unpickled(name: str, cell: Cell, state: Dict[str, Any]) -> Tuple[Spec, Mappi
         config.update(num_layers=1, bidirectional=False, dropout=0.0)
     if cell.has_cell_state:  # pickled before 0.9: no projections
         config.setdefault("proj_size", 0)
+    config.setdefault("vocab_size", None)  # pickled before token inputs (0.11)
     spec = Spec(name, cell, config)
     return spec, renamed_legacy(spec, state["params"]) if legacy else state["params"]
 

@@ -119,23 +119,34 @@ def output_size(model: RecurrentModel) -> int:
 
 def check_x(model: RecurrentModel, X: Any, name: str = "X") -> Tuple[Any, int]:
     """``(X, batch axis)``: a 3-D dask array in the model's layout, chunked
-    along the batch axis only, with the model's input width."""
+    along the batch axis only, with the model's input width (2-D integer
+    token ids for a model with ``vocab_size``)."""
     if not isinstance(X, da.Array):
         raise TypeError(f"{name}: expected a dask array (dask.array.from_array(x, chunks=(rows, -1, -1)); "
                         f"a NumPy array goes to model.predict / model.fit), got {type(X).__name__}")
-    layout = "(B, T, I) (batch_first)" if model.batch_first else "(T, B, I) (batch_first=False)"
-    if X.ndim != 3:
-        raise ValueError(f"{name}: expected a 3-D dask array {layout}, got shape {X.shape}")
-    if X.dtype.kind not in "fiub":
-        raise TypeError(f"{name}: expected an array of real numbers, got dtype {X.dtype}")
     axis = 0 if model.batch_first else 1
-    I = model.input_size
-    if X.shape[2] != I:
-        raise ValueError(f"{name}: expected {I} features (input_size) on the last axis of {layout}, "
-                         f"got shape {X.shape}")
-    for a, what in ((1 - axis, "time"), (2, "feature")):
+    V = model.config.get("vocab_size")
+    if V is not None:  # token ids: (B, T) or (T, B), checked against V by each block's model
+        layout = "(B, T) (batch_first)" if model.batch_first else "(T, B) (batch_first=False)"
+        if X.dtype.kind not in "iu":
+            raise TypeError(f"{name}: {model!r} reads integer token ids {layout}, got dtype {X.dtype}")
+        if X.ndim != 2:
+            raise ValueError(f"{name}: {model!r} reads a 2-D dask array of token ids {layout}, got shape {X.shape}")
+    else:
+        layout = "(B, T, I) (batch_first)" if model.batch_first else "(T, B, I) (batch_first=False)"
+        if X.ndim != 3:
+            ids = " (token ids need a model with vocab_size)" if X.ndim == 2 and X.dtype.kind in "iu" else ""
+            raise ValueError(f"{name}: expected a 3-D dask array {layout}, got shape {X.shape}{ids}")
+        if X.dtype.kind not in "fiub":
+            raise TypeError(f"{name}: expected an array of real numbers, got dtype {X.dtype}")
+        I = model.input_size
+        if X.shape[2] != I:
+            raise ValueError(f"{name}: expected {I} features (input_size) on the last axis of {layout}, "
+                             f"got shape {X.shape}")
+    for a, what in ((1 - axis, "time"), (2, "feature"))[:X.ndim - 1]:
         if len(X.chunks[a]) != 1:
             rows = "(rows, -1, -1)" if axis == 0 else "(-1, rows, -1)"
+            rows = rows if X.ndim == 3 else rows.replace(", -1)", ")", 1)
             raise ValueError(f"{name}: must be chunked along the batch axis (axis {axis}) only, but its {what} "
                              f"axis {a} has {len(X.chunks[a])} chunks {X.chunks[a]}; "
                              f"use {name}.rechunk({rows})")
@@ -270,18 +281,26 @@ def predict(model: RecurrentModel, X: Any, *, lengths: Any = None, return_sequen
     L = None if lengths is None else batch_lengths(lengths, X, axis)
     O = output_size(model)
     meta = np.empty((0,) * (3 if return_sequences else 2), dtype=model.dtype)  # never the model on data
+    ids = X.ndim == 2  # token ids: the blocks gain the feature axis
     if return_sequences:
         chunks: Tuple[Tuple[float, ...], ...] = (X.chunks[0], X.chunks[1], (O,))
         drop: List[int] = []
+        new: List[int] = [2] if ids else []
         out_axis = axis
     else:
         chunks, drop, out_axis = (X.chunks[axis], (O,)), [1 - axis], 0
+        new = [1] if ids else []
     # map_blocks lines arrays up from the right: lengths broadcast along X's batch axis.
-    L3 = None if L is None else (L[:, None, None] if axis == 0 else L[None, :, None])
+    if L is None:
+        L3 = None
+    elif ids:
+        L3 = L[:, None] if axis == 0 else L[None, :]
+    else:
+        L3 = L[:, None, None] if axis == 0 else L[None, :, None]
     name = f"rnnext-predict-{uuid.uuid4().hex}"  # no hashing of the model's bytes to name the keys
     return da.map_blocks(predict_block, X, L3, send_model(model, active_client()), bool(return_sequences),
-                         batch_size, out_axis, dtype=model.dtype, chunks=chunks, drop_axis=drop, meta=meta,
-                         name=name)
+                         batch_size, out_axis, dtype=model.dtype, chunks=chunks, drop_axis=drop, new_axis=new,
+                         meta=meta, name=name)
 
 
 # ---------------------------------------------------------------- fit

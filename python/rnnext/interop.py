@@ -2,7 +2,8 @@
 
 torch is imported only inside these functions. Parameters map one to one
 (``weight_ih_l1_reverse`` <-> ``W_x_l1_reverse``, ...; the head is a
-``torch.nn.Linear``), so a round trip is exact.
+``torch.nn.Linear``, the embedding a ``torch.nn.Embedding`` in front), so a
+round trip is exact.
 """
 
 from __future__ import annotations
@@ -44,15 +45,47 @@ def _to_torch_name(name: str) -> str:
     return f"{TORCH_NAMES[kind]}_l{rest}"
 
 
-def from_torch(module: Any, head: Optional[Any] = None) -> "RecurrentModel":
+# torch.nn.Embedding's options that change what rnnext would compute or train, and why each is refused.
+EMBEDDING_REFUSED = {
+    "padding_idx": "torch never trains that row (its gradient is zero), rnnext trains every row; for the same "
+                   "forward, copy the weights into an Embedding without padding_idx",
+    "max_norm": "torch renormalises the looked-up rows in place on every forward; rnnext's lookup is exact",
+    "scale_grad_by_freq": "torch scales each row's gradient by its ids' frequency in the batch; rnnext's "
+                          "gradient is the plain sum",
+}
+
+
+def _embedding_options(embedding: Any, input_size: int, dtype: Any) -> None:
+    """TypeError/ValueError naming ``embedding`` unless it is a ``torch.nn.Embedding``
+    rnnext computes exactly, reading ``input_size`` features of the module's dtype."""
+    import torch
+
+    if not isinstance(embedding, torch.nn.Embedding):
+        raise TypeError(f"embedding: expected a torch.nn.Embedding, got {type(embedding).__name__}")
+    for option, why in EMBEDDING_REFUSED.items():
+        value = getattr(embedding, option)
+        if value is not None and value is not False:  # not "in (None, False)": padding_idx=0 == False
+            raise ValueError(f"embedding: {option}={value!r} is not supported ({why})")
+    if embedding.embedding_dim != input_size:
+        raise ValueError(f"embedding: expected embedding_dim = the module's input_size = {input_size}, "
+                         f"got {embedding.embedding_dim}")
+    if embedding.weight.dtype != dtype:
+        raise ValueError(f"embedding: expected the module's dtype {dtype}, got {embedding.weight.dtype}")
+
+
+def from_torch(module: Any, head: Optional[Any] = None, embedding: Optional[Any] = None) -> "RecurrentModel":
     """An ``rnnext.RNN``, ``LSTM`` or ``GRU`` with the weights and options of
     a ``torch.nn.RNN``, ``LSTM`` or ``GRU`` (any ``num_layers``,
     ``bidirectional``, ``batch_first``, ``bias``, ``dropout``, an LSTM's
-    ``proj_size``; float32 or float64), and optionally a ``torch.nn.Linear``
-    head reading the last layer's states.
+    ``proj_size``; float32 or float64), optionally a ``torch.nn.Linear``
+    head reading the last layer's states, and optionally a
+    ``torch.nn.Embedding`` in front of the module (the model then has
+    ``vocab_size = num_embeddings`` and reads token ids: ``embedding(ids)``
+    then ``module``).
 
     The model owns copies of the weights. A head without a bias gets
-    ``b_o = 0``.
+    ``b_o = 0``. An embedding's ``sparse`` only changes how torch stores
+    its gradient, and is accepted.
 
     Raises
     ------
@@ -60,7 +93,9 @@ def from_torch(module: Any, head: Optional[Any] = None) -> "RecurrentModel":
         For other module types.
     ValueError
         For what rnnext cannot represent: a dtype other than float32/float64,
-        a head of the wrong size.
+        a head or an embedding of the wrong size or dtype, an embedding with
+        ``padding_idx``, ``max_norm`` or ``scale_grad_by_freq`` (each named:
+        they change the forward or the training).
     """
     import torch
 
@@ -81,6 +116,8 @@ def from_torch(module: Any, head: Optional[Any] = None) -> "RecurrentModel":
                              f"got {head.in_features}")
         if head.weight.dtype != dtype:
             raise ValueError(f"head: expected the module's dtype {dtype}, got {head.weight.dtype}")
+    if embedding is not None:
+        _embedding_options(embedding, module.input_size, dtype)
     options: Dict[str, Any] = dict(num_layers=module.num_layers, bidirectional=module.bidirectional,
                                    bias=module.bias, dropout=float(module.dropout),
                                    batch_first=module.batch_first,
@@ -89,18 +126,22 @@ def from_torch(module: Any, head: Optional[Any] = None) -> "RecurrentModel":
         options["activation"] = module.nonlinearity
     if getattr(module, "proj_size", 0):
         options["proj_size"] = module.proj_size
+    if embedding is not None:
+        options["vocab_size"] = embedding.num_embeddings
     model = cls(module.input_size, module.hidden_size, None if head is None else head.out_features, **options)
     state = {_to_rnnext_name(name): _numpy(value) for name, value in module.state_dict().items()}
     if head is not None:
         state["W_o"] = _numpy(head.weight)
         state["b_o"] = _numpy(head.bias) if head.bias is not None else np.zeros(head.out_features)
+    if embedding is not None:
+        state["embedding"] = _numpy(embedding.weight)
     model.load_state_dict(state)
     return model
 
 
 def to_torch(model: "RecurrentModel") -> Union[Any, Tuple[Any, Any]]:
-    """The torch module (and ``torch.nn.Linear`` head) of a model; see
-    ``RecurrentModel.to_torch``."""
+    """The torch modules of a model in the order they apply (an
+    ``Embedding``, the module, a ``Linear`` head); see ``RecurrentModel.to_torch``."""
     import torch
 
     module_class = next(torch_class for torch_class, cls in _torch_classes().items() if isinstance(model, cls))
@@ -128,14 +169,19 @@ def to_torch(model: "RecurrentModel") -> Union[Any, Tuple[Any, Any]]:
         module = module_class(c["input_size"], c["hidden_size"], dtype=dtype, **options)
     params = model.params
     state = {_to_torch_name(name): torch.from_numpy(np.array(params[name]))
-             for name in params if name not in ("W_o", "b_o")}
+             for name in params if name not in ("W_o", "b_o", "embedding")}
     module.load_state_dict(state, strict=True)
-    if c["output_size"] is None:
-        return module
-    head = torch.nn.Linear(model.num_directions * model.spec.state_size, c["output_size"], dtype=dtype)
-    head.load_state_dict({"weight": torch.from_numpy(np.array(params["W_o"])),
-                          "bias": torch.from_numpy(np.array(params["b_o"]))})
-    return module, head
+    modules = [module]
+    if c.get("vocab_size") is not None:
+        embedding = torch.nn.Embedding(c["vocab_size"], c["input_size"], dtype=dtype)
+        embedding.load_state_dict({"weight": torch.from_numpy(np.array(params["embedding"]))})
+        modules.insert(0, embedding)
+    if c["output_size"] is not None:
+        head = torch.nn.Linear(model.num_directions * model.spec.state_size, c["output_size"], dtype=dtype)
+        head.load_state_dict({"weight": torch.from_numpy(np.array(params["W_o"])),
+                              "bias": torch.from_numpy(np.array(params["b_o"]))})
+        modules.append(head)
+    return modules[0] if len(modules) == 1 else tuple(modules)
 
 
 def from_onnx(model: Any) -> "RecurrentModel":

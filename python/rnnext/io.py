@@ -141,6 +141,7 @@ def from_bytes(data: Union[bytes, bytearray, memoryview]) -> "RecurrentModel":
         raise _invalid(f"a quantized model computes in float32, its configuration says {config.get('dtype')!r}")
     if "proj_size" in cls.config_keys():
         config.setdefault("proj_size", 0)  # LSTM files written before projections (0.9)
+    config.setdefault("vocab_size", None)  # files written before token inputs (0.11)
     missing = sorted(set(cls.config_keys()) - set(config))
     if missing:
         raise _invalid(f"the configuration lacks {missing}")

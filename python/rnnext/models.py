@@ -75,8 +75,8 @@ class RNN(RecurrentModel):
         f.""", extra_params="")
 
     _cell = RNN_CELL
-    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "activation",
-                    "bias", "dropout", "batch_first", "dtype")
+    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "vocab_size", "num_layers", "bidirectional",
+                    "activation", "bias", "dropout", "batch_first", "dtype")
 
     def __init__(
         self,
@@ -84,6 +84,7 @@ class RNN(RecurrentModel):
         hidden_size: int,
         output_size: Optional[int] = None,
         *,
+        vocab_size: Optional[int] = None,
         num_layers: int = 1,
         bidirectional: bool = False,
         activation: str = "tanh",
@@ -95,8 +96,9 @@ class RNN(RecurrentModel):
     ) -> None:
         activation = check_activation(activation)
         self._setup(dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size,
-                         num_layers=num_layers, bidirectional=bidirectional, activation=activation, bias=bias,
-                         dropout=dropout, batch_first=batch_first, dtype=dtype), seed)
+                         vocab_size=vocab_size, num_layers=num_layers, bidirectional=bidirectional,
+                         activation=activation, bias=bias, dropout=dropout, batch_first=batch_first,
+                         dtype=dtype), seed)
 
     activation = _option("activation", "The cell's nonlinearity.")
 
@@ -116,8 +118,8 @@ class LSTM(RecurrentModel):
     D*P features, and each layer-direction also has ``W_hr_l{k}`` (P, H).""")
 
     _cell = LSTM_CELL
-    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "proj_size", "bias",
-                    "dropout", "batch_first", "dtype")
+    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "vocab_size", "num_layers", "bidirectional",
+                    "proj_size", "bias", "dropout", "batch_first", "dtype")
 
     def __init__(
         self,
@@ -125,6 +127,7 @@ class LSTM(RecurrentModel):
         hidden_size: int,
         output_size: Optional[int] = None,
         *,
+        vocab_size: Optional[int] = None,
         num_layers: int = 1,
         bidirectional: bool = False,
         proj_size: int = 0,
@@ -139,8 +142,9 @@ class LSTM(RecurrentModel):
             raise ValueError(f"proj_size: expected 0 <= proj_size < hidden_size = {hidden_size} "
                              f"(PyTorch's rule), got {proj_size}")
         self._setup(dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size,
-                         num_layers=num_layers, bidirectional=bidirectional, proj_size=proj_size, bias=bias,
-                         dropout=dropout, batch_first=batch_first, dtype=dtype), seed)
+                         vocab_size=vocab_size, num_layers=num_layers, bidirectional=bidirectional,
+                         proj_size=proj_size, bias=bias, dropout=dropout, batch_first=batch_first,
+                         dtype=dtype), seed)
 
     proj_size = _option("proj_size", "P: the width of h with projections, or 0.")
 
@@ -158,8 +162,8 @@ class GRU(RecurrentModel):
         ``n_t = tanh(W_in x_t + b_in + W_hn (r_t * h_{t-1}) + b_hn)``.""", extra_params="")
 
     _cell = GRU_CELL
-    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "num_layers", "bidirectional", "bias", "dropout",
-                    "batch_first", "linear_before_reset", "dtype")
+    _CONFIG_KEYS = ("input_size", "hidden_size", "output_size", "vocab_size", "num_layers", "bidirectional",
+                    "bias", "dropout", "batch_first", "linear_before_reset", "dtype")
 
     def __init__(
         self,
@@ -167,6 +171,7 @@ class GRU(RecurrentModel):
         hidden_size: int,
         output_size: Optional[int] = None,
         *,
+        vocab_size: Optional[int] = None,
         num_layers: int = 1,
         bidirectional: bool = False,
         bias: bool = True,
@@ -178,8 +183,9 @@ class GRU(RecurrentModel):
     ) -> None:
         linear_before_reset = check_bool("linear_before_reset", linear_before_reset)
         self._setup(dict(input_size=input_size, hidden_size=hidden_size, output_size=output_size,
-                         num_layers=num_layers, bidirectional=bidirectional, bias=bias, dropout=dropout,
-                         batch_first=batch_first, linear_before_reset=linear_before_reset, dtype=dtype), seed)
+                         vocab_size=vocab_size, num_layers=num_layers, bidirectional=bidirectional,
+                         bias=bias, dropout=dropout, batch_first=batch_first,
+                         linear_before_reset=linear_before_reset, dtype=dtype), seed)
 
     linear_before_reset = _option("linear_before_reset",
                                   "Whether r_t multiplies W_hn h_{t-1} + b_hn (PyTorch) or h_{t-1}.")

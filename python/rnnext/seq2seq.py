@@ -63,11 +63,14 @@ class Seq2Seq:
 
     Data
     ----
-    Sources are class ids ``(B, Ts)`` (one-hot encoded to the encoder's
-    ``input_size``) or features ``(B, Ts, I)``; targets are class ids
-    ``(B, Tt)`` over the decoder's ``output_size`` (= its ``input_size``:
-    the decoder reads the previous target token one-hot), trained with
-    cross-entropy. With ``batch_first=False`` the time axis comes first.
+    Sources are class ids ``(B, Ts)`` or features ``(B, Ts, I)``: an
+    encoder with ``vocab_size`` reads the ids through its embedding, any
+    other one-hot encoded to its ``input_size``. Targets are class ids
+    ``(B, Tt)`` over the decoder's ``output_size``, trained with
+    cross-entropy; the decoder reads the previous target token as an id
+    when it has ``vocab_size`` (``output_size`` = ``vocab_size``, and
+    ``bos`` is required), one-hot otherwise (``output_size`` =
+    ``input_size``). With ``batch_first=False`` the time axis comes first.
     """
 
     def __init__(self, encoder: RecurrentModel, decoder: RecurrentModel) -> None:
@@ -78,9 +81,14 @@ class Seq2Seq:
             raise ValueError("decoder: must be unidirectional (it generates one step at a time)")
         if decoder.output_size is None:
             raise ValueError("decoder: needs a head (output_size) producing logits over the target tokens")
-        if decoder.output_size != decoder.input_size:
+        vocab = decoder.config.get("vocab_size")
+        if vocab is not None and decoder.output_size != vocab:
+            raise ValueError(f"decoder: output_size ({decoder.output_size}) must equal vocab_size "
+                             f"({vocab}): it reads its previous token's id")
+        if vocab is None and decoder.output_size != decoder.input_size:
             raise ValueError(f"decoder: output_size ({decoder.output_size}) must equal input_size "
-                             f"({decoder.input_size}): it reads its previous token one-hot")
+                             f"({decoder.input_size}): it reads its previous token one-hot "
+                             "(or give it vocab_size to read ids)")
         if encoder.spec.cell.has_cell_state != decoder.spec.cell.has_cell_state:
             raise ValueError(f"encoder and decoder: states differ ({type(encoder).__name__} and "
                              f"{type(decoder).__name__}); use LSTM for both, or RNN/GRU for both")
@@ -134,8 +142,20 @@ class Seq2Seq:
     def _time_axis(self) -> int:
         return 1 if self.encoder.batch_first else 0
 
+    def _decoder_vocab(self) -> int:
+        """The ids the decoder reads and emits: its ``vocab_size``, or its one-hot ``input_size``."""
+        return self.decoder.config.get("vocab_size") or self.decoder.input_size
+
     def _source(self, src: Any) -> np.ndarray:
         src = np.asarray(src)
+        V = self.encoder.config.get("vocab_size")
+        if V is not None:  # ids straight into the encoder's embedding
+            if src.dtype.kind not in "iu" or src.ndim != 2:
+                raise (TypeError if src.dtype.kind not in "iu" else ValueError)(
+                    f"src: the encoder has vocab_size={V} and reads token ids (B, Ts), "
+                    f"got dtype {src.dtype} and shape {src.shape}")
+            _check_ids("src", src, V)
+            return src.astype(np.int64)
         if src.dtype.kind in "iu":
             if src.ndim != 2:
                 raise ValueError(f"src: class ids must be 2-D (B, Ts), got shape {src.shape}")
@@ -150,8 +170,12 @@ class Seq2Seq:
 
     def _decoder_inputs(self, tgt: np.ndarray, bos: Optional[int]) -> np.ndarray:
         """Teacher forcing: the decoder reads bos (zeros when None), then the
-        target shifted by one step, one-hot."""
+        target shifted by one step: ids for a decoder with ``vocab_size``, else one-hot."""
         V, axis = self.decoder.input_size, self._time_axis()
+        if self.decoder.config.get("vocab_size") is not None:
+            first = np.full_like(np.take(tgt, [0], axis=axis), bos, dtype=np.int64)
+            shifted = np.take(tgt, np.arange(tgt.shape[axis] - 1), axis=axis).astype(np.int64)
+            return np.concatenate([first, shifted], axis=axis)
         inputs = one_hot(tgt, V, self.decoder.dtype)
         first = np.zeros_like(np.take(inputs, [0], axis=axis))
         if bos is not None:
@@ -178,10 +202,15 @@ class Seq2Seq:
         B = x.shape[1 - axis]
         if tgt.shape[1 - axis] != B:
             raise ValueError(f"tgt: expected {B} sequences like src, got shape {tgt.shape}")
-        bos = _token("bos", bos, self.decoder.input_size, allow_none=True)
+        bos = self._bos(bos)
         src_lengths = _lengths("src_lengths", src_lengths, B, x.shape[axis])
         tgt_lengths = _lengths("tgt_lengths", tgt_lengths, B, tgt.shape[axis])
         return x, tgt, bos, src_lengths, tgt_lengths
+
+    def _bos(self, bos: Any) -> Optional[int]:
+        if bos is None and self.decoder.config.get("vocab_size") is not None:
+            raise ValueError("bos: the decoder has vocab_size and reads token ids, so it needs a start token id")
+        return _token("bos", bos, self._decoder_vocab(), allow_none=True)
 
     def _loss_and_grads(self, x, tgt, bos, src_lengths, tgt_lengths, dropout_rng):
         encoder, decoder = self.encoder, self.decoder
@@ -218,13 +247,15 @@ class Seq2Seq:
         Parameters
         ----------
         src : array_like
-            Class ids (B, Ts) or features (B, Ts, I).
+            Class ids (B, Ts) (through the encoder's embedding when it has
+            ``vocab_size``, else one-hot) or features (B, Ts, I).
         tgt : array_like of int, (B, Tt)
             The target tokens, usually ending with the end token; the decoder
             learns to emit ``tgt[t]`` after reading ``bos, tgt[0], ..., tgt[t-1]``.
         bos : int, optional
             The start token the decoder reads first (use the same in
-            ``translate``); None: a zero vector.
+            ``translate``); None: a zero vector (a decoder with
+            ``vocab_size`` reads ids and needs it).
         src_lengths, tgt_lengths : array_like of int, (B,), optional
             Valid steps of each source and target (padding at the end).
         epochs, batch_size, optimizer, lr, clip_norm, shuffle, callbacks, seed, progress
@@ -295,8 +326,8 @@ class Seq2Seq:
     def translate(self, src: Any, max_len: int, *, bos: Optional[int], eos: int,
                   src_lengths: Any = None) -> np.ndarray:
         """Greedy decoding: encodes ``src``, then feeds the decoder its own most
-        likely token (one-hot), starting from ``bos``, until it emits ``eos``
-        or ``max_len`` tokens.
+        likely token (its id with ``vocab_size``, else one-hot), starting
+        from ``bos``, until it emits ``eos`` or ``max_len`` tokens.
 
         Returns
         -------
@@ -305,7 +336,7 @@ class Seq2Seq:
             ``eos`` after it; L <= ``max_len`` is the longest translation.
         """
         max_len = _train._positive_int("max_len", max_len)
-        bos = _token("bos", bos, self.decoder.input_size, allow_none=True)
+        bos = self._bos(bos)
         eos = _token("eos", eos, self.decoder.output_size)
         x = self._source(src)
         axis = self._time_axis()
@@ -314,9 +345,13 @@ class Seq2Seq:
         _, state, = self.encoder(x, lengths=lengths)
         state = self._bridge(state)
         V, dtype = self.decoder.input_size, self.decoder.dtype
-        token = np.zeros((B, V), dtype)
-        if bos is not None:
-            token[:, bos] = 1
+        ids_in = self.decoder.config.get("vocab_size") is not None
+        if ids_in:
+            token = np.full(B, bos, np.int64)
+        else:
+            token = np.zeros((B, V), dtype)
+            if bos is not None:
+                token[:, bos] = 1
         out = np.full((B, max_len), eos, np.int64)
         done = np.zeros(B, bool)
         steps = 0
@@ -328,7 +363,7 @@ class Seq2Seq:
             done |= ids == eos
             if done.all():
                 break
-            token = one_hot(ids, V, dtype)
+            token = ids if ids_in else one_hot(ids, V, dtype)
         out = out[:, :steps]
         return out if self.decoder.batch_first else out.T
 

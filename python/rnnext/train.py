@@ -17,6 +17,7 @@ import numpy as np
 
 from ._arrays import cast, check_choice
 from ._states import read_state, state_out
+from ._tokens import sequence_input
 from .layers import map_state
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -156,11 +157,8 @@ class Batch:
 
     def __init__(self, model: "RecurrentModel", x: Any, target: Any, loss: str, lengths: Any,
                  return_sequences: Optional[bool]):
-        x = np.asarray(x)
+        x, self.unbatched = sequence_input(model.spec, x, lengths)  # ids (B, T) with vocab_size, else (B, T, I)
         self.batch_first = model.batch_first
-        self.unbatched = x.ndim == 2
-        if x.ndim not in (2, 3):
-            raise ValueError(f"x: expected a 2-D or 3-D array, got shape {x.shape}")
         self.axis = 0 if self.batch_first else 1  # the batch axis of x
         if self.unbatched:
             x = np.expand_dims(x, self.axis)
