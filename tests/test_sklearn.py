@@ -98,9 +98,9 @@ def sine_windows(n, T=20, seed=0):
 
 
 def test_regressor_fits_a_sine():
-    X, y = sine_windows(600)
+    X, y = sine_windows(400)
     X_test, y_test = sine_windows(200, seed=1)
-    est = RNNRegressor(hidden_size=16, epochs=30, lr=1e-2, seed=0).fit(X, y)  # 2-D X: 20 steps of 1 feature
+    est = RNNRegressor(hidden_size=16, epochs=15, lr=1e-2, seed=0).fit(X, y)  # 2-D X: 20 steps of 1 feature
     assert est.predict(X_test).shape == (200,)
     assert est.score(X_test, y_test) > 0.98
 
@@ -154,7 +154,7 @@ def test_predict_in_chunks_equals_one_call(monkeypatch):
     np.testing.assert_array_equal(est.predict(x), whole)
 
 
-def digits_rows(n=600):
+def digits_rows(n):
     """scikit-learn's digits, the 8x8 images flattened (n, 64), and their labels."""
     from sklearn.datasets import load_digits
 
@@ -168,14 +168,14 @@ def as_rows(X):
 
 
 def test_pipeline_with_a_scaler_and_a_reshape():
-    X, y = digits_rows()
+    X, y = digits_rows(1200)
     pipe = make_pipeline(StandardScaler(), FunctionTransformer(as_rows),
                          RNNClassifier(hidden_size=32, epochs=8, lr=1e-2, seed=0))
-    pipe.fit(X[:450], y[:450])
+    pipe.fit(X[:900], y[:900])
     assert pipe[-1].model_.input_size == 8 and pipe[-1].n_features_in_ == 8
-    assert pipe.score(X[450:], y[450:]) > 0.8  # chance is 0.1
+    assert pipe.score(X[900:], y[900:]) > 0.8  # chance is 0.1
     restored = pickle.loads(pickle.dumps(pipe))
-    np.testing.assert_array_equal(restored.predict_proba(X[450:]), pipe.predict_proba(X[450:]))
+    np.testing.assert_array_equal(restored.predict_proba(X[900:]), pipe.predict_proba(X[900:]))
 
 
 def test_pipeline_on_2d_X():

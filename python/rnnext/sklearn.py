@@ -31,7 +31,7 @@ import numpy as np
 try:
     from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
     from sklearn.preprocessing import LabelEncoder
-    from sklearn.utils import check_random_state
+    from sklearn.utils import assert_all_finite, check_random_state
     from sklearn.utils.multiclass import check_classification_targets
     from sklearn.utils.validation import check_array, check_is_fitted, column_or_1d, validate_data
 except ImportError as error:  # pragma: no cover (the test extra installs it)
@@ -257,6 +257,8 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         self._require_y(self, y)
         x = self._validated_X(X, reset=True)
         y = column_or_1d(y, warn=True)
+        if y.dtype.kind == "f":  # Inf would reach LabelEncoder's float-to-int cast unnoticed
+            assert_all_finite(y, input_name="y", estimator_name=type(self).__name__)
         self._check_y_length(x, y)
         check_classification_targets(y)
         encoder = LabelEncoder().fit(y)
@@ -280,7 +282,8 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
 
     def predict(self, X: Any) -> np.ndarray:
         """The most likely label of every sequence, (n,), from ``classes_``."""
-        return self.classes_[np.argmax(self._last_outputs(X), axis=1)]
+        logits = self._last_outputs(X)  # checks that self is fitted, before classes_ is read
+        return self.classes_[np.argmax(logits, axis=1)]
 
 
 class RNNRegressor(RegressorMixin, _RNNEstimator):
@@ -308,7 +311,9 @@ class RNNRegressor(RegressorMixin, _RNNEstimator):
         """
         self._require_y(self, y)
         x = self._validated_X(X, reset=True)
-        y = check_array(y, ensure_2d=False, dtype=(np.float64, np.float32), input_name="y", estimator=self)
+        # allow_nd, so that a 3-D y meets the message below, which names y.
+        y = check_array(y, ensure_2d=False, allow_nd=True, dtype=(np.float64, np.float32), input_name="y",
+                        estimator=self)
         if y.ndim > 2:
             raise ValueError(f"y: expected (n_samples,) or (n_samples, n_outputs), got shape {y.shape}")
         self._check_y_length(x, y)
