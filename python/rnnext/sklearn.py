@@ -75,13 +75,14 @@ PARAMETERS_DOC = """
         The model's parameters and computation.
     seed : int, optional
         Seeds the model's initialisation and the shuffling: the estimator
-        trains exactly as ``rnnext.LSTM(I, H, O, ..., seed=seed)`` (or ``GRU``,
-        ``RNN``) then its ``fit(..., seed=seed)`` would. None: a seed drawn from NumPy's global
-        random state (scikit-learn's meaning of ``random_state=None``).
+        trains exactly as ``rnnext.LSTM(I, H, O, ..., seed=seed)`` (or
+        ``GRU``, ``RNN``) then its ``fit(..., seed=seed)`` would. None: a
+        seed drawn from NumPy's global random state (what scikit-learn
+        means by ``random_state=None``).
     random_state : int, RandomState or None
-        scikit-learn's name for ``seed`` (what ``GridSearchCV`` users and
-        scikit-learn's own tools set); give one of the two, or the same int
-        in both. A RandomState instance gives the seed drawn from it.
+        scikit-learn's name for ``seed``, the one its tools set (for example
+        ``check_estimator``, through ``set_random_state``); give one of the
+        two, or the same int in both. A RandomState gives a seed drawn from it.
     progress : bool
         Show rnnext's progress bar while training.
 """
