@@ -220,10 +220,9 @@ class _RNNEstimator(BaseEstimator):
         if len(y) != len(x):
             raise ValueError(f"y: expected {len(x)} targets (one per sequence of X), got {len(y)}")
 
-    @staticmethod
-    def _require_y(estimator: "_RNNEstimator", y: Any) -> None:
+    def _require_y(self, y: Any) -> None:
         if y is None:
-            raise ValueError(f"y: {type(estimator).__name__} requires y to be passed, but the target y is None")
+            raise ValueError(f"y: {type(self).__name__} requires y to be passed, but the target y is None")
 
     def _last_outputs(self, X: Any) -> np.ndarray:
         """The model's many-to-one outputs for X, (n, O) float64."""
@@ -255,7 +254,7 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         -------
         self
         """
-        self._require_y(self, y)
+        self._require_y(y)
         x = self._validated_X(X, reset=True)
         y = column_or_1d(y, warn=True)
         if y.dtype.kind == "f":  # Inf would reach LabelEncoder's float-to-int cast unnoticed
@@ -310,7 +309,7 @@ class RNNRegressor(RegressorMixin, _RNNEstimator):
         -------
         self
         """
-        self._require_y(self, y)
+        self._require_y(y)
         x = self._validated_X(X, reset=True)
         # allow_nd, so that a 3-D y meets the message below, which names y.
         y = check_array(y, ensure_2d=False, allow_nd=True, dtype=(np.float64, np.float32), input_name="y",
