@@ -1,7 +1,11 @@
-"""python -m rnnext demo runs its three parts and its models learn."""
+"""python -m rnnext demo runs its three parts and its models learn; the many-to-one part
+on scikit-learn's digits, or on its synthetic task without scikit-learn."""
 
+import importlib.util
 import re
+import sys
 
+import numpy as np
 import pytest
 from helpers import run_python
 
@@ -14,6 +18,7 @@ def test_demo_learns():
     text = "\n".join(lines)
     accuracy = float(re.search(r"held-out accuracy ([\d.]+)%", text).group(1))
     assert accuracy > 90
+    assert ("scikit-learn's digits" in text) == (importlib.util.find_spec("sklearn") is not None)
     rms, baseline = map(float, re.search(r"RMS error ([\d.]+) \(repeating the last prompt value: ([\d.]+)", text).groups())
     assert rms < 0.5 * baseline
     exact = float(re.search(r"held-out exact match ([\d.]+)%", text).group(1))
@@ -31,3 +36,12 @@ def test_demo_command_with_plot(tmp_path):
     assert result.returncode == 0, result.stderr
     assert "Many to one" in result.stdout and "One to many" in result.stdout and "Many to many" in result.stdout
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_many_to_one_without_sklearn_falls_back_to_its_synthetic_task(monkeypatch):
+    monkeypatch.setitem(sys.modules, "sklearn.datasets", None)  # as if scikit-learn were not installed
+    lines = []
+    demo.many_to_one(np.random.default_rng(0), lines.append)
+    text = "\n".join(lines)
+    assert "ascending order" in text and "pip install scikit-learn" in text
+    assert float(re.search(r"held-out accuracy ([\d.]+)%", text).group(1)) > 90
