@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib.metadata
 import statistics
 import subprocess
 import sys
@@ -30,15 +29,9 @@ from typing import Callable, Dict, Iterator, List, Tuple
 import numpy as np
 
 import rnnext as rx
+from rnnext.demo import license_text
 
 SIZES = dict(I=64, H=256, B=32, T=64, chars=88_000, lr=1e-3)
-
-
-def corpus(chars: int) -> str:
-    """NumPy's license texts (bundled with every NumPy install), joined."""
-    files = sorted((f for f in importlib.metadata.files("numpy") or [] if "LICENSE" in f.name.upper()),
-                   key=str)
-    return "".join(f.read_text(encoding="utf-8", errors="replace") for f in files)[:chars]
 
 
 def dataset(text: str, T: int) -> Tuple[List[str], np.ndarray, np.ndarray]:
@@ -107,7 +100,7 @@ def measure(rounds: int, busy: bool, sizes: Dict = SIZES) -> Dict[str, List[floa
     import torch
 
     torch.set_num_threads(rx.get_num_threads())
-    vocab, x, y = dataset(corpus(sizes["chars"]), sizes["T"])
+    vocab, x, y = dataset(license_text(sizes["chars"]), sizes["T"])
     modules, model = models(len(vocab), sizes["I"], sizes["H"])
     runs = {"torch": torch_epoch(modules, x, y, sizes["B"], sizes["lr"]),
             "rnnext": rnnext_epoch(model, x, y, sizes["B"], sizes["lr"])}

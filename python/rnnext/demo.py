@@ -3,7 +3,10 @@ the article (many to one, one to many, many to many: a sequence-to-sequence
 "translation"), trained from scratch, and the story of exploding and
 vanishing gradients on a long dependency. The many-to-one part classifies
 scikit-learn's handwritten digits when scikit-learn is installed (a task
-generated here otherwise); the other parts train on data generated here."""
+generated here otherwise); the one-to-many part is a character language
+model of the license texts NumPy installs (a sine wave when they are
+missing); the translation trains on data generated here. Every token goes in
+as an id (``vocab_size``): no one-hot anywhere."""
 
 from __future__ import annotations
 
@@ -13,7 +16,6 @@ from typing import Callable, Dict, List, Optional, Tuple
 import numpy as np
 
 from .functional import rnn, rnn_backward
-from .generate import one_hot
 from .models import LSTM, RNN
 from .seq2seq import Seq2Seq
 
@@ -21,7 +23,7 @@ VOCAB = 10
 
 
 def order_data(rng: np.random.Generator, n: int, steps: int = 8):
-    """Token sequences, label 1 when in ascending order, 0 when the same
+    """Token ids (n, steps), label 1 when in ascending order, 0 when the same
     tokens are jumbled: the label depends on order, not content."""
     tokens = np.sort(rng.integers(0, VOCAB, (n, steps)), axis=1)
     labels = rng.integers(0, 2, n)
@@ -30,7 +32,7 @@ def order_data(rng: np.random.Generator, n: int, steps: int = 8):
             if tokens[i].min() == tokens[i].max():
                 tokens[i, 0] = (tokens[i, 0] + 1) % VOCAB  # all equal: make it unsortable by shuffling
             rng.shuffle(tokens[i])
-    return one_hot(tokens, VOCAB, np.float32), labels
+    return tokens, labels
 
 
 def digits_data(rng: np.random.Generator) -> Optional[Tuple[np.ndarray, np.ndarray]]:
@@ -75,13 +77,13 @@ def many_to_one_synthetic(rng: np.random.Generator, say: Callable[[str], None]) 
     say("1. Many to one: is a sequence of 8 tokens in ascending order, or jumbled?")
     say("   (pip install scikit-learn to classify its handwritten digits instead)")
     x, y = order_data(rng, 6000)
-    model = RNN(VOCAB, 48, 2, seed=0)
+    model = RNN(16, 48, 2, vocab_size=VOCAB, seed=0)
     history = model.fit(x[:5000], y[:5000], loss="cross_entropy", epochs=15, batch_size=32, lr=3e-3,
                         validation_data=(x[5000:], y[5000:]), seed=0, progress=False)
     accuracy = np.mean(model(x[5000:], return_sequences=False)[0].argmax(-1) == y[5000:])
-    say(f"   RNN(10, 48, 2), 15 epochs: held-out accuracy {accuracy:.1%} (chance 50%)")
-    example = np.array([[1, 2, 2, 5, 6, 8, 9, 9], [1, 2, 5, 2, 6, 8, 9, 9]])
-    verdict = model(one_hot(example, VOCAB, np.float32), return_sequences=False)[0].argmax(-1)
+    say(f"   RNN(16, 48, 2, vocab_size={VOCAB}), 15 epochs: held-out accuracy {accuracy:.1%} (chance 50%)")
+    example = np.array([[1, 2, 2, 5, 6, 8, 9, 9], [2, 9, 5, 1, 8, 2, 6, 9]])  # the second shuffled as the jumbled training data are
+    verdict = model(example, return_sequences=False)[0].argmax(-1)
     for seq, v in zip(example, verdict):
         say(f"   {' '.join(map(str, seq))}  ->  {'in order' if v else 'jumbled'}")
     return history
@@ -93,7 +95,59 @@ def waves(rng: np.random.Generator, n: int, steps: int) -> np.ndarray:
     return np.sin(omega * np.arange(steps + 1) + phase)[..., None].astype(np.float32)
 
 
+def license_text(chars: Optional[int] = None) -> str:
+    """The license texts NumPy installs with itself (about 96 k characters of
+    English: real text on every machine rnnext runs on), joined; "" when an
+    installation left them out."""
+    import importlib.metadata
+
+    try:
+        files = importlib.metadata.files("numpy") or []
+    except importlib.metadata.PackageNotFoundError:
+        return ""
+    texts = []
+    for f in sorted((f for f in files if "LICENSE" in f.name.upper()), key=str):
+        try:
+            texts.append(f.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError):
+            continue
+    return "".join(texts)[:chars]
+
+
 def one_to_many(rng: np.random.Generator, say: Callable[[str], None]) -> Dict[str, List[float]]:
+    text = license_text(60_000)
+    if len(text) < 20_000:
+        return one_to_many_waves(rng, say)
+    say("\n2. One to many: a character language model of NumPy's license texts, writing on from a prompt")
+    vocab = sorted(set(text))
+    ids = np.searchsorted(np.array(vocab), np.array(list(text)))
+    T, cut = 64, len(ids) * 9 // 10  # the last 10 % held out
+    def windows(part: np.ndarray) -> Tuple[np.ndarray, np.ndarray]:
+        n = (len(part) - 1) // T
+        return part[:n * T].reshape(n, T), part[1:n * T + 1].reshape(n, T)
+    x, y = windows(ids[:cut])
+    x_test, y_test = windows(ids[cut:])
+    V = len(vocab)
+    model = LSTM(32, 128, V, vocab_size=V, seed=0)  # token ids in: an embedding of 32, no one-hot
+    start = time.perf_counter()
+    history = model.fit(x, y, loss="cross_entropy", epochs=6, batch_size=32, lr=1e-2, clip_norm=1.0, seed=0,
+                        progress=False)
+    seconds = time.perf_counter() - start
+    bits = model.evaluate(x_test, y_test, loss="cross_entropy") / np.log(2)
+    counts = np.bincount(ids[:cut], minlength=V) / cut
+    unigram = -np.mean(np.log2(np.maximum(counts[y_test], 1e-12)))
+    say(f"   LSTM(32, 128, {V}, vocab_size={V}), 6 epochs on {cut} characters ({seconds:.1f} s): "
+        f"held-out {bits:.2f} bits per character (character frequencies alone: {unigram:.2f})")
+    prompt = "Redistribution and use in source and binary forms"
+    prompt_ids = np.searchsorted(np.array(vocab), np.array(list(prompt)))
+    written = model.generate(prompt_ids, 120, mode="sample", temperature=0.7, top_k=5, seed=0)
+    say(f"   {prompt!r} ->")
+    say(f"   {''.join(vocab[i] for i in written)!r}")
+    return history
+
+
+def one_to_many_waves(rng: np.random.Generator, say: Callable[[str], None]) -> Dict[str, List[float]]:
+    """The one-to-many part without NumPy's license files: a task generated here."""
     say("\n2. One to many: continue a sine wave of unknown frequency and phase from its first 12 values")
     train = waves(rng, 2000, 60)
     model = RNN(1, 32, 1, seed=1)
@@ -151,13 +205,14 @@ def many_to_many(rng: np.random.Generator, say: Callable[[str], None]) -> Dict[s
     numbers = rng.permutation(1000)
     src, src_lengths, tgt, tgt_lengths = translation_data(numbers[:800])
     test_src, test_src_lengths, test_tgt, test_tgt_lengths = translation_data(numbers[800:])
-    model = Seq2Seq(LSTM(10, 64, seed=1), LSTM(len(WORDS), 64, len(WORDS), seed=2))
+    # Ids on both sides: each model looks its tokens up in its own embedding table.
+    model = Seq2Seq(LSTM(16, 64, vocab_size=10, seed=1), LSTM(16, 64, len(WORDS), vocab_size=len(WORDS), seed=2))
     history = model.fit(src, tgt, bos=BOS, src_lengths=src_lengths, tgt_lengths=tgt_lengths, epochs=16,
                         batch_size=32, lr=1e-2, seed=0, progress=False)
     out = model.translate(test_src, 6, bos=BOS, eos=EOS, src_lengths=test_src_lengths)
     said = [list(row[:list(row).index(EOS)]) if EOS in row else list(row) for row in out]
     exact = np.mean([s == list(t[:n - 1]) for s, t, n in zip(said, test_tgt, test_tgt_lengths)])
-    say(f"   Seq2Seq(LSTM(10, 64), LSTM(32, 64, 32)), 16 epochs on 800 numbers: "
+    say(f"   Seq2Seq(LSTM(16, 64, vocab_size=10), LSTM(16, 64, 32, vocab_size=32)), 16 epochs on 800 numbers: "
         f"held-out exact match {exact:.1%} (200 numbers never seen)")
     for i in range(3):
         say(f"   {''.join(map(str, test_src[i, :test_src_lengths[i]]))}  ->  {' '.join(WORDS[w] for w in said[i])}")
