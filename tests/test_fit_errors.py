@@ -101,8 +101,8 @@ def test_a_diverging_model_still_names_lr(rng):
 
 @pytest.mark.parametrize("kind", ["RNN", "GRU"])
 def test_an_unbatched_state_is_quoted_as_given(rng, kind):
-    model = getattr(rx, kind)(3, 64, 2, num_layers=2, seed=0)
-    x, y = rng.standard_normal((7, 3)), rng.standard_normal((7, 2))
+    model = getattr(rx, kind)(3, 64, 3, num_layers=2, seed=0)
+    x, y = rng.standard_normal((7, 3)), rng.standard_normal((7, 3))
     wrong = np.zeros((2, 32))
     pattern = r"h0: expected shape \(num_layers, H\) = \(2, 64\), got \(2, 32\)"
     with pytest.raises(ValueError, match=pattern):
@@ -127,7 +127,7 @@ def test_cross_entropy_without_a_head_warns_once_per_call(rng):
     x = rng.standard_normal((6, 4, 3))
     y = rng.integers(0, 5, (6, 4))
     model = rx.RNN(3, 5, seed=0)
-    with pytest.warns(UserWarning, match=r"loss: cross_entropy on a model without a head .* 5 features.*"
+    with pytest.warns(UserWarning, match=r"loss: cross_entropy on a model without a head .*\(5 features.*"
                                          r"pass output_size=<number of classes>") as caught:
         model.fit(x, y, loss="cross_entropy", epochs=3, batch_size=2, progress=False)
     assert len(caught) == 1
@@ -156,3 +156,27 @@ def test_dropout_with_one_layer_warns_like_torch(kind):
         getattr(rx, kind)(3, 4, num_layers=2, dropout=0.5)
         getattr(rx, kind)(3, 4, dropout=0.0)
         rx.from_bytes(model.to_bytes())  # a file read back does not warn again
+
+
+@pytest.mark.parametrize("batch_first", [True, False])
+def test_wrong_features_are_quoted_as_given(rng, batch_first):
+    """The issue's "(1, 2, 64) for a user's (2, 64)": the forward used to see x
+    after a batch axis was added (or a mini-batch taken) and quoted that."""
+    model = rx.LSTM(80, 16, 3, batch_first=batch_first, seed=0)
+    layout = r"\(B, T, 80\)" if batch_first else r"\(T, B, 80\)"
+    unbatched, y = rng.standard_normal((2, 64)), rng.standard_normal((2, 3))
+    pattern = rf"x: expected shape {layout} or unbatched \(T, 80\) \(input_size 80\), got \(2, 64\)$"
+    calls = [lambda: model(unbatched), lambda: model.loss_and_grads(unbatched, y),
+             lambda: model.evaluate(unbatched, y, loss="mse"),
+             lambda: model.evaluate(unbatched, y, loss="mse", batch_size=1),
+             lambda: model.fit(unbatched, y, loss="mse", progress=False),
+             lambda: model.fit(unbatched, y, loss="mse", tbptt=1, progress=False)]
+    for call in calls:
+        with pytest.raises(ValueError, match=pattern):
+            call()
+    batched = rng.standard_normal((4, 2, 64))
+    targets = rng.standard_normal((4, 2, 3))
+    with pytest.raises(ValueError, match=r"got \(4, 2, 64\)$"):  # not the first mini-batch's (3, 2, 64)
+        model.fit(batched, targets, loss="mse", batch_size=3, progress=False)
+    with pytest.raises(ValueError, match=r"got \(2, 64\)$"):
+        model.fit(rng.standard_normal((2, 80)), y, loss="mse", validation_data=(unbatched, y), progress=False)

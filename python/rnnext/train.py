@@ -50,6 +50,7 @@ class Batch:
         self.unbatched = x.ndim == 2
         if x.ndim not in (2, 3):
             raise ValueError(f"x: expected a 2-D or 3-D array, got shape {x.shape}")
+        check_features(model, x)
         self.axis = 0 if self.batch_first else 1  # the batch axis of x
         if self.unbatched:
             x = np.expand_dims(x, self.axis)
@@ -115,6 +116,19 @@ def read_target(model: "RecurrentModel", target: np.ndarray, loss: str, return_s
 
 
 # ---------------------------------------------------------------- data checks
+
+
+def check_features(model: "RecurrentModel", x: np.ndarray) -> None:
+    """x's feature axis against input_size, quoted as the caller gave x:
+    after ``Batch`` adds a batch axis or takes a mini-batch, the forward
+    would quote the shape it was handed, not the caller's (issue 16)."""
+    if model.config.get("vocab_size") is not None:  # token ids: no feature axis
+        return
+    size = model.input_size
+    if x.shape[-1] != size:
+        layout = "(B, T, " if model.batch_first else "(T, B, "
+        raise ValueError(f"x: expected shape {layout}{size}) or unbatched (T, {size}) (input_size {size}), "
+                         f"got {x.shape}")
 
 
 def _position(index: Sequence[int]) -> str:
