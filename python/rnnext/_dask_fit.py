@@ -26,6 +26,8 @@ import numpy as np
 import dask
 import dask.array as da
 
+from . import _fit_loop
+from . import losses as _losses
 from . import train as _train
 from .dask import (active_client, check_lengths_dtype, check_lengths_values, check_model, check_x, output_size,
                    task_threads)
@@ -100,8 +102,8 @@ def worker_loss(parts: List[_train.Batch], rows: List[None], cls: type, config: 
         with task_threads():
             out, _ = model(part.x, lengths=part.lengths, return_sequences=part.per_step)
         y, mask = (part.bf(out), part.mask()) if part.per_step else (out, None)
-        value, _, n = _train.LOSS_FUNCTIONS[loss](y, part.target, mask)
-        _train.tally(list(metrics), y, part.target, mask, sums)
+        value, _, n = _losses.LOSS_FUNCTIONS[loss](y, part.target, mask)
+        _losses.tally(list(metrics), y, part.target, mask, sums)
         total += value * n
         count += n
     return total, None, count, sums
@@ -258,10 +260,10 @@ def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int, batch_
     if model.quantized_tensors() is not None:
         raise ValueError(f"model: this model is quantized ({model.precision}) and is for inference only; "
                          "train the float model and quantize it again")
-    loss, epochs, batch_size, opt, lr, clip_norm, _ = _train.check_fit_arguments(loss, epochs, batch_size,
+    loss, epochs, batch_size, opt, lr, clip_norm, _ = _fit_loop.check_fit_arguments(loss, epochs, batch_size,
                                                                                   optimizer, lr, clip_norm, None)
-    names = _train.check_metrics(metrics, loss)
-    callbacks = _train.check_callbacks(callbacks, lr)
+    names = _losses.check_metrics(metrics, loss)
+    callbacks = _fit_loop.check_callbacks(callbacks, lr)
     if model.dropout > 0 and model.num_layers > 1:
         raise ValueError(f"model: dropout={model.dropout} is not supported by rnnext.dask.fit (a batch split over "
                          "workers cannot draw the masks model.fit draws for the whole batch); train with "
@@ -293,10 +295,10 @@ def train_loop(model: RecurrentModel, parts: Parts, validation: Optional[Parts],
 
     def train_batch(idx: np.ndarray, epoch: int, number: int, running: Any) -> None:
         value, grads, n, sums = parts.loss_and_grads(current(), idx)
-        _train.update(model, opt, value, grads, clip_norm, epoch, number)
+        _fit_loop.update(model, opt, value, grads, clip_norm, epoch, number)
         running.add(value, n, sums)
 
     validate = None if validation is None else (lambda: validation.scores(current()))
-    return _train.run_epochs(model, opt, lr, callbacks, epochs=epochs, rows=parts.B, batch_size=batch_size,
+    return _fit_loop.run_epochs(model, opt, lr, callbacks, epochs=epochs, rows=parts.B, batch_size=batch_size,
                              rng=rng, shuffle=shuffle, progress=progress, metrics=metrics,
                              train_batch=train_batch, validate=validate)

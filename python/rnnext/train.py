@@ -17,22 +17,20 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional,
 
 import numpy as np
 
-from ._fit_loop import batches_of, check_callbacks, check_fit_arguments, run_epochs, update
-from ._fit_loop import positive_float as _positive_float
+# batches_of, update, _positive_float, LOSSES, global_norm: imported from here by
+# seq2seq.py, the tests and the benchmarks, as before the split.
+from ._fit_loop import batches_of, check_callbacks, check_fit_arguments, run_epochs, update  # noqa: F401
+from ._fit_loop import positive_float as _positive_float  # noqa: F401
 from ._fit_loop import positive_int as _positive_int
 from ._states import read_state, state_out
 from .layers import map_state
-from .losses import LOSS_FUNCTIONS, LOSSES, check_loss, check_metrics, cross_entropy_loss, mse_loss, tally
-from .optim import SGD, Adam, AdamW, clip_grad_norm, global_norm
+from .losses import LOSS_FUNCTIONS, LOSSES, check_loss, check_metrics, cross_entropy_loss, mse_loss, tally  # noqa: F401
+from .optim import SGD, Adam, AdamW, clip_grad_norm, global_norm  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import RecurrentModel
 
 __all__ = ["mse_loss", "cross_entropy_loss", "SGD", "Adam", "AdamW", "clip_grad_norm", "fit", "evaluate"]
-
-# Names other modules and the benchmarks import from here.
-_REEXPORTED = (LOSS_FUNCTIONS, LOSSES, batches_of, update, _positive_float, global_norm, tally, check_callbacks,
-               run_epochs)
 
 
 # ---------------------------------------------------------------- arguments
