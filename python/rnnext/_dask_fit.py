@@ -223,8 +223,13 @@ class Parts:
         return self.client.gather(futures)
 
     def loss_and_grads(self, params: Dict[str, np.ndarray], idx: np.ndarray
-                       ) -> Tuple[float, Dict[str, np.ndarray], int, Dict[str, float]]:
-        """The batch idx's mean loss, mean gradients, counted elements and metric sums."""
+                       ) -> Tuple[float, Dict[str, np.ndarray], int]:
+        """The batch idx's mean loss, mean gradients and counted elements."""
+        return self.loss_grads_and_sums(params, idx)[:3]
+
+    def loss_grads_and_sums(self, params: Dict[str, np.ndarray], idx: np.ndarray
+                            ) -> Tuple[float, Dict[str, np.ndarray], int, Dict[str, float]]:
+        """``loss_and_grads`` and the metric sums."""
         chunk = np.searchsorted(self.starts, idx, side="right") - 1
         jobs = [(int(c), idx[chunk == c] - self.starts[c]) for c in np.unique(chunk)]
         results = self.run(worker_grads, params, jobs)
@@ -294,7 +299,7 @@ def train_loop(model: RecurrentModel, parts: Parts, validation: Optional[Parts],
         return {k: np.asarray(v) for k, v in model.params.items()}
 
     def train_batch(idx: np.ndarray, epoch: int, number: int, running: Any) -> None:
-        value, grads, n, sums = parts.loss_and_grads(current(), idx)
+        value, grads, n, sums = parts.loss_grads_and_sums(current(), idx)
         _fit_loop.update(model, opt, value, grads, clip_norm, epoch, number)
         running.add(value, n, sums)
 
