@@ -302,6 +302,36 @@ def test_fit_without_a_client_and_callbacks(client):
         np.testing.assert_allclose(remote.params[name], model.params[name], rtol=1e-10, atol=1e-12)
 
 
+def test_fit_takes_optimisers_schedules_metrics_and_callbacks(client):
+    """Issue 16's options: the same as model.fit, the optimiser's state and
+    epoch count carried across two calls, callbacks with their context."""
+    model = rx.GRU(3, 4, 2, dtype="float64", seed=0)
+    x, y, lengths = data_for(model, "cross_entropy", "steps", np.random.default_rng(1))
+    remote = twin(model)
+    X = chunked(x, True, 10)
+    results = []
+    for target, fit, data in ((model, model.fit, x), (remote, lambda *a, **k: rd.fit(remote, *a, **k), X)):
+        opt = rx.optim.AdamW(0.02, weight_decay=0.1)
+        stop = rx.callbacks.EarlyStopping(monitor="val_accuracy", patience=1)
+        options = dict(loss="cross_entropy", lengths=lengths, batch_size=8, seed=0, progress=False,
+                       optimizer=opt, lr=lambda epoch: 0.02 / (1 + epoch), metrics=["accuracy"],
+                       validation_data=(data, y, lengths))
+        first = fit(data, y, epochs=2, **options)
+        second = fit(data, y, epochs=3, callbacks=[stop], **options)
+        results.append((first, second, opt, stop))
+    (h1, h2, opt, stop), (g1, g2, ropt, rstop) = results
+    assert g1.keys() == h1.keys() == {"loss", "accuracy", "val_loss", "val_accuracy"}
+    for ours, theirs in ((g1, h1), (g2, h2)):
+        assert len(ours["loss"]) == len(theirs["loss"])
+        for key in theirs:
+            np.testing.assert_allclose(ours[key], theirs[key], rtol=1e-10, err_msg=key)
+    assert ropt.epochs == opt.epochs and ropt.lr == opt.lr and rstop.best_epoch == stop.best_epoch
+    for name in model.params:
+        np.testing.assert_allclose(remote.params[name], model.params[name], rtol=1e-10, atol=1e-12)
+    with pytest.raises(ValueError, match="metrics: 'accuracy'"):
+        rd.fit(remote, X, np.zeros((37, 9, 2)), loss="mse", metrics=["accuracy"])
+
+
 def test_fit_keeps_no_data_on_the_workers_afterwards(client):
     model = rx.RNN(3, 4, seed=0)
     x, y, _ = data_for(model, "mse", "last", np.random.default_rng(0), B=12)

@@ -139,7 +139,7 @@ def test_config_keys_per_class():
     assert set(rx.RNN(2, 3).config) == common | {"activation"}
     assert set(rx.LSTM(2, 3).config) == common | {"proj_size"}
     assert set(rx.GRU(2, 3).config) == common | {"linear_before_reset"}
-    assert rx.LSTM(2, 3, dropout=1).config["dropout"] == 1.0
+    assert rx.LSTM(2, 3, num_layers=2, dropout=1).config["dropout"] == 1.0
     with pytest.raises(ValueError, match=r"unknown keys \['activation'\] for LSTM"):
         rx.LSTM.from_config({**rx.LSTM(2, 3).config, "activation": "tanh"})
     with pytest.raises(ValueError, match=r"missing keys \['hidden_size'\]"):

@@ -134,6 +134,49 @@ def test_fit_trains_both_models_and_reports_history(rng):
     assert np.mean(np.all(out[:, :5] == tgt[:16], axis=1)) > 0.5
 
 
+def test_fit_takes_optimiser_objects_schedules_and_callbacks(rng):
+    src = rng.integers(0, 5, (32, 4))
+    tgt = np.concatenate([src[:, ::-1] + 1, np.zeros((32, 1), np.int64)], axis=1)
+
+    def fresh():
+        return rx.Seq2Seq(rx.GRU(5, 8, seed=0), rx.GRU(6, 8, 6, seed=1))
+
+    kwargs = dict(bos=0, batch_size=8, shuffle=False, progress=False, lr=lambda epoch: 0.02 * 0.5**epoch)
+    one, two = fresh(), fresh()
+    opt_one, opt_two = rx.optim.Adam(), rx.optim.Adam()
+    h = one.fit(src, tgt, epochs=2, optimizer=opt_one, **kwargs)
+    ha = two.fit(src, tgt, epochs=1, optimizer=opt_two, **kwargs)
+    hb = two.fit(src, tgt, epochs=1, optimizer=opt_two, **kwargs)
+    assert h["loss"] == ha["loss"] + hb["loss"]
+    assert sorted(opt_one.state)[0] == "decoder.W_h_l0"  # the state keyed per model
+    for k in one.encoder.params:
+        np.testing.assert_array_equal(one.encoder.params[k], two.encoder.params[k])
+    # EarlyStopping restores both models' best weights.
+    model = fresh()
+    seen = []
+
+    def record(epoch, logs):
+        seen.append((model.encoder.state_dict(), model.decoder.state_dict()))
+
+    stop = rx.callbacks.EarlyStopping(monitor="val_loss", patience=1)
+    scripted = [1.0, 0.5, 0.9, 0.8]
+
+    def scripted_stop(epoch, logs):
+        return stop(epoch, dict(logs, val_loss=scripted[epoch]))
+
+    scripted_stop.set_context = stop.set_context
+    scripted_stop.on_train_end = stop.on_train_end
+    history = model.fit(src, tgt, epochs=4, validation_data=(src, tgt), callbacks=[record, scripted_stop],
+                        **dict(kwargs, lr=0.05))
+    assert len(history["loss"]) == 3 and stop.best_epoch == 1
+    for k in model.encoder.params:
+        np.testing.assert_array_equal(model.encoder.params[k], seen[1][0][k])
+    for k in model.decoder.params:
+        np.testing.assert_array_equal(model.decoder.params[k], seen[1][1][k])
+    with pytest.raises(TypeError, match="callbacks: ModelCheckpoint saves RNN, LSTM and GRU models"):
+        model.fit(src, tgt, callbacks=[rx.callbacks.ModelCheckpoint("m", monitor="loss")], progress=False)
+
+
 def test_errors():
     with pytest.raises(TypeError, match="encoder"):
         rx.Seq2Seq(object(), rx.GRU(3, 4, 3))

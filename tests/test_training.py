@@ -70,7 +70,11 @@ def test_loss_and_grads_match_torch(rng, kind, per_step, head):
     x, y = data(rng, B, T, I, O, kind, per_step)
     lengths = np.array([8, 1, 5, 8, 3])
     h0 = rng.standard_normal((1, B, H))
-    loss, grads = model.loss_and_grads(x, y, loss=kind, h0=h0, lengths=lengths)
+    if kind == "cross_entropy" and not head:
+        with pytest.warns(UserWarning, match="without a head"):
+            loss, grads = model.loss_and_grads(x, y, loss=kind, h0=h0, lengths=lengths)
+    else:
+        loss, grads = model.loss_and_grads(x, y, loss=kind, h0=h0, lengths=lengths)
 
     packed = torch.nn.utils.rnn.pack_padded_sequence(torch.tensor(x), torch.tensor(lengths), batch_first=True,
                                                      enforce_sorted=False)
@@ -278,12 +282,12 @@ def test_full_length_tbptt_is_full_bptt(rng):
 
 def test_non_finite_loss_stops_training(rng):
     x, y = data(rng, 8, 5, 3, 2)
-    y[5, 2, 0] = np.nan
+    y[5:] = 1e200  # finite targets (fit refuses NaN in them) whose loss overflows
     model = rx.RNN(3, 6, 2, seed=0)
     before = model.state_dict()
-    with pytest.raises(FloatingPointError, match="loss is nan at epoch 1, batch 2"):
+    with pytest.raises(FloatingPointError, match="loss is inf at epoch 1, batch 2"):
         model.fit(x, y, loss="mse", epochs=1, batch_size=4, shuffle=False, progress=False)
-    # The first batch was applied, the one with NaN was not.
+    # The first batch was applied, the one with Inf was not.
     assert not np.array_equal(model.W_h, before["W_h_l0"])
     assert np.all(np.isfinite(model.W_h))
 
@@ -333,7 +337,7 @@ def test_evaluate(rng):
 
 @pytest.mark.parametrize("kwargs,error,match", [
     (dict(loss="hinge"), ValueError, "loss"),
-    (dict(loss="mse", optimizer="rmsprop"), ValueError, "optimizer: expected 'sgd' or 'adam'"),
+    (dict(loss="mse", optimizer="rmsprop"), ValueError, "optimizer: expected 'sgd', 'adam', 'adamw'"),
     (dict(loss="mse", lr=0), ValueError, "lr: expected a positive number"),
     (dict(loss="mse", lr="fast"), TypeError, "lr"),
     (dict(loss="mse", epochs=0), ValueError, "epochs"),
@@ -379,7 +383,9 @@ def test_dropout_only_in_fit(rng, kind):
         np.testing.assert_array_equal(a.params[k], b.params[k])
     assert not np.array_equal(a.params["W_x_l1"], plain.params["W_x_l1"])
     # The first layer's input is never dropped: a one-layer model fits the same with any dropout.
-    one, one_dropout = make(kind, 3, 8, 2, seed=0), make(kind, 3, 8, 2, dropout=0.5, seed=0)
+    one = make(kind, 3, 8, 2, seed=0)
+    with pytest.warns(UserWarning, match="non-zero dropout expects num_layers greater than 1"):
+        one_dropout = make(kind, 3, 8, 2, dropout=0.5, seed=0)
     h1 = one.fit(x, y, loss="mse", epochs=1, batch_size=3, seed=1, progress=False)
     h2 = one_dropout.fit(x, y, loss="mse", epochs=1, batch_size=3, seed=1, progress=False)
     assert h1 == h2

@@ -5,7 +5,7 @@ and its descendants LSTM and GRU (stacked, bidirectional), run by a C++ core
 with SIMD kernels chosen at run time, behind a NumPy API.
 """
 
-from . import functional, reference
+from . import callbacks, functional, optim, reference
 from ._core import build_info as _build_info
 from ._core import get_num_threads, set_num_threads
 from ._threads import register_threadpoolctl as _register_threadpoolctl
@@ -23,12 +23,14 @@ __all__ = [
     "RNN",
     "Seq2Seq",
     "build_info",
+    "callbacks",
     "from_bytes",
     "from_keras",
     "from_onnx",
     "from_torch",
     "functional",
     "load",
+    "optim",
     "get_num_threads",
     "reference",
     "set_num_threads",

@@ -26,6 +26,8 @@ import numpy as np
 import dask
 import dask.array as da
 
+from . import _fit_loop
+from . import losses as _losses
 from . import train as _train
 from .dask import (active_client, check_lengths_dtype, check_lengths_values, check_model, check_x, output_size,
                    task_threads)
@@ -75,29 +77,36 @@ def merged(parts: List[_train.Batch]) -> _train.Batch:
 
 
 def worker_grads(parts: List[_train.Batch], rows: List[np.ndarray], cls: type, config: Dict[str, Any],
-                 params: Dict[str, np.ndarray], loss: str) -> Tuple[float, Dict[str, np.ndarray], int]:
-    """``(loss x count, grads of the mean, count)`` on one worker's rows of a
-    batch (``rows[i]`` of ``parts[i]``): one forward and backward over them all."""
+                 params: Dict[str, np.ndarray], loss: str, metrics: Sequence[str]
+                 ) -> Tuple[float, Dict[str, np.ndarray], int, Dict[str, float]]:
+    """``(loss x count, grads of the mean, count, metric sums)`` on one
+    worker's rows of a batch (``rows[i]`` of ``parts[i]``): one forward and
+    backward over them all."""
     model = rebuilt(cls, config, params)
     batch = merged([_train.take(part, r) for part, r in zip(parts, rows)])
+    sums: Dict[str, float] = {}
     with task_threads():
-        value, grads, n, _ = _train.loss_and_grads(model, batch, loss)
-    return value * n, grads, n
+        value, grads, n, _ = _train.loss_and_grads(model, batch, loss, metrics=metrics, sums=sums)
+    return value * n, grads, n, sums
 
 
 def worker_loss(parts: List[_train.Batch], rows: List[None], cls: type, config: Dict[str, Any],
-                params: Dict[str, np.ndarray], loss: str) -> Tuple[float, None, int]:
-    """``(loss x count, None, count)`` over whole chunks, forward only (validation)."""
+                params: Dict[str, np.ndarray], loss: str, metrics: Sequence[str]
+                ) -> Tuple[float, None, int, Dict[str, float]]:
+    """``(loss x count, None, count, metric sums)`` over whole chunks,
+    forward only (validation)."""
     model = rebuilt(cls, config, params)
     total, count = 0.0, 0
+    sums: Dict[str, float] = {}
     for part in parts:
         with task_threads():
             out, _ = model(part.x, lengths=part.lengths, return_sequences=part.per_step)
-        value, _, n = _train.LOSS_FUNCTIONS[loss](part.bf(out) if part.per_step else out, part.target,
-                                                  part.mask() if part.per_step else None)
+        y, mask = (part.bf(out), part.mask()) if part.per_step else (out, None)
+        value, _, n = _losses.LOSS_FUNCTIONS[loss](y, part.target, mask)
+        _losses.tally(list(metrics), y, part.target, mask, sums)
         total += value * n
         count += n
-    return total, None, count
+    return total, None, count, sums
 
 
 # ---------------------------------------------------------------- the driver
@@ -147,13 +156,14 @@ class Parts:
     """The data set as chunks kept by the workers (or in this process
     without a client), and the per-step computations over them."""
 
-    def __init__(self, model: RecurrentModel, X: Any, y: Any, lengths: Any, loss: str, name: str = "X") -> None:
+    def __init__(self, model: RecurrentModel, X: Any, y: Any, lengths: Any, loss: str, name: str = "X",
+                 metrics: Sequence[str] = ()) -> None:
         X, axis = check_x(model, X, name)
         y_name = "y" if name == "X" else "validation_data[1]"
         y, y_axis = read_targets(model, y, X, loss, axis, y_name)
         lengths = host_lengths(lengths, X, axis)
         self.client = active_client()
-        self.cls, self.config, self.loss = type(model), model.config, loss
+        self.cls, self.config, self.loss, self.metrics = type(model), model.config, loss, list(metrics)
         self.dtype = model.dtype
         bounds = np.concatenate([[0], np.cumsum(X.chunks[axis])]).astype(np.int64)
         self.starts, self.sizes = bounds[:-1], np.diff(bounds)
@@ -192,13 +202,13 @@ class Parts:
         return list(by_worker.values())
 
     def run(self, fn: Callable, params: Dict[str, np.ndarray], jobs: List[Tuple[int, Any]]
-            ) -> List[Tuple[float, Any, int]]:
+            ) -> List[Tuple[float, Any, int, Dict[str, float]]]:
         """fn(parts, rows, ...) once per worker, over its chunks' (chunk, rows) jobs."""
         rows = dict(jobs)
         groups = self.groups([c for c, _ in jobs])
         if self.client is None:
-            return [fn([self.parts[c] for c in g], [rows[c] for c in g], self.cls, self.config, params, self.loss)
-                    for g in groups]
+            return [fn([self.parts[c] for c in g], [rows[c] for c in g], self.cls, self.config, params, self.loss,
+                       self.metrics) for g in groups]
         workers = [self.holders[g[0]] for g in groups]
         sent: Any = params  # small: inside the (one per worker) tasks, no round trip of their own
         if sum(v.nbytes for v in params.values()) > SCATTER_ABOVE:
@@ -207,36 +217,45 @@ class Parts:
             targets = sorted({w for ws in workers if ws for w in ws}) or None
             sent = self.client.scatter([params], workers=targets, broadcast=True, hash=False)[0]
         futures = [self.client.submit(fn, [self.parts[c] for c in g], [rows[c] for c in g], self.cls, self.config,
-                                      sent, self.loss, workers=w, allow_other_workers=True, pure=False)
+                                      sent, self.loss, self.metrics, workers=w, allow_other_workers=True,
+                                      pure=False)
                    for g, w in zip(groups, workers)]
         return self.client.gather(futures)
 
     def loss_and_grads(self, params: Dict[str, np.ndarray], idx: np.ndarray
                        ) -> Tuple[float, Dict[str, np.ndarray], int]:
         """The batch idx's mean loss, mean gradients and counted elements."""
+        return self.loss_grads_and_sums(params, idx)[:3]
+
+    def loss_grads_and_sums(self, params: Dict[str, np.ndarray], idx: np.ndarray
+                            ) -> Tuple[float, Dict[str, np.ndarray], int, Dict[str, float]]:
+        """``loss_and_grads`` and the metric sums."""
         chunk = np.searchsorted(self.starts, idx, side="right") - 1
         jobs = [(int(c), idx[chunk == c] - self.starts[c]) for c in np.unique(chunk)]
         results = self.run(worker_grads, params, jobs)
-        count = sum(n for _, _, n in results)
+        count = sum(r[2] for r in results)
+        sums = {k: sum(r[3].get(k, 0) for r in results) for k in self.metrics}
         if count == 0:
-            return 0.0, {k: np.zeros_like(v) for k, v in params.items()}, 0
-        value = sum(v for v, _, _ in results) / count
+            return 0.0, {k: np.zeros_like(v) for k, v in params.items()}, 0, sums
+        value = sum(r[0] for r in results) / count
         # Each worker's mean weighted by its counted elements, summed in float64.
-        grads = {k: (sum(g[k].astype(np.float64) * n for _, g, n in results) / count).astype(self.dtype)
+        grads = {k: (sum(r[1][k].astype(np.float64) * r[2] for r in results) / count).astype(self.dtype)
                  for k in params}
-        return value, grads, count
+        return value, grads, count, sums
 
-    def mean_loss(self, params: Dict[str, np.ndarray]) -> float:
-        """The loss over the whole data set (``model.evaluate``'s)."""
+    def scores(self, params: Dict[str, np.ndarray]) -> Dict[str, float]:
+        """The loss and metrics over the whole data set (``model.evaluate``'s)."""
         results = self.run(worker_loss, params, [(c, None) for c in range(len(self.parts)) if self.sizes[c] > 0])
-        count = sum(n for _, _, n in results)
-        return sum(v for v, _, _ in results) / count if count else 0.0
+        count = sum(r[2] for r in results)
+        logs = {"loss": sum(r[0] for r in results) / count if count else 0.0}
+        logs.update({k: sum(r[3].get(k, 0) for r in results) / count if count else 0.0 for k in self.metrics})
+        return logs
 
 
-def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int, batch_size: int, optimizer: str,
-        lr: float, clip_norm: Optional[float], lengths: Any, validation_data: Optional[Sequence], shuffle: bool,
-        callbacks: Optional[Iterable[Callable]], seed: Optional[int], progress: bool,
-        unsupported: Dict[str, Any]) -> Dict[str, List[float]]:
+def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int, batch_size: int, optimizer: Any,
+        lr: Any, clip_norm: Optional[float], lengths: Any, validation_data: Optional[Sequence], shuffle: bool,
+        callbacks: Optional[Iterable[Callable]], seed: Optional[int], metrics: Optional[Iterable[str]],
+        progress: bool, unsupported: Dict[str, Any]) -> Dict[str, List[float]]:
     """``rnnext.dask.fit`` (documented there), ``train.fit``'s loop over ``Parts``."""
     check_model(model, "rnnext.dask.fit")
     for key in unsupported:
@@ -246,60 +265,45 @@ def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int, batch_
     if model.quantized_tensors() is not None:
         raise ValueError(f"model: this model is quantized ({model.precision}) and is for inference only; "
                          "train the float model and quantize it again")
-    loss, epochs, batch_size, lr, clip_norm, _ = _train.check_fit_arguments(loss, epochs, batch_size, optimizer,
-                                                                             lr, clip_norm, None)
-    callbacks = list(callbacks or [])
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks: expected callables, got {type(cb).__name__}")
+    loss, epochs, batch_size, opt, lr, clip_norm, _ = _fit_loop.check_fit_arguments(loss, epochs, batch_size,
+                                                                                  optimizer, lr, clip_norm, None)
+    names = _losses.check_metrics(metrics, loss)
+    callbacks = _fit_loop.check_callbacks(callbacks, lr)
     if model.dropout > 0 and model.num_layers > 1:
         raise ValueError(f"model: dropout={model.dropout} is not supported by rnnext.dask.fit (a batch split over "
                          "workers cannot draw the masks model.fit draws for the whole batch); train with "
                          "model.fit, or set dropout to 0")
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data: expected (X, y) or (X, y, lengths)")
-    parts = Parts(model, X, y, lengths, loss)
-    validation: Optional[Parts] = None
+    validation = _train.check_validation_data(validation_data, (2, 3), "(X, y) or (X, y, lengths)")
+    _train.warn_no_head(model, loss, stacklevel=4)
+    parts = Parts(model, X, y, lengths, loss, metrics=names)
+    held_out: Optional[Parts] = None
     try:
-        if validation_data is not None:
-            vx, vy, vl = tuple(validation_data) + (None,) * (3 - len(validation_data))
-            validation = Parts(model, vx, vy, vl, loss, name="validation_data[0]")
-        return train_loop(model, parts, validation, epochs, batch_size, optimizer, lr, clip_norm, shuffle,
-                          callbacks, seed, progress)
+        if validation is not None:
+            held_out = Parts(model, validation[0], validation[1], validation[2], loss, name="validation_data[0]",
+                             metrics=names)
+        return train_loop(model, parts, held_out, epochs, batch_size, opt, lr, clip_norm, shuffle, callbacks,
+                          seed, names, progress)
     finally:
-        for held in (parts, validation):
+        for held in (parts, held_out):
             if held is not None:
                 held.close()
 
 
 def train_loop(model: RecurrentModel, parts: Parts, validation: Optional[Parts], epochs: int, batch_size: int,
-               optimizer: str, lr: float, clip_norm: Optional[float], shuffle: bool, callbacks: List[Callable],
-               seed: Optional[int], progress: bool) -> Dict[str, List[float]]:
+               opt: Any, lr: Any, clip_norm: Optional[float], shuffle: bool, callbacks: List[Callable],
+               seed: Optional[int], metrics: List[str], progress: bool) -> Dict[str, List[float]]:
     """``train.fit``'s epochs and batches, each batch's gradient from ``parts``."""
-    from tqdm.auto import tqdm
-
     rng, _ = _train.fit_streams(model, seed)
-    opt = _train.OPTIMIZERS[optimizer](lr)
-    history: Dict[str, List[float]] = {"loss": []}
-    if validation is not None:
-        history["val_loss"] = []
-    for epoch in range(epochs):
-        total, count = 0.0, 0
-        batches = _train.batches_of(parts.B, batch_size, rng if shuffle else None)
-        with tqdm(total=len(batches), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False) as bar:
-            for number, idx in enumerate(batches):
-                params = {k: np.asarray(v) for k, v in model.params.items()}
-                value, grads, n = parts.loss_and_grads(params, idx)
-                _train.update(model, opt, value, grads, clip_norm, epoch, number)
-                total += value * n
-                count += n
-                bar.update()
-                bar.set_postfix(loss=f"{total / max(count, 1):.4g}")
-        history["loss"].append(total / count if count else 0.0)
-        if validation is not None:
-            history["val_loss"].append(validation.mean_loss({k: np.asarray(v) for k, v in model.params.items()}))
-        logs = {key: values[-1] for key, values in history.items()}
-        if any([cb(epoch, logs) is True for cb in callbacks]):
-            break
-    return history
+
+    def current() -> Dict[str, np.ndarray]:
+        return {k: np.asarray(v) for k, v in model.params.items()}
+
+    def train_batch(idx: np.ndarray, epoch: int, number: int, running: Any) -> None:
+        value, grads, n, sums = parts.loss_grads_and_sums(current(), idx)
+        _fit_loop.update(model, opt, value, grads, clip_norm, epoch, number)
+        running.add(value, n, sums)
+
+    validate = None if validation is None else (lambda: validation.scores(current()))
+    return _fit_loop.run_epochs(model, opt, lr, callbacks, epochs=epochs, rows=parts.B, batch_size=batch_size,
+                             rng=rng, shuffle=shuffle, progress=progress, metrics=metrics,
+                             train_batch=train_batch, validate=validate)

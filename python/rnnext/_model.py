@@ -330,21 +330,23 @@ class RecurrentModel:
 
     @_documented_by(_train.fit)
     def fit(self, x: ArrayLike, y: ArrayLike, *, loss: str, epochs: int = 1, batch_size: int = 32,
-            optimizer: str = "adam", lr: float = 1e-3, clip_norm: Optional[float] = None,
+            optimizer: Any = "adam", lr: Any = None, clip_norm: Optional[float] = None,
             tbptt: Optional[int] = None, lengths: Optional[ArrayLike] = None,
             validation_data: Optional[Sequence] = None, shuffle: bool = True,
             callbacks: Optional[Iterable[Callable[[int, Dict[str, float]], Any]]] = None,
-            seed: Optional[int] = None, progress: bool = True) -> Dict[str, List[float]]:
+            seed: Optional[int] = None, metrics: Optional[Iterable[str]] = None,
+            progress: bool = True) -> Dict[str, List[float]]:
         self._require_float("fit")
         return _train.fit(self, x, y, loss=loss, epochs=epochs, batch_size=batch_size, optimizer=optimizer,
                           lr=lr, clip_norm=clip_norm, tbptt=tbptt, lengths=lengths,
                           validation_data=validation_data, shuffle=shuffle, callbacks=callbacks, seed=seed,
-                          progress=progress)
+                          metrics=metrics, progress=progress)
 
+    @_documented_by(_train.evaluate)
     def evaluate(self, x: ArrayLike, y: ArrayLike, *, loss: str, lengths: Optional[ArrayLike] = None,
-                 batch_size: Optional[int] = None) -> float:
-        """The loss over a data set (the mean over every counted element)."""
-        return _train.evaluate(self, x, y, loss=loss, lengths=lengths, batch_size=batch_size)
+                 batch_size: Optional[int] = None, metrics: Optional[Iterable[str]] = None
+                 ) -> Union[float, Dict[str, float]]:
+        return _train.evaluate(self, x, y, loss=loss, lengths=lengths, batch_size=batch_size, metrics=metrics)
 
     # ------------------------------------------------------------ files and torch
 

@@ -11,6 +11,8 @@ can build them by name.
 
 from __future__ import annotations
 
+import warnings
+
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
@@ -139,6 +141,12 @@ def checked_config(keys: Tuple[str, ...], config: Dict[str, Any], seed: Any) -> 
     config["dtype"] = check_dtype(config["dtype"]).name
     if seed is not None and seed is not DECLARED:
         check_int("seed", seed, minimum=0)
+    if config["dropout"] > 0 and config["num_layers"] == 1 and seed is not DECLARED:
+        # torch's warning, in torch's words; a model rebuilt from a file or a
+        # configuration (DECLARED) was warned about when it was made.
+        warnings.warn("dropout option adds dropout after all but last recurrent layer, so non-zero dropout "
+                      f"expects num_layers greater than 1, but got dropout={config['dropout']} and num_layers=1",
+                      UserWarning, stacklevel=4)
     return {key: config[key] for key in keys}
 
 

@@ -307,10 +307,10 @@ def predict(model: RecurrentModel, X: Any, *, lengths: Any = None, return_sequen
 
 
 def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int = 1, batch_size: int = 32,
-        optimizer: str = "adam", lr: float = 1e-3, clip_norm: Optional[float] = None, lengths: Any = None,
+        optimizer: Any = "adam", lr: Any = None, clip_norm: Optional[float] = None, lengths: Any = None,
         validation_data: Optional[Sequence] = None, shuffle: bool = True,
-        callbacks: Optional[Iterable[Callable]] = None, seed: Optional[int] = None, progress: bool = True,
-        **unsupported: Any) -> Dict[str, List[float]]:
+        callbacks: Optional[Iterable[Callable]] = None, seed: Optional[int] = None,
+        metrics: Optional[Iterable[str]] = None, progress: bool = True, **unsupported: Any) -> Dict[str, List[float]]:
     """``model.fit`` on data held by Dask workers: synchronous data-parallel
     training, the model updated in place.
 
@@ -323,17 +323,21 @@ def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int = 1, ba
     y : dask or NumPy array
         Targets as ``model.fit`` reads them (per step or per sequence, in
         X's layout); rechunked to X's batch chunks.
-    loss, epochs, batch_size, optimizer, lr, clip_norm, shuffle, seed, progress
+    loss, epochs, batch_size, optimizer, lr, clip_norm, shuffle, seed, metrics, progress
         As in ``model.fit``: the same checks, the same shuffling draws, the
-        same batches, optimiser, clipping and errors.
+        same batches, optimiser (names or ``rx.optim`` objects, whose state
+        carries over between calls), schedules, clipping, metrics (summed
+        on the workers from the training forward) and errors. The data are
+        not scanned for NaN on the driver, so NaN in them shows as a
+        non-finite loss.
     lengths : dask or NumPy array of int, (B,), optional
         Brought to the driver (B integers) and checked there.
     validation_data : (X, y) or (X, y, lengths), optional
         Dask (or NumPy targets and lengths), scored on the workers after
-        every epoch: ``history["val_loss"]``.
+        every epoch: ``history["val_loss"]`` (and ``"val_<metric>"``).
     callbacks : iterable of callables, optional
-        ``callback(epoch, logs)`` after every epoch, on the driver; returning
-        True stops training.
+        As in ``model.fit`` (``rx.callbacks`` included), on the driver;
+        returning True stops training.
 
     Returns
     -------
@@ -367,4 +371,5 @@ def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int = 1, ba
 
     return _dask_fit.fit(model, X, y, loss=loss, epochs=epochs, batch_size=batch_size, optimizer=optimizer, lr=lr,
                          clip_norm=clip_norm, lengths=lengths, validation_data=validation_data, shuffle=shuffle,
-                         callbacks=callbacks, seed=seed, progress=progress, unsupported=unsupported)
+                         callbacks=callbacks, seed=seed, metrics=metrics, progress=progress,
+                         unsupported=unsupported)

@@ -9,11 +9,11 @@ its initial state into the encoder.
 
 from __future__ import annotations
 
-import math
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
 
+from . import _fit_loop
 from . import train as _train
 from ._arrays import cast
 from .generate import one_hot
@@ -228,18 +228,9 @@ class Seq2Seq:
         grads.update({f"decoder.{k}": v for k, v in dec.params.items()})
         return value, grads, count
 
-    def _params(self) -> Dict[str, np.ndarray]:
-        out = {f"encoder.{k}": v for k, v in self.encoder.params.items()}
-        out.update({f"decoder.{k}": v for k, v in self.decoder.params.items()})
-        return out
-
-    def _set_params(self, params: Dict[str, np.ndarray]) -> None:
-        for prefix, model in (("encoder.", self.encoder), ("decoder.", self.decoder)):
-            model.set_params({k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)})
-
     def fit(self, src: Any, tgt: Any, *, bos: Optional[int] = None, src_lengths: Any = None,
-            tgt_lengths: Any = None, epochs: int = 1, batch_size: int = 32, optimizer: str = "adam",
-            lr: float = 1e-3, clip_norm: Optional[float] = None, validation_data: Optional[Sequence] = None,
+            tgt_lengths: Any = None, epochs: int = 1, batch_size: int = 32, optimizer: Any = "adam",
+            lr: Any = None, clip_norm: Optional[float] = None, validation_data: Optional[Sequence] = None,
             shuffle: bool = True, callbacks: Optional[Iterable[Callable[[int, Dict[str, float]], Any]]] = None,
             seed: Optional[int] = None, progress: bool = True) -> Dict[str, List[float]]:
         """Trains encoder and decoder together, with teacher forcing.
@@ -259,8 +250,11 @@ class Seq2Seq:
         src_lengths, tgt_lengths : array_like of int, (B,), optional
             Valid steps of each source and target (padding at the end).
         epochs, batch_size, optimizer, lr, clip_norm, shuffle, callbacks, seed, progress
-            As in ``RNN.fit``; ``dropout`` of either model applies between its
-            layers here only.
+            As in ``RNN.fit`` (optimiser objects and schedules included; the
+            optimiser's state is keyed ``"encoder.<name>"``, ``"decoder.<name>"``);
+            ``dropout`` of either model applies between its layers here only.
+            ``EarlyStopping`` restores both models; ``ModelCheckpoint`` is
+            for single models.
         validation_data : (src, tgt) or (src, tgt, src_lengths, tgt_lengths), optional
 
         Returns
@@ -269,57 +263,31 @@ class Seq2Seq:
             ``"loss"`` per epoch (mean over valid target steps) and, with
             validation data, ``"val_loss"``.
         """
-        epochs = _train._positive_int("epochs", epochs)
-        batch_size = _train._positive_int("batch_size", batch_size)
-        lr = _train._positive_float("lr", lr)
-        clip_norm = _train._positive_float("clip_norm", clip_norm, allow_none=True)
-        if optimizer not in _train.OPTIMIZERS:
-            raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {optimizer!r}")
-        callbacks = list(callbacks or [])
-        for cb in callbacks:
-            if not callable(cb):
-                raise TypeError(f"callbacks: expected callables, got {type(cb).__name__}")
+        _, epochs, batch_size, opt, lr, clip_norm, _ = _fit_loop.check_fit_arguments(
+            "cross_entropy", epochs, batch_size, optimizer, lr, clip_norm, None)
+        callbacks = _fit_loop.check_callbacks(callbacks, lr)
         data = self._batch(src, tgt, bos, src_lengths, tgt_lengths)
         validation = None
-        if validation_data is not None:
-            if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 4):
-                raise ValueError("validation_data: expected (src, tgt) or (src, tgt, src_lengths, tgt_lengths)")
-            v = tuple(validation_data) + (None, None)
+        v = _train.check_validation_data(validation_data, (2, 4),
+                                         "(src, tgt) or (src, tgt, src_lengths, tgt_lengths)")
+        if v is not None:
             validation = self._batch(v[0], v[1], bos, v[2], v[3])
-        from tqdm.auto import tqdm
-
         rng = np.random.default_rng(seed)
         dropout_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
-        opt = _train.OPTIMIZERS[optimizer](lr)
-        history: Dict[str, List[float]] = {"loss": []}
-        if validation is not None:
-            history["val_loss"] = []
         axis = self._time_axis()
-        B = data[0].shape[1 - axis]
-        for epoch in range(epochs):
-            total, count = 0.0, 0
-            parts = _train.batches_of(B, batch_size, rng if shuffle else None)
-            with tqdm(total=len(parts), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False) as bar:
-                for number, idx in enumerate(parts):
-                    value, grads, n = self._loss_and_grads(*_take(data, idx, axis), dropout_rng)
-                    if clip_norm is not None:
-                        grads, _ = _train.clip_grad_norm(grads, clip_norm)
-                    if not math.isfinite(value) or not all(np.all(np.isfinite(g)) for g in grads.values()):
-                        raise FloatingPointError(
-                            f"fit: the loss or a gradient is not finite at epoch {epoch + 1}, batch {number + 1} "
-                            f"(loss {value}); lower lr, or clip gradients with clip_norm")
-                    self._set_params(opt.step(self._params(), grads))
-                    total += value * n
-                    count += n
-                    bar.update()
-                    bar.set_postfix(loss=f"{total / max(count, 1):.4g}")
-            history["loss"].append(total / count if count else 0.0)
-            if validation is not None:
-                history["val_loss"].append(self._loss_and_grads(*validation, None)[0])
-            logs = {key: values[-1] for key, values in history.items()}
-            if any([cb(epoch, logs) is True for cb in callbacks]):
-                break
-        return history
+        joint = _Joint(self)
+
+        def train_batch(idx: np.ndarray, epoch: int, number: int, running: Any) -> None:
+            value, grads, n = self._loss_and_grads(*_take(data, idx, axis), dropout_rng)
+            _fit_loop.update(joint, opt, value, grads, clip_norm, epoch, number)
+            running.add(value, n)
+
+        validate = None
+        if validation is not None:
+            validate = lambda: {"loss": self._loss_and_grads(*validation, None)[0]}  # noqa: E731
+        return _fit_loop.run_epochs(joint, opt, lr, callbacks, epochs=epochs, rows=data[0].shape[1 - axis],
+                                    batch_size=batch_size, rng=rng, shuffle=shuffle, progress=progress, metrics=(),
+                                    train_batch=train_batch, validate=validate)
 
     # ------------------------------------------------------------ inference
 
@@ -366,6 +334,30 @@ class Seq2Seq:
             token = ids if ids_in else one_hot(ids, V, dtype)
         out = out[:, :steps]
         return out if self.decoder.batch_first else out.T
+
+
+class _Joint:
+    """Encoder and decoder as one model for the optimiser and the callbacks:
+    parameters (and state dicts) keyed ``"encoder.<name>"`` and
+    ``"decoder.<name>"``."""
+
+    def __init__(self, seq2seq: Seq2Seq) -> None:
+        self.parts = (("encoder.", seq2seq.encoder), ("decoder.", seq2seq.decoder))
+
+    @property
+    def params(self) -> Dict[str, np.ndarray]:
+        return {prefix + k: v for prefix, model in self.parts for k, v in model.params.items()}
+
+    def set_params(self, params: Dict[str, np.ndarray]) -> None:
+        for prefix, model in self.parts:
+            model.set_params({k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)})
+
+    def state_dict(self) -> Dict[str, np.ndarray]:
+        return {prefix + k: v for prefix, model in self.parts for k, v in model.state_dict().items()}
+
+    def load_state_dict(self, state: Dict[str, np.ndarray]) -> None:
+        for prefix, model in self.parts:
+            model.load_state_dict({k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)})
 
 
 def _check_ids(name: str, ids: np.ndarray, size: int) -> None:

@@ -1,153 +1,40 @@
-"""Training: losses, gradients of a model, optimisers, ``fit`` and ``evaluate``.
+"""Training: gradients of a model, ``fit`` and ``evaluate``.
 
 The recurrent and head gradients come from the model's ``forward_cache`` /
 ``backward_cache`` (the C++ core's backpropagation through time, driven over
-the layers by ``layers.py``); this module does the loss arithmetic,
-vectorised NumPy, and the bookkeeping around it. It reaches the model only
-through its public methods and the package interface listed in ``models.py``.
+the layers by ``layers.py``); the loss arithmetic and the metrics are in
+``losses.py``, the optimisers in ``optim.py``, the epochs, schedules,
+callbacks and progress bar that ``fit`` shares with ``rnnext.dask.fit`` and
+``Seq2Seq.fit`` in ``_fit_loop.py``. This module reads and checks the data
+(``Batch``) and trains on it. It reaches the model only through its public
+methods and the package interface listed in ``models.py``.
 """
 
 from __future__ import annotations
 
-import math
-import sys
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+import warnings
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 import numpy as np
 
-from ._arrays import cast, check_choice
+# batches_of, update, _positive_float, LOSSES, global_norm: imported from here by
+# seq2seq.py, the tests and the benchmarks, as before the split.
+from ._fit_loop import batches_of, check_callbacks, check_fit_arguments, run_epochs, update  # noqa: F401
+from ._fit_loop import positive_float as _positive_float  # noqa: F401
+from ._fit_loop import positive_int as _positive_int
 from ._states import read_state, state_out
 from ._tokens import sequence_input
 from .layers import map_state
+from .losses import LOSS_FUNCTIONS, LOSSES, check_loss, check_metrics, cross_entropy_loss, mse_loss, tally  # noqa: F401
+from .optim import SGD, Adam, AdamW, clip_grad_norm, global_norm  # noqa: F401
 
 if TYPE_CHECKING:  # pragma: no cover
     from .models import RecurrentModel
 
-__all__ = ["mse_loss", "cross_entropy_loss", "SGD", "Adam", "clip_grad_norm"]
-
-LOSSES = ("mse", "cross_entropy")
-
-
-# ---------------------------------------------------------------- losses
-# Each takes outputs y (..., O), targets, and a mask of the counted positions
-# (y.shape[:-1], or None for all), and returns (loss, dy, count): the mean over
-# counted elements as torch's reduction="mean", its gradient (zero where not
-# counted), and the number of elements the mean divides by.
-
-
-def mse_loss(y: np.ndarray, target: np.ndarray, mask: Optional[np.ndarray]) -> Tuple[float, np.ndarray, int]:
-    """Mean squared error over counted positions x outputs."""
-    # C order whatever the layouts of y and target: NumPy sums in memory order,
-    # and the loss must not depend on how the caller's arrays are laid out.
-    with np.errstate(over="ignore", invalid="ignore"):  # Inf targets: inf - inf is NaN, quietly
-        diff = np.ascontiguousarray(y - cast(target, y.dtype))
-    if mask is not None:
-        diff = np.where(mask[..., None], diff, 0)  # where, not *: padding may hold NaN
-    count = (int(mask.sum()) if mask is not None else int(np.prod(y.shape[:-1]))) * y.shape[-1]
-    if count == 0:
-        return 0.0, np.zeros_like(y), 0
-    with np.errstate(over="ignore", invalid="ignore"):
-        loss = float(np.sum(np.square(diff, dtype=np.float64)) / count)
-        dy = (diff * (2.0 / count)).astype(y.dtype, copy=False)
-    return loss, dy, count
-
-
-def cross_entropy_loss(y: np.ndarray, target: np.ndarray, mask: Optional[np.ndarray]) -> Tuple[float, np.ndarray, int]:
-    """Softmax cross-entropy of logits y (..., O) against class ids, mean over
-    counted positions; log-sum-exp keeps it finite for any finite logits."""
-    ids = np.where(mask, target, 0) if mask is not None else target
-    count = int(mask.sum()) if mask is not None else int(np.prod(y.shape[:-1]))
-    if count == 0:
-        return 0.0, np.zeros_like(y), 0
-    with np.errstate(over="ignore", invalid="ignore"):
-        shifted = y.astype(np.float64) - np.max(y, axis=-1, keepdims=True)
-        exp = np.exp(shifted)
-        total = exp.sum(axis=-1, keepdims=True)
-        picked = np.take_along_axis(shifted, ids[..., None], axis=-1)[..., 0]
-        nll = np.ascontiguousarray(np.log(total[..., 0]) - picked)  # C order: see mse_loss
-        if mask is not None:
-            nll = np.where(mask, nll, 0.0)
-        loss = float(nll.sum() / count)
-        dy = exp / total
-        np.put_along_axis(dy, ids[..., None], np.take_along_axis(dy, ids[..., None], axis=-1) - 1, axis=-1)
-        dy /= count
-        if mask is not None:
-            dy = np.where(mask[..., None], dy, 0.0)
-    return loss, dy.astype(y.dtype), count
-
-
-LOSS_FUNCTIONS: Dict[str, Callable] = {"mse": mse_loss, "cross_entropy": cross_entropy_loss}
-
-
-# ---------------------------------------------------------------- optimisers
-
-
-class SGD:
-    """SGD with momentum, as torch.optim.SGD(momentum=0.9): v = m v + g; p -= lr v."""
-
-    def __init__(self, lr: float, momentum: float = 0.9):
-        self.lr, self.momentum = lr, momentum
-        self.velocity: Dict[str, np.ndarray] = {}
-
-    @np.errstate(over="ignore", invalid="ignore")  # huge gradients give Inf quietly, as in torch (API.md)
-    def step(self, params: Dict[str, np.ndarray], grads: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        out = {}
-        for k, p in params.items():
-            v = self.velocity.get(k)
-            v = grads[k].copy() if v is None else self.momentum * v + grads[k]
-            self.velocity[k] = v
-            out[k] = p - self.lr * v
-        return out
-
-
-class Adam:
-    """Adam with torch's defaults (betas 0.9, 0.999; eps 1e-8), bias-corrected."""
-
-    def __init__(self, lr: float, betas: Tuple[float, float] = (0.9, 0.999), eps: float = 1e-8):
-        self.lr, self.betas, self.eps = lr, betas, eps
-        self.t = 0
-        self.m: Dict[str, np.ndarray] = {}
-        self.v: Dict[str, np.ndarray] = {}
-
-    @np.errstate(over="ignore", invalid="ignore")  # g * g of a gradient past 1.8e19 is Inf in float32, quietly
-    def step(self, params: Dict[str, np.ndarray], grads: Dict[str, np.ndarray]) -> Dict[str, np.ndarray]:
-        self.t += 1
-        b1, b2 = self.betas
-        out = {}
-        for k, p in params.items():
-            g = grads[k]
-            m = b1 * self.m.get(k, 0) + (1 - b1) * g
-            v = b2 * self.v.get(k, 0) + (1 - b2) * g * g
-            self.m[k], self.v[k] = m, v
-            m_hat = m / (1 - b1**self.t)
-            v_hat = v / (1 - b2**self.t)
-            out[k] = p - self.lr * m_hat / (np.sqrt(v_hat) + self.eps)
-        return out
-
-
-OPTIMIZERS = {"sgd": SGD, "adam": Adam}
-
-
-def global_norm(grads: Dict[str, np.ndarray]) -> float:
-    return math.sqrt(sum(float(np.sum(np.square(g, dtype=np.float64))) for g in grads.values()))
-
-
-def clip_grad_norm(grads: Dict[str, np.ndarray], max_norm: float) -> Tuple[Dict[str, np.ndarray], float]:
-    """Scales all gradients together so their global norm is at most max_norm
-    (torch.nn.utils.clip_grad_norm_); returns them and the norm before clipping."""
-    norm = global_norm(grads)
-    scale = max_norm / (norm + 1e-6)
-    if scale < 1:
-        with np.errstate(invalid="ignore"):  # inf * 0 is NaN, quietly: fit reports non-finite losses
-            grads = {k: (g * scale).astype(g.dtype, copy=False) for k, g in grads.items()}
-    return grads, norm
+__all__ = ["mse_loss", "cross_entropy_loss", "SGD", "Adam", "AdamW", "clip_grad_norm", "fit", "evaluate"]
 
 
 # ---------------------------------------------------------------- arguments
-
-
-def check_loss(loss: Any) -> str:
-    return check_choice("loss", loss, LOSSES)
 
 
 class Batch:
@@ -159,6 +46,7 @@ class Batch:
                  return_sequences: Optional[bool]):
         x, self.unbatched = sequence_input(model.spec, x, lengths)  # ids (B, T) with vocab_size, else (B, T, I)
         self.batch_first = model.batch_first
+        check_features(model, x)
         self.axis = 0 if self.batch_first else 1  # the batch axis of x
         if self.unbatched:
             x = np.expand_dims(x, self.axis)
@@ -223,6 +111,70 @@ def read_target(model: "RecurrentModel", target: np.ndarray, loss: str, return_s
     return target, per_step
 
 
+# ---------------------------------------------------------------- data checks
+
+
+def check_features(model: "RecurrentModel", x: np.ndarray) -> None:
+    """x's feature axis against input_size, quoted as the caller gave x:
+    after ``Batch`` adds a batch axis or takes a mini-batch, the forward
+    would quote the shape it was handed, not the caller's (issue 16)."""
+    if model.config.get("vocab_size") is not None:  # token ids: no feature axis
+        return
+    size = model.input_size
+    if x.shape[-1] != size:
+        layout = "(B, T, " if model.batch_first else "(T, B, "
+        raise ValueError(f"x: expected shape {layout}{size}) or unbatched (T, {size}) (input_size {size}), "
+                         f"got {x.shape}")
+
+
+def _position(index: Sequence[int]) -> str:
+    return "[" + ", ".join(str(int(i)) for i in index) + "]"
+
+
+def check_finite(batch: Batch, x_name: str, y_name: str) -> None:
+    """ValueError naming the argument and the first non-finite value where
+    it counts (padding past the lengths may hold anything): ``fit`` cannot
+    train on NaN or Inf, and would otherwise report a non-finite loss as if
+    the learning rate were to blame."""
+    mask = batch.mask()  # (B, T), batch first
+    x = batch.x
+    if x.dtype.kind == "f" and not np.isfinite(x).all():
+        bad = ~np.isfinite(x)
+        if mask is not None:
+            bad &= (mask if batch.batch_first else mask.T)[..., None]
+        if bad.any():
+            first = tuple(np.argwhere(bad)[0])
+            b, t = (first[0], first[1]) if batch.batch_first else (first[1], first[0])
+            where = f"step {t}" if batch.unbatched else f"sequence {b}, step {t}"
+            index = first[:batch.axis] + first[batch.axis + 1:] if batch.unbatched else first
+            raise ValueError(f"{x_name}: {x[first]} at {x_name}{_position(index)} ({where}); "
+                             "fit needs finite inputs where they count (padding past lengths is not read)")
+    target = batch.target  # batch first
+    if target.dtype.kind == "f" and not np.isfinite(target).all():
+        bad = ~np.isfinite(target)
+        if mask is not None and batch.per_step:
+            bad &= mask.reshape(mask.shape + (1,) * (bad.ndim - 2))
+        if bad.any():
+            index = tuple(np.argwhere(bad)[0])
+            value = target[index]
+            if batch.unbatched:
+                index = index[1:]
+            elif batch.per_step and not batch.batch_first:
+                index = (index[1], index[0]) + index[2:]
+            raise ValueError(f"{y_name}: {value} at {y_name}{_position(index)}; fit needs finite targets where "
+                             "they count (padding past lengths is not read)")
+
+
+def warn_no_head(model: "RecurrentModel", loss: str, stacklevel: int) -> None:
+    """torch would not train hidden states as logits without a word either."""
+    if loss == "cross_entropy" and model.output_size is None:
+        width = model.num_directions * model.spec.state_size
+        warnings.warn(f"loss: cross_entropy on a model without a head reads its raw hidden states "
+                      f"({width} features, bounded by the activation) as the logits of {width} classes; pass "
+                      "output_size=<number of classes> to the constructor to train a head", UserWarning,
+                      stacklevel=stacklevel)
+
+
 # ---------------------------------------------------------------- gradients
 
 
@@ -239,19 +191,24 @@ def batched_state(model: "RecurrentModel", h0: Any, batch: Batch) -> Any:
 
 
 def loss_and_grads(model: "RecurrentModel", batch: Batch, loss: str, h0: Any = None,
-                   dropout_rng: Optional[np.random.Generator] = None
-                   ) -> Tuple[float, Dict[str, np.ndarray], int, Any]:
+                   dropout_rng: Optional[np.random.Generator] = None, metrics: Sequence[str] = (),
+                   sums: Optional[Dict[str, float]] = None) -> Tuple[float, Dict[str, np.ndarray], int, Any]:
     """(loss, grads keyed like model.params, counted elements, h_n batched and
     structured like the model's states). ``dropout_rng`` turns the model's
-    dropout on (``fit`` only)."""
+    dropout on (``fit`` only); each of ``metrics`` adds its sum over the
+    batch to ``sums``, from the same outputs."""
     out, h_n, cache = model.forward_cache(batch.x, h0, lengths=batch.lengths, return_sequences=batch.per_step,
                                           dropout_rng=dropout_rng)
     loss_fn = LOSS_FUNCTIONS[loss]
     if batch.per_step:
-        value, dy, count = loss_fn(batch.bf(out), batch.target, batch.mask())
+        y, mask = batch.bf(out), batch.mask()
+        value, dy, count = loss_fn(y, batch.target, mask)
         dy = batch.bf(dy)
     else:
+        y, mask = out, None
         value, dy, count = loss_fn(out, batch.target, None)
+    if metrics:
+        tally(list(metrics), y, batch.target, mask, sums if sums is not None else {})
     return value, model.backward_cache(cache, dy).params, count, h_n
 
 
@@ -260,30 +217,55 @@ def model_loss_and_grads(model: "RecurrentModel", x: Any, target: Any, *, loss: 
     """(loss, grads) on one batch, without dropout; see ``RNN.loss_and_grads``."""
     loss = check_loss(loss)
     batch = Batch(model, x, target, loss, lengths, return_sequences)
-    value, grads, _, _ = loss_and_grads(model, batch, loss, batched_state(model, h0, batch))
+    state = batched_state(model, h0, batch)
+    warn_no_head(model, loss, stacklevel=4)
+    value, grads, _, _ = loss_and_grads(model, batch, loss, state)
     return value, grads
 
 
-def evaluate(model: "RecurrentModel", x: Any, y: Any, *, loss: str, lengths: Any = None,
-             batch_size: Optional[int] = None) -> float:
-    """The loss over a data set (the mean over every counted element), forward only."""
-    loss = check_loss(loss)
-    batch = Batch(model, x, y, loss, lengths, None)
-    size = max(batch.B, 1) if batch_size is None else _positive_int("batch_size", batch_size)
+def score(model: "RecurrentModel", batch: Batch, loss: str, size: int, metrics: Sequence[str]) -> Dict[str, float]:
+    """The loss and metrics over a checked data set, ``size`` sequences per forward."""
     total, count = 0.0, 0
+    sums: Dict[str, float] = {}
     for idx in batches_of(batch.B, size, None):
         part = take(batch, idx)
         out, _ = model(part.x, lengths=part.lengths, return_sequences=part.per_step)
-        value, _, n = LOSS_FUNCTIONS[loss](part.bf(out) if part.per_step else out, part.target,
-                                           part.mask() if part.per_step else None)
+        y, mask = (part.bf(out), part.mask()) if part.per_step else (out, None)
+        value, _, n = LOSS_FUNCTIONS[loss](y, part.target, mask)
+        tally(list(metrics), y, part.target, mask, sums)
         total += value * n
         count += n
-    return total / count if count else 0.0
+    logs = {"loss": total / count if count else 0.0}
+    logs.update({k: sums.get(k, 0) / count if count else 0.0 for k in metrics})
+    return logs
 
 
-def batches_of(n: int, size: int, rng: Optional[np.random.Generator]) -> List[np.ndarray]:
-    order = rng.permutation(n) if rng is not None else np.arange(n)
-    return [order[i:i + size] for i in range(0, n, size)] or [order]
+def evaluate(model: "RecurrentModel", x: Any, y: Any, *, loss: str, lengths: Any = None,
+             batch_size: Optional[int] = None, metrics: Optional[Iterable[str]] = None
+             ) -> Union[float, Dict[str, float]]:
+    """The loss over a data set (the mean over every counted element), forward only.
+
+    Parameters
+    ----------
+    x, y, loss, lengths
+        As in ``fit``.
+    batch_size : int, optional
+        Sequences per forward (all at once by default).
+    metrics : list of str, optional
+        ``["accuracy"]`` (cross_entropy only): the share of counted steps,
+        or sequences when many-to-one, whose arg-max class is the target.
+
+    Returns
+    -------
+    float or dict
+        The loss; with ``metrics``, a dict of ``"loss"`` and each metric.
+    """
+    loss = check_loss(loss)
+    names = check_metrics(metrics, loss)
+    batch = Batch(model, x, y, loss, lengths, None)
+    size = max(batch.B, 1) if batch_size is None else _positive_int("batch_size", batch_size)
+    logs = score(model, batch, loss, size, names)
+    return logs if metrics is not None else logs["loss"]
 
 
 def take(batch: Batch, idx: np.ndarray, steps: Optional[slice] = None) -> Batch:
@@ -306,43 +288,15 @@ def take(batch: Batch, idx: np.ndarray, steps: Optional[slice] = None) -> Batch:
     return part
 
 
+def take_live(part: Batch, live: np.ndarray) -> Batch:
+    """The sequences of a chunk that still have steps in it."""
+    idx = np.flatnonzero(live)
+    out = take(part, idx)
+    out.T = part.T
+    return out
+
+
 # ---------------------------------------------------------------- fit
-
-
-def _positive_int(name: str, value: Any, allow_none: bool = False) -> Optional[int]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise TypeError(f"{name}: expected a positive int, got {type(value).__name__}")
-    if value < 1:
-        raise ValueError(f"{name}: expected a positive int, got {value}")
-    return int(value)
-
-
-def _positive_float(name: str, value: Any, allow_none: bool = False) -> Optional[float]:
-    if value is None and allow_none:
-        return None
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name}: expected a positive number, got {type(value).__name__}")
-    if not 0 < value <= sys.float_info.max:  # NaN, Inf and ints past float's range fail
-        raise ValueError(f"{name}: expected a positive number, got {value}")
-    return float(value)
-
-
-def check_fit_arguments(loss: Any, epochs: Any, batch_size: Any, optimizer: Any, lr: Any, clip_norm: Any,
-                        tbptt: Any) -> Tuple[str, int, int, float, Optional[float], Optional[int]]:
-    """``fit``'s scalar arguments checked, in its order (shared with
-    ``rnnext.dask.fit``, so both refuse the same values with the same words):
-    ``(loss, epochs, batch_size, lr, clip_norm, tbptt)``."""
-    loss = check_loss(loss)
-    epochs = _positive_int("epochs", epochs)
-    batch_size = _positive_int("batch_size", batch_size)
-    lr = _positive_float("lr", lr)
-    clip_norm = _positive_float("clip_norm", clip_norm, allow_none=True)
-    tbptt = _positive_int("tbptt", tbptt, allow_none=True)
-    if optimizer not in OPTIMIZERS:
-        raise ValueError(f"optimizer: expected 'sgd' or 'adam', got {optimizer!r}")
-    return loss, epochs, batch_size, lr, clip_norm, tbptt  # type: ignore[return-value]
 
 
 def fit_streams(model: "RecurrentModel", seed: Optional[int]
@@ -357,41 +311,41 @@ def fit_streams(model: "RecurrentModel", seed: Optional[int]
     return rng, dropout_rng
 
 
-def update(model: "RecurrentModel", opt: Any, value: float, grads: Dict[str, np.ndarray],
-           clip_norm: Optional[float], epoch: int, number: int) -> None:
-    """One optimiser step from a batch's mean loss and gradients: the finite
-    checks (naming epoch and batch, counted from 0 here, from 1 in the
-    message), clipping, then the update (shared with ``rnnext.dask.fit``)."""
-    if not math.isfinite(value):
-        raise FloatingPointError(
-            f"fit: the loss is {value} at epoch {epoch + 1}, batch {number + 1}; "
-            "lower lr, or clip gradients with clip_norm")
-    if clip_norm is not None:
-        grads, _ = clip_grad_norm(grads, clip_norm)
-    if not all(np.all(np.isfinite(g)) for g in grads.values()):
-        raise FloatingPointError(
-            f"fit: non-finite gradients at epoch {epoch + 1}, batch {number + 1} "
-            f"(the loss was {value}); lower lr, or clip gradients with clip_norm")
-    model.set_params(opt.step(model.params, grads))
+def check_validation_data(validation_data: Any, sizes: Tuple[int, ...], form: str) -> Optional[Tuple[Any, ...]]:
+    """``validation_data`` as a tuple padded with None to the longest of ``sizes``."""
+    if validation_data is None:
+        return None
+    if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in sizes:
+        raise ValueError(f"validation_data: expected {form}")
+    return tuple(validation_data) + (None,) * (max(sizes) - len(validation_data))
 
 
 def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, batch_size: int = 32,
-        optimizer: str = "adam", lr: float = 1e-3, clip_norm: Optional[float] = None,
+        optimizer: Any = "adam", lr: Any = None, clip_norm: Optional[float] = None,
         tbptt: Optional[int] = None, lengths: Any = None, validation_data: Optional[Sequence] = None,
         shuffle: bool = True, callbacks: Optional[Iterable[Callable]] = None, seed: Optional[int] = None,
-        progress: bool = True) -> Dict[str, List[float]]:
+        metrics: Optional[Iterable[str]] = None, progress: bool = True) -> Dict[str, List[float]]:
     """Trains the model in place on mini-batches of sequences.
 
     Parameters
     ----------
     x, y : array_like
-        Inputs and targets, read as in ``loss_and_grads``.
+        Inputs and targets, read as in ``loss_and_grads``; NaN or Inf where
+        they count is a ValueError naming the first one.
     loss : {"mse", "cross_entropy"}
     epochs, batch_size : int
-    optimizer : {"adam", "sgd"}
-        Adam with torch's defaults, or SGD with momentum 0.9; a fresh
-        optimizer state for every call.
-    lr : float
+    optimizer : {"adam", "sgd", "adamw"} or rnnext.optim optimiser
+        A name makes a fresh optimiser for this call (Adam and AdamW with
+        torch's defaults, SGD with momentum 0.9). An object
+        (``rx.optim.Adam(...)``) keeps its state: passing it to another
+        ``fit`` continues training where this one stopped.
+    lr : float or callable, optional
+        The learning rate. None: the optimiser object's ``lr``, or 1e-3 with
+        a name. A float replaces the object's ``lr`` (it stays set after
+        the call). A callable ``epoch -> lr`` is a schedule, called before
+        every epoch; epochs count from 0 over every ``fit`` that shares the
+        optimiser object (``optimizer.epochs``), so a resumed run follows
+        the schedule it would have in one call.
     clip_norm : float, optional
         Scales the gradients of each update so their global norm is at
         most ``clip_norm`` (the cure for exploding gradients).
@@ -402,22 +356,30 @@ def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, 
         targets only.
     lengths : array_like of int, (B,), optional
     validation_data : (x, y) or (x, y, lengths), optional
-        Its loss is computed after every epoch.
+        Its loss (and metrics) are computed after every epoch.
     shuffle : bool
         Shuffle the sequences every epoch (seeded by ``seed``).
     callbacks : iterable of callables, optional
-        Each called as ``callback(epoch, logs)`` after every epoch;
-        returning True stops training.
+        ``rx.callbacks`` objects (``EarlyStopping``, ``ModelCheckpoint``,
+        ``ReduceLROnPlateau``) or plain callables, each called as
+        ``callback(epoch, logs)`` after every epoch (``epoch`` as the
+        schedule counts it); returning True stops training.
     seed : int, optional
         Seeds the shuffling and the dropout masks.
+    metrics : list of str, optional
+        ``["accuracy"]`` (cross_entropy only): the share of counted steps
+        (or sequences, many-to-one) whose arg-max class is the target,
+        from the training forward (no extra pass).
     progress : bool
-        Show a tqdm progress bar with the running loss.
+        Show a tqdm progress bar with the running loss and metrics, and
+        the validation ones at the end of each epoch.
 
     Returns
     -------
     dict
-        ``"loss"`` (each epoch's mean over counted elements) and, with
-        validation data, ``"val_loss"``: one value per epoch.
+        ``"loss"`` (each epoch's mean over counted elements), each metric,
+        and with validation data ``"val_loss"`` and ``"val_<metric>"``: one
+        value per epoch.
 
     Raises
     ------
@@ -425,77 +387,63 @@ def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, 
         When the loss or a gradient stops being finite, naming the epoch
         and batch, before the update that would spread it.
 
+    Warns
+    -----
+    UserWarning
+        For cross_entropy on a model without a head (its hidden states
+        would be the logits).
+
     Notes
     -----
     The model's ``dropout`` applies here only: inverted dropout on the
     input of every layer above the first, fresh masks for every batch
     (and every ``tbptt`` chunk), the gradients masked alike.
     """
-    loss, epochs, batch_size, lr, clip_norm, tbptt = check_fit_arguments(loss, epochs, batch_size, optimizer, lr,
-                                                                          clip_norm, tbptt)
-    callbacks = list(callbacks or [])
-    for cb in callbacks:
-        if not callable(cb):
-            raise TypeError(f"callbacks: expected callables, got {type(cb).__name__}")
+    loss, epochs, batch_size, opt, lr, clip_norm, tbptt = check_fit_arguments(loss, epochs, batch_size, optimizer,
+                                                                               lr, clip_norm, tbptt)
+    names = check_metrics(metrics, loss)
+    callbacks = check_callbacks(callbacks, lr)
     batch = Batch(model, x, y, loss, lengths, None)
     if tbptt is not None and not batch.per_step:
         raise ValueError("tbptt: truncated BPTT needs per-step targets ((B, T) ids or (B, T, O) values)")
-    validation = None
-    if validation_data is not None:
-        if not isinstance(validation_data, (tuple, list)) or len(validation_data) not in (2, 3):
-            raise ValueError("validation_data: expected (x, y) or (x, y, lengths)")
-        validation = tuple(validation_data) + (None,) * (3 - len(validation_data))
-        Batch(model, validation[0], validation[1], loss, validation[2], None)  # check it now, not after an epoch
-    from tqdm.auto import tqdm
+    validation = check_validation_data(validation_data, (2, 3), "(x, y) or (x, y, lengths)")
+    held_out = None
+    if validation is not None:  # checked now, not after an epoch
+        held_out = Batch(model, validation[0], validation[1], loss, validation[2], None)
+    check_finite(batch, "x", "y")
+    if held_out is not None:
+        check_finite(held_out, "validation_data[0]", "validation_data[1]")
+    warn_no_head(model, loss, stacklevel=4)
 
     rng, dropout_rng = fit_streams(model, seed)
-    opt = OPTIMIZERS[optimizer](lr)
-    history: Dict[str, List[float]] = {"loss": []}
-    if validation is not None:
-        history["val_loss"] = []
     chunks = [slice(s, min(s + tbptt, batch.T)) for s in range(0, batch.T, tbptt)] if tbptt else [None]
-    for epoch in range(epochs):
-        total, count = 0.0, 0
-        parts = batches_of(batch.B, batch_size, rng if shuffle else None)
-        with tqdm(total=len(parts), desc=f"epoch {epoch + 1}/{epochs}", disable=not progress, leave=False) as bar:
-            for number, idx in enumerate(parts):
-                state = None
-                for steps in chunks:
-                    part = take(batch, idx, steps)
-                    h0 = state
-                    if steps is not None and part.lengths is not None:
-                        # Sequences that ended before this chunk have nothing left to learn.
-                        live = part.lengths > 0
-                        if not live.any():
-                            continue
-                        part = take_live(part, live)
-                        h0 = None if state is None else map_state(lambda s: s[:, live], state)
-                    value, grads, n, h_n = loss_and_grads(model, part, loss, h0, dropout_rng)
-                    update(model, opt, value, grads, clip_norm, epoch, number)
-                    total += value * n
-                    count += n
-                    if steps is not None:  # carry the state, not the gradient, into the next chunk
-                        if state is None:
-                            state = model.initial_state(len(idx))
-                        if part.lengths is not None and part.B != len(idx):
-                            map_state(lambda s, h: s.__setitem__((slice(None), live), h), state, h_n)
-                        else:
-                            state = h_n
-                bar.update()
-                bar.set_postfix(loss=f"{total / max(count, 1):.4g}")
-        history["loss"].append(total / count if count else 0.0)
-        if validation is not None:
-            history["val_loss"].append(evaluate(model, validation[0], validation[1], loss=loss,
-                                                lengths=validation[2], batch_size=batch_size))
-        logs = {key: values[-1] for key, values in history.items()}
-        if any([cb(epoch, logs) is True for cb in callbacks]):
-            break
-    return history
 
+    def train_batch(idx: np.ndarray, epoch: int, number: int, running: Any) -> None:
+        state = None
+        for steps in chunks:
+            part = take(batch, idx, steps)
+            h0 = state
+            if steps is not None and part.lengths is not None:
+                # Sequences that ended before this chunk have nothing left to learn.
+                live = part.lengths > 0
+                if not live.any():
+                    continue
+                part = take_live(part, live)
+                h0 = None if state is None else map_state(lambda s: s[:, live], state)
+            sums: Dict[str, float] = {}
+            value, grads, n, h_n = loss_and_grads(model, part, loss, h0, dropout_rng, names, sums)
+            update(model, opt, value, grads, clip_norm, epoch, number)
+            running.add(value, n, sums)
+            if steps is not None:  # carry the state, not the gradient, into the next chunk
+                if state is None:
+                    state = model.initial_state(len(idx))
+                if part.lengths is not None and part.B != len(idx):
+                    map_state(lambda s, h: s.__setitem__((slice(None), live), h), state, h_n)
+                else:
+                    state = h_n
 
-def take_live(part: Batch, live: np.ndarray) -> Batch:
-    """The sequences of a chunk that still have steps in it."""
-    idx = np.flatnonzero(live)
-    out = take(part, idx)
-    out.T = part.T
-    return out
+    validate = None
+    if held_out is not None:
+        validate = lambda: score(model, held_out, loss, batch_size, names)  # noqa: E731
+    return run_epochs(model, opt, lr, callbacks, epochs=epochs, rows=batch.B, batch_size=batch_size, rng=rng,
+                      shuffle=shuffle, progress=progress, metrics=names, train_batch=train_batch, validate=validate)
