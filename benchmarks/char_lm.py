@@ -67,7 +67,7 @@ def torch_epoch(modules, x: np.ndarray, y: np.ndarray, B: int, lr: float) -> Cal
             loss = torch.nn.functional.cross_entropy(logits.reshape(-1, logits.shape[-1]), Y[s:s + B].reshape(-1))
             loss.backward()
             opt.step()
-            total += float(loss) * Y[s:s + B].numel()
+            total += loss.item() * Y[s:s + B].numel()
         return total / Y.numel()
 
     return epoch
