@@ -158,7 +158,7 @@ def one_to_many_waves(rng: np.random.Generator, say: Callable[[str], None]) -> D
     generated = model.generate(prompt, 40)
     error = np.sqrt(np.mean((generated - future) ** 2))
     hold = np.sqrt(np.mean((prompt[:, -1:] - future) ** 2))
-    say(f"   RNN(1, 32, 1) trained on next-step prediction, then generating 40 steps from its own outputs:")
+    say("   RNN(1, 32, 1) trained on next-step prediction, then generating 40 steps from its own outputs:")
     say(f"   RMS error {error:.3f} (repeating the last prompt value: {hold:.3f}; the wave's amplitude is 1)")
     row = " ".join(f"{v:+.2f}" for v in generated[0, :8, 0])
     say(f"   generated: {row} ...")

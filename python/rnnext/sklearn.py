@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import numbers
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Optional
 
 import numpy as np
 
