@@ -63,8 +63,10 @@ PARAMETERS_DOC = """
         Dropout between stacked layers during training (``num_layers > 1``).
     epochs, batch_size : int
         Passes over the training data, and sequences per update.
-    lr : float or callable
-        The learning rate (or what ``rnnext``'s ``fit`` accepts for it).
+    lr : float or callable, optional
+        The learning rate (or what ``rnnext``'s ``fit`` accepts for it);
+        None (the default) means an optimizer object's own rate, and 1e-3
+        for an optimizer name.
     optimizer : str or optimizer object
         ``"adam"``, ``"sgd"``, or anything ``rnnext``'s ``fit`` accepts. An
         optimizer object is copied by every ``fit``, so each ``fit`` starts
@@ -118,7 +120,7 @@ class _RNNEstimator(BaseEstimator):
 
     def __init__(self, cell: str = "lstm", *, hidden_size: int = 64, num_layers: int = 1,
                  bidirectional: bool = False, activation: str = "tanh", dropout: float = 0.0, epochs: int = 20,
-                 batch_size: int = 32, lr: Any = 1e-3, optimizer: Any = "adam", clip_norm: Optional[float] = None,
+                 batch_size: int = 32, lr: Any = None, optimizer: Any = "adam", clip_norm: Optional[float] = None,
                  dtype: str = "float32", seed: Optional[int] = None, random_state: Any = None,
                  progress: bool = False) -> None:
         # scikit-learn's rule: __init__ only stores; fit checks (set_params may change anything later).
