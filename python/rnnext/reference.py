@@ -7,14 +7,18 @@ runs in the weights' dtype (pass float64 arrays for a float64 reference).
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+from typing import Any, List, Optional, Sequence, Tuple
 
 import numpy as np
+
+from numpy.typing import NDArray
+
+from ._typing import ArrayLike, FloatArray
 
 __all__ = ["activate", "rnn", "lstm", "gru", "dense"]
 
 
-def activate(name: str, z: np.ndarray) -> np.ndarray:
+def activate(name: str, z: FloatArray) -> FloatArray:
     """f(z) for f in tanh, sigmoid, relu; NaN propagates, no warnings."""
     if name == "tanh":
         return np.tanh(z)
@@ -26,11 +30,15 @@ def activate(name: str, z: np.ndarray) -> np.ndarray:
     raise ValueError(f"activation: expected one of 'tanh', 'sigmoid', 'relu', got {name!r}")
 
 
-def sigmoid(z: np.ndarray) -> np.ndarray:
+def sigmoid(z: FloatArray) -> FloatArray:
     return activate("sigmoid", z)
 
 
-def _prepare(x, W_x, W_h, b_x, b_h, states, lengths, batch_first, gates, widths=None):
+def _prepare(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike], b_h: Optional[ArrayLike],
+             states: Sequence[Optional[ArrayLike]], lengths: Optional[ArrayLike], batch_first: bool, gates: int,
+             widths: Optional[List[Optional[int]]] = None
+             ) -> Tuple[NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any], NDArray[Any], List[NDArray[Any]],
+                        NDArray[Any], bool, int]:
     """Common argument handling: the weights' dtype, batch-major x, zero
     defaults (states ``widths`` wide, H each by default)."""
     W_x = np.asarray(W_x)
@@ -47,14 +55,15 @@ def _prepare(x, W_x, W_h, b_x, b_h, states, lengths, batch_first, gates, widths=
     elif not batch_first:
         x = x.transpose(1, 0, 2)
     B, T, _ = x.shape
-    widths = [H if w is None else w for w in (widths or [None] * len(states))]
-    states = [np.zeros((B, w), dtype) if s is None else np.asarray(s, dtype).reshape(B, w)
-              for s, w in zip(states, widths)]
+    sizes = [H if w is None else w for w in (widths or [None] * len(states))]
+    arrays = [np.zeros((B, w), dtype) if s is None else np.asarray(s, dtype).reshape(B, w)
+              for s, w in zip(states, sizes)]
     lengths = np.full(B, T) if lengths is None else np.asarray(lengths).reshape(B)
-    return x, W_x, W_h, b_x, b_h, states, lengths, unbatched, H
+    return x, W_x, W_h, b_x, b_h, arrays, lengths, unbatched, H
 
 
-def _finish(h_seq, finals, unbatched, batch_first):
+def _finish(h_seq: FloatArray, finals: List[FloatArray], unbatched: bool, batch_first: bool
+            ) -> Tuple[FloatArray, List[FloatArray]]:
     if unbatched:
         return h_seq[0], [f[0] for f in finals]
     if not batch_first:
@@ -62,8 +71,10 @@ def _finish(h_seq, finals, unbatched, batch_first):
     return h_seq, finals
 
 
-def rnn(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, activation="tanh", lengths=None,
-        batch_first=True, reverse=False) -> Tuple[np.ndarray, np.ndarray]:
+def rnn(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None,
+        b_h: Optional[ArrayLike] = None, h0: Optional[ArrayLike] = None, *, activation: str = "tanh",
+        lengths: Optional[ArrayLike] = None, batch_first: bool = True, reverse: bool = False
+        ) -> Tuple[FloatArray, FloatArray]:
     """h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h), one step at a time."""
     x, W_x, W_h, b_x, b_h, (h0,), lengths, unbatched, H = _prepare(x, W_x, W_h, b_x, b_h, [h0], lengths,
                                                                    batch_first, 1)
@@ -81,8 +92,10 @@ def rnn(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, activation="tanh", lengths=
     return h_seq, h_n
 
 
-def lstm(x, W_x, W_h, b_x=None, b_h=None, h0=None, c0=None, *, lengths=None, batch_first=True,
-         reverse=False, W_hr=None) -> Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]]:
+def lstm(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None,
+         b_h: Optional[ArrayLike] = None, h0: Optional[ArrayLike] = None, c0: Optional[ArrayLike] = None, *,
+         lengths: Optional[ArrayLike] = None, batch_first: bool = True, reverse: bool = False,
+         W_hr: Optional[ArrayLike] = None) -> Tuple[FloatArray, Tuple[FloatArray, FloatArray]]:
     """PyTorch's LSTM, gate blocks i, f, g, o stacked along the weights' first axis:
 
         i = sigmoid(W_xi x_t + b_xi + W_hi h_{t-1} + b_hi)
@@ -118,8 +131,10 @@ def lstm(x, W_x, W_h, b_x=None, b_h=None, h0=None, c0=None, *, lengths=None, bat
     return h_seq, (h_n, c_n)
 
 
-def gru(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, lengths=None, batch_first=True, reverse=False,
-        linear_before_reset=True) -> Tuple[np.ndarray, np.ndarray]:
+def gru(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None,
+        b_h: Optional[ArrayLike] = None, h0: Optional[ArrayLike] = None, *, lengths: Optional[ArrayLike] = None,
+        batch_first: bool = True, reverse: bool = False, linear_before_reset: bool = True
+        ) -> Tuple[FloatArray, FloatArray]:
     """PyTorch's GRU, gate blocks r, z, n stacked along the weights' first axis:
 
         r = sigmoid(W_xr x_t + b_xr + W_hr h_{t-1} + b_hr)
@@ -157,8 +172,8 @@ def gru(x, W_x, W_h, b_x=None, b_h=None, h0=None, *, lengths=None, batch_first=T
     return h_seq, h_n
 
 
-def dense(x, W, b=None) -> np.ndarray:
+def dense(x: ArrayLike, W: ArrayLike, b: Optional[ArrayLike] = None) -> FloatArray:
     """y = x W^T + b over the last axis."""
     W = np.asarray(W)
-    y = np.asarray(x, W.dtype) @ W.T
+    y: FloatArray = np.asarray(x, W.dtype) @ W.T
     return y if b is None else y + np.asarray(b, W.dtype)
