@@ -6,7 +6,7 @@ generator can only call ``object``. CI checks this file against the built
 module with ``python -m mypy.stubtest rnnext._core`` (.ci/typecheck).
 """
 
-from typing import Literal, overload
+from typing import Literal, overload, type_check_only
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -17,15 +17,26 @@ from rnnext._typing import BuildInfo
 # "rnn", "lstm", "gru"; "int8", "bfloat16"): the Python layer passes them on
 # from configurations typed str.
 
+# pybind11's classes: their metaclass is pybind11_type, and the constructor
+# they inherit from pybind11_object takes anything and raises TypeError (none
+# is bound: pack_* makes layers, forward_cache makes caches). Neither is
+# importable, so the stub names them privately for stubtest.
+@type_check_only
+class _pybind11_type(type): ...
+
+@type_check_only
+class _pybind11_object(metaclass=_pybind11_type):
+    def __init__(self, *args: object, **kwargs: object) -> None: ...
+
 # float32 and float64 twins: a layer computes and returns in its own dtype.
 
-class Cache32:
+class Cache32(_pybind11_object):
     """What backward needs from a forward (opaque)."""
 
-class Cache64:
+class Cache64(_pybind11_object):
     """What backward needs from a forward (opaque)."""
 
-class DenseWeights32:
+class DenseWeights32(_pybind11_object):
     """Packed dense-layer weights (made by pack_dense)."""
     @property
     def dtype(self) -> Literal["float32"]: ...
@@ -39,7 +50,7 @@ class DenseWeights32:
     ) -> tuple[NDArray[np.float32], NDArray[np.float32], NDArray[np.float32]]:
         """(dW, db, dx) from x and dy."""
 
-class DenseWeights64:
+class DenseWeights64(_pybind11_object):
     """Packed dense-layer weights (made by pack_dense)."""
     @property
     def dtype(self) -> Literal["float64"]: ...
@@ -53,7 +64,7 @@ class DenseWeights64:
     ) -> tuple[NDArray[np.float64], NDArray[np.float64], NDArray[np.float64]]:
         """(dW, db, dx) from x and dy."""
 
-class Layer32:
+class Layer32(_pybind11_object):
     """One layer-direction's packed weights (made by pack_<cell>)."""
     @property
     def cell(self) -> Literal["rnn", "lstm", "gru"]: ...
@@ -96,7 +107,7 @@ class Layer32:
     ) -> tuple[NDArray[np.float32], NDArray[np.float32] | tuple[NDArray[np.float32], NDArray[np.float32]]]:
         """(y_t, state) for one time step of a one-layer model, states shaped (1, B, H)."""
 
-class Layer64:
+class Layer64(_pybind11_object):
     """One layer-direction's packed weights (made by pack_<cell>)."""
     @property
     def cell(self) -> Literal["rnn", "lstm", "gru"]: ...
@@ -164,10 +175,17 @@ def dense_reference(x: ArrayLike, W: ArrayLike, b: ArrayLike | None = None) -> N
 def get_num_threads() -> int: ...
 def pack_dense(W: ArrayLike, b: ArrayLike | None = None) -> DenseWeights32 | DenseWeights64:
     """Checks and packs dense weights; returns DenseWeights32 or DenseWeights64."""
+# pack_rnn and pack_gru: the binding's option follows the optional biases
+# without a default of its own (positional after both, or by keyword).
+@overload
 def pack_gru(
-    W_x: ArrayLike, W_h: ArrayLike, b_x: ArrayLike | None = None, b_h: ArrayLike | None = None, *, linear_before_reset: bool
+    W_x: ArrayLike, W_h: ArrayLike, b_x: ArrayLike | None, b_h: ArrayLike | None, linear_before_reset: bool
 ) -> Layer32 | Layer64:
     """Checks and packs gru weights; returns Layer32 or Layer64."""
+@overload
+def pack_gru(
+    W_x: ArrayLike, W_h: ArrayLike, b_x: ArrayLike | None = None, b_h: ArrayLike | None = None, *, linear_before_reset: bool
+) -> Layer32 | Layer64: ...
 def pack_lstm(
     W_x: ArrayLike, W_h: ArrayLike, b_x: ArrayLike | None = None, b_h: ArrayLike | None = None, W_hr: ArrayLike | None = None
 ) -> Layer32 | Layer64:
@@ -187,10 +205,15 @@ def pack_quantized(
     linear_before_reset: bool = True,
 ) -> Layer32:
     """Packs one layer-direction's quantized weights (int8 with float32 row scales, or bfloat16 bits as uint16) as a Layer32 for inference."""
+@overload
 def pack_rnn(
-    W_x: ArrayLike, W_h: ArrayLike, b_x: ArrayLike | None = None, b_h: ArrayLike | None = None, *, activation: str
+    W_x: ArrayLike, W_h: ArrayLike, b_x: ArrayLike | None, b_h: ArrayLike | None, activation: str
 ) -> Layer32 | Layer64:
     """Checks and packs rnn weights; returns Layer32 or Layer64."""
+@overload
+def pack_rnn(
+    W_x: ArrayLike, W_h: ArrayLike, b_x: ArrayLike | None = None, b_h: ArrayLike | None = None, *, activation: str
+) -> Layer32 | Layer64: ...
 def process_num_threads() -> int:
     """The process-wide thread count (set_num_threads), whatever this thread's own."""
 def quant_path(precision: str) -> str:
