@@ -10,6 +10,7 @@ from ._core import build_info as _build_info
 from ._core import get_num_threads, set_num_threads
 from ._threads import register_threadpoolctl as _register_threadpoolctl
 from ._threads import threads
+from ._typing import BuildInfo
 from .interop import from_keras, from_onnx, from_torch
 from .io import from_bytes, load
 from .models import GRU, LSTM, RNN
@@ -41,7 +42,7 @@ __all__ = [
 _register_threadpoolctl()
 
 
-def build_info() -> dict:
+def build_info() -> BuildInfo:
     """Version, compiler, the instruction set chosen at run time
     (``RNNEXT_FORCE_ISA=scalar|avx2|avx512`` forces one), the ones this CPU
     supports, the thread count a call made now would use, the CPUs this

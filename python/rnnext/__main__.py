@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import sys
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Sequence, Tuple, cast
 
 
 def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
@@ -26,14 +26,14 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help=argparse.SUPPRESS)
 
 
-def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, peers: Optional[Dict] = None) -> Any:
+def run_bench(args: argparse.Namespace, parser: argparse.ArgumentParser, peers: Optional[Dict[str, Any]] = None) -> Any:
     """Runs the benchmark the parsed options ask for; bad options exit through `parser.error`."""
     from . import _core, bench
 
-    cases = None
+    cases: Optional[Sequence[Tuple[int, int, int, int]]] = None
     if args.case:
         try:
-            cases = [tuple(int(v) for v in c.split(",")) for c in args.case]
+            cases = [cast(Tuple[int, int, int, int], tuple(int(v) for v in c.split(","))) for c in args.case]
             if any(len(c) != 4 or min(c) < 1 for c in cases):
                 raise ValueError
         except ValueError:

@@ -4,7 +4,7 @@ the memory check made before a buffer that cannot exist is computed."""
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
@@ -28,7 +28,7 @@ def physical_memory() -> Optional[int]:
         return None
 
 
-def count_str(n: int) -> str:
+def count_str(n: Union[int, np.integer[Any]]) -> str:
     """An int for a message: ``1,000,000``, or ``about 2**3321`` for sizes
     whose digits are not worth printing (or past Python's 4300-digit limit)."""
     n = int(n)

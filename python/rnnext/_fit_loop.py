@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -42,13 +42,13 @@ def positive_float(name: str, value: Any, allow_none: bool = False) -> Optional[
 def check_lr(lr: Any) -> Union[None, float, Callable[[int], Any]]:
     """None, a positive float, or a schedule (a callable epoch -> lr)."""
     if lr is None or callable(lr):
-        return lr
+        return cast(Optional[Callable[[int], Any]], lr)
     if isinstance(lr, bool) or not isinstance(lr, (int, float, np.integer, np.floating)):
         raise TypeError(f"lr: expected a positive number or a callable epoch -> lr, got {type(lr).__name__}")
     return positive_float("lr", lr)
 
 
-def make_optimizer(optimizer: Any, lr: Union[None, float, Callable]) -> _optim.Optimizer:
+def make_optimizer(optimizer: Any, lr: Union[None, float, Callable[[int], Any]]) -> _optim.Optimizer:
     """The optimiser ``fit`` steps with: a fresh one for a name (``lr`` or
     1e-3; SGD with momentum 0.9), or the object given (``run_epochs`` sets
     a float ``lr`` on it, once every argument has passed its checks)."""
@@ -77,7 +77,7 @@ def scheduled_lr(schedule: Callable[[int], Any], epoch: int) -> float:
     return float(value)
 
 
-def check_callbacks(callbacks: Any, lr: Any) -> List[Callable]:
+def check_callbacks(callbacks: Any, lr: Any) -> List[Callable[..., Any]]:
     callbacks = list(callbacks or [])
     for cb in callbacks:
         if not callable(cb):
@@ -85,7 +85,7 @@ def check_callbacks(callbacks: Any, lr: Any) -> List[Callable]:
         if callable(lr) and isinstance(cb, _callbacks.ReduceLROnPlateau):
             raise ValueError("callbacks: ReduceLROnPlateau and a callable lr (a schedule) both set the learning "
                              "rate every epoch; use one of them")
-    return callbacks
+    return cast(List[Callable[..., Any]], callbacks)
 
 
 def check_fit_arguments(loss: Any, epochs: Any, batch_size: Any, optimizer: Any, lr: Any, clip_norm: Any,
@@ -102,7 +102,7 @@ def check_fit_arguments(loss: Any, epochs: Any, batch_size: Any, optimizer: Any,
     clip_norm = positive_float("clip_norm", clip_norm, allow_none=True)
     tbptt = positive_int("tbptt", tbptt, allow_none=True)
     opt = make_optimizer(optimizer, lr)
-    return loss, epochs, batch_size, opt, lr, clip_norm, tbptt  # type: ignore[return-value]
+    return loss, epochs, batch_size, opt, lr, clip_norm, tbptt
 
 
 def log_keys(metrics: Sequence[str], validation: bool) -> List[str]:
@@ -135,7 +135,7 @@ def postfix(logs: Dict[str, float]) -> Dict[str, str]:
     return {k: f"{v:.4g}" for k, v in logs.items()}
 
 
-def run_epochs(context: Any, opt: _optim.Optimizer, lr: Any, callbacks: List[Callable], *, epochs: int, rows: int,
+def run_epochs(context: Any, opt: _optim.Optimizer, lr: Any, callbacks: List[Callable[..., Any]], *, epochs: int, rows: int,
                batch_size: int, rng: np.random.Generator, shuffle: bool, progress: bool, metrics: Sequence[str],
                train_batch: Callable[[np.ndarray, int, int, Running], None],
                validate: Optional[Callable[[], Dict[str, float]]]) -> Dict[str, List[float]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import warnings
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple, Type
 
 import numpy as np
 
@@ -32,7 +32,7 @@ ACTIVATIONS = ("tanh", "sigmoid", "relu")
 #: "LSTM", "GRU"), filled in by ``models.py``: a registry, so nothing else is
 #: ever built from a file, and so ``io`` and ``interop`` need not import
 #: ``models`` (which imports them).
-MODEL_CLASSES: Dict[str, type] = {}
+MODEL_CLASSES: Dict[str, Type[RecurrentModel]] = {}
 
 #: The seed that makes a constructor check its configuration and stop before
 #: the parameters (``RecurrentModel.declared``).

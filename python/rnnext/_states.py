@@ -8,7 +8,7 @@ LSTM and either None for zeros; ``read_state`` and ``state_out`` convert.
 
 from __future__ import annotations
 
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Optional, Tuple, Union, cast
 
 import numpy as np
 
@@ -60,7 +60,7 @@ def _state_array(spec: Spec, value: Any, name: str, batch: Optional[int], cell: 
 
 def state_out(spec: Spec, h: np.ndarray, c: Optional[np.ndarray]) -> State:
     """The state as callers see it: ``(h, c)`` for LSTM, ``h`` otherwise."""
-    return (h, c) if spec.cell.has_cell_state else h
+    return cast(State, (h, c)) if spec.cell.has_cell_state else h  # c is an LSTM's: never None there
 
 
 def batch_of(spec: Spec, x: np.ndarray) -> Optional[int]:
@@ -68,7 +68,7 @@ def batch_of(spec: Spec, x: np.ndarray) -> Optional[int]:
     malformed: the forward says what is wrong with it)."""
     if x.ndim != 3:
         return None
-    return x.shape[0] if spec.config["batch_first"] else x.shape[1]
+    return int(x.shape[0] if spec.config["batch_first"] else x.shape[1])
 
 
 def initial_state(spec: Spec, batch_size: Optional[int]) -> State:

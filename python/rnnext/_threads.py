@@ -59,7 +59,7 @@ def register_threadpoolctl() -> bool:
         return False
     import threadpoolctl
 
-    class RnnextController(threadpoolctl.LibController):
+    class RnnextController(threadpoolctl.LibController):  # type: ignore[misc]  # threadpoolctl has no types
         """rnnext's thread count, as threadpoolctl sees it: per calling
         thread."""
 

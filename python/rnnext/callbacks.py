@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import os
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, cast
 
 import numpy as np
 
@@ -46,7 +46,7 @@ def _mode(name: str, mode: Any, monitor: str) -> str:
         raise ValueError(f"mode: expected 'auto', 'min' or 'max', got {mode!r}")
     if mode == "auto":  # Keras' rule: accuracies rise, everything else (losses) falls
         return "max" if monitor.endswith("accuracy") else "min"
-    return mode
+    return cast(str, mode)
 
 
 def _non_negative(name: str, value: Any, integer: bool = False) -> Any:
@@ -67,7 +67,7 @@ class _Monitoring(Callback):
             raise TypeError(f"monitor: expected a log key such as 'val_loss', got {type(monitor).__name__}")
         self.monitor = monitor
         self.mode = _mode("mode", mode, monitor)
-        self.min_delta = _non_negative("min_delta", min_delta)
+        self.min_delta: float = _non_negative("min_delta", min_delta)
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def set_context(self, model: Any, optimizer: Any, keys: Sequence[str]) -> None:
@@ -263,7 +263,7 @@ class ReduceLROnPlateau(_Monitoring):
         return None
 
 
-def start(callbacks: List[Callable], model: Any, optimizer: Any, keys: Sequence[str]) -> None:
+def start(callbacks: List[Callable[..., Any]], model: Any, optimizer: Any, keys: Sequence[str]) -> None:
     """Hands each callback that takes one its context (``fit``'s first step)."""
     for cb in callbacks:
         set_context = getattr(cb, "set_context", None)
@@ -271,13 +271,13 @@ def start(callbacks: List[Callable], model: Any, optimizer: Any, keys: Sequence[
             set_context(model, optimizer, keys)
 
 
-def epoch_end(callbacks: List[Callable], epoch: int, logs: Dict[str, float]) -> bool:
+def epoch_end(callbacks: List[Callable[..., Any]], epoch: int, logs: Dict[str, float]) -> bool:
     """Calls every callback (each sees the epoch even when an earlier one
     stops training); True when one of them asks to stop."""
     return any([cb(epoch, dict(logs)) is True for cb in callbacks])
 
 
-def finish(callbacks: List[Callable], logs: Dict[str, float]) -> None:
+def finish(callbacks: List[Callable[..., Any]], logs: Dict[str, float]) -> None:
     for cb in callbacks:
         end = getattr(cb, "on_train_end", None)
         if end is not None:

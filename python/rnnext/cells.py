@@ -18,11 +18,12 @@ backward does.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
 from . import _core
+from ._typing import ArrayLike
 
 __all__ = ["Cell", "RNN_CELL", "LSTM_CELL", "GRU_CELL"]
 
@@ -51,7 +52,8 @@ class Cell(NamedTuple):
     has_cell_state: bool
     options: Tuple[str, ...]
 
-    def pack(self, W_x: Any, W_h: Any, b_x: Any, b_h: Any, config: Mapping[str, Any], W_hr: Any = None) -> Any:
+    def pack(self, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike], b_h: Optional[ArrayLike],
+             config: Mapping[str, Any], W_hr: Optional[ArrayLike] = None) -> Union[_core.Layer32, _core.Layer64]:
         """Checks and packs one layer-direction's weights for the C++ core
         (``W_hr``: an LSTM's projection, or None)."""
         pack = getattr(_core, "pack_" + self.functional)
@@ -59,8 +61,8 @@ class Cell(NamedTuple):
             return pack(W_x, W_h, b_x, b_h, W_hr=W_hr)
         return pack(W_x, W_h, b_x, b_h, *[config[key] for key in self.options])
 
-    def backward(self, cache: Any, dh_seq: Optional[np.ndarray], dh_n: Optional[np.ndarray],
-                 dc_n: Optional[np.ndarray] = None) -> Dict[str, np.ndarray]:
+    def backward(self, cache: Union[_core.Cache32, _core.Cache64], dh_seq: Optional[ArrayLike],
+                 dh_n: Optional[ArrayLike], dc_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
         """Backpropagation through time of one layer-direction; gradients
         left ``None`` count as zero."""
         return _core.backward(cache, dh_seq, dh_n, dc_n, cell=self.functional)

@@ -5,7 +5,7 @@ with the sampling controls of language models (``temperature``, ``top_k``,
 from __future__ import annotations
 
 import sys
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 
@@ -69,7 +69,7 @@ def sample(y: np.ndarray, temperature: float, top_k: Optional[int], top_p: Optio
         if top_k is None and top_p is None:  # the draw of every rnnext before top_k/top_p: seeds keep their results
             cdf = np.cumsum(p, axis=-1)
             u = rng.random(cdf.shape[:-1] + (1,))
-            return np.minimum((cdf < u).sum(axis=-1), O - 1)
+            return cast(np.ndarray, np.minimum((cdf < u).sum(axis=-1), O - 1))
         if top_k is not None and top_k < O:
             kth = np.partition(p, O - top_k, axis=-1)[..., O - top_k:O - top_k + 1]
             p = np.where(p >= kth, p, 0.0)
@@ -86,7 +86,7 @@ def sample(y: np.ndarray, temperature: float, top_k: Optional[int], top_p: Optio
         # u scaled to the kept mass and compared with <=: a class of probability 0
         # owns an empty interval, so no rounding draws one.
         u = rng.random(cdf.shape[:-1] + (1,)) * cdf[..., -1:]
-        return np.minimum((cdf <= u).sum(axis=-1), O - 1)
+        return cast(np.ndarray, np.minimum((cdf <= u).sum(axis=-1), O - 1))
 
 
 def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mode: str = "continuous",
@@ -215,7 +215,7 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
             item = np.argmax(y, axis=-1) if mode == "greedy" else sample(y, temperature, top_k, top_p, rng)
             item = np.asarray(item, np.int64)
             if stopped is not None:  # a stopped sequence is padded with eos
-                item = np.where(stopped, eos, item)
+                item = np.where(stopped, cast(int, eos), item)  # eos is set when stopped is
                 stopped = stopped | (item == eos)
             feed = item if tokens else one_hot(item, I, model.dtype)
         items.append(item)

@@ -8,7 +8,7 @@ round trip is exact.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Dict, Optional, Tuple, Type, Union, cast
 
 import numpy as np
 
@@ -25,10 +25,10 @@ RNNEXT_NAMES = {v: k for k, v in TORCH_NAMES.items()}
 
 
 def _numpy(tensor: Any) -> np.ndarray:
-    return tensor.detach().cpu().numpy().copy()
+    return cast(np.ndarray, tensor.detach().cpu().numpy().copy())
 
 
-def _torch_classes() -> Dict[type, type]:
+def _torch_classes() -> Dict[type, Type[RecurrentModel]]:
     """torch's module classes and the model classes they map to (the same names)."""
     import torch
 

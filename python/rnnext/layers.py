@@ -16,7 +16,7 @@ module takes and returns the hidden and cell states separately (``c`` is
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple, cast
 
 import numpy as np
 
@@ -140,7 +140,9 @@ class Stack:
             names = {kind: param_name(kind, layer, d) for kind in RECURRENT_WEIGHTS}
             if quantized is None:
                 projection = params.get(param_name("W_hr", layer, d))
-                return cell.pack(*(params.get(names[kind]) for kind in RECURRENT_WEIGHTS), config, projection)
+                W_x, W_h, b_x, b_h = (params.get(names[kind]) for kind in RECURRENT_WEIGHTS)
+                # W_x and W_h are in every model's params.
+                return cell.pack(cast(np.ndarray, W_x), cast(np.ndarray, W_h), b_x, b_h, config, projection)
             precision, tensors = quantized
             inputs = config["input_size"] if layer == 0 else self.num_directions * self.hidden_size
             return _core.pack_quantized(
@@ -162,7 +164,7 @@ class Stack:
         return None if state is None else state[index]
 
     def _stacked(self, pieces: List[Optional[np.ndarray]]) -> Optional[np.ndarray]:
-        return None if pieces[0] is None else np.stack(pieces)
+        return None if pieces[0] is None else np.stack(cast(List[np.ndarray], pieces))
 
     def forward(self, x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarray], lengths: Any,
                 batch_first: bool) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray]]:
@@ -199,9 +201,11 @@ class Stack:
         batch = 1 if x.ndim == 2 else (x.shape[0] if batch_first else x.shape[1])
         return top, h_n, c_n, StackCache(caches, masks, x.ndim == 2, batch, top.dtype)
 
-    def _run(self, x, h0, c0, lengths, batch_first, training):
+    def _run(self, x: np.ndarray, h0: Optional[np.ndarray], c0: Optional[np.ndarray], lengths: Any, batch_first: bool,
+             training: Optional[Tuple[List[Optional[np.ndarray]], float, Optional[np.random.Generator]]]
+             ) -> Tuple[np.ndarray, np.ndarray, Optional[np.ndarray], List[List[Any]]]:
         D = self.num_directions
-        h_n: List[Optional[np.ndarray]] = []
+        h_n: List[np.ndarray] = []
         c_n: List[Optional[np.ndarray]] = []
         caches: List[List[Any]] = []
         inputs = x
@@ -209,7 +213,8 @@ class Stack:
             if training is not None and layer > 0:
                 masks, p, rng = training
                 if p > 0:
-                    masks[layer] = dropout_mask(inputs.shape, p, inputs.dtype, rng)
+                    # fit passes an rng whenever dropout > 0
+                    masks[layer] = dropout_mask(inputs.shape, p, inputs.dtype, cast(np.random.Generator, rng))
                     inputs = inputs * masks[layer]
             outputs = []
             layer_caches = []
@@ -311,7 +316,9 @@ class Stack:
                 with np.errstate(invalid="ignore"):  # a dropped inf is NaN, as in torch
                     d_inputs = d_inputs * mask
             d_seq = d_inputs
-        return grads, d_seq, np.stack(dh0), self._stacked(dc0) if cell.has_cell_state else None
+        # Every layer-direction wrote its dh0 and d_inputs (D >= 1): no None is left.
+        return (grads, cast(np.ndarray, d_seq), np.stack(cast(List[np.ndarray], dh0)),
+                self._stacked(dc0) if cell.has_cell_state else None)
 
 
 def dropout_mask(shape: Tuple[int, ...], p: float, dtype: np.dtype, rng: np.random.Generator) -> np.ndarray:

@@ -65,7 +65,7 @@ def cross_entropy_loss(y: np.ndarray, target: np.ndarray, mask: Optional[np.ndar
     return loss, dy.astype(y.dtype), count
 
 
-LOSS_FUNCTIONS: Dict[str, Callable] = {"mse": mse_loss, "cross_entropy": cross_entropy_loss}
+LOSS_FUNCTIONS: Dict[str, Callable[..., Any]] = {"mse": mse_loss, "cross_entropy": cross_entropy_loss}
 
 
 def check_loss(loss: Any) -> str:
@@ -87,7 +87,7 @@ def accuracy_count(y: np.ndarray, target: np.ndarray, mask: Optional[np.ndarray]
     return int(np.count_nonzero(hit))
 
 
-METRIC_FUNCTIONS: Dict[str, Callable] = {"accuracy": accuracy_count}
+METRIC_FUNCTIONS: Dict[str, Callable[..., Any]] = {"accuracy": accuracy_count}
 
 
 def check_metrics(metrics: Any, loss: str) -> List[str]:
