@@ -77,7 +77,7 @@ def sigmoid(z: Any, xp: Any = np) -> Any:
     return 0.5 * xp.tanh(0.5 * z) + 0.5  # no overflow for any z
 
 
-def cell_step(cell: str, gx: Any, gh: Any, state: Tuple, xp: Any = np) -> Tuple:
+def cell_step(cell: str, gx: Any, gh: Any, state: Tuple[Any, ...], xp: Any = np) -> Tuple[Any, ...]:
     """The next state, (h,) or (h, c), from gx = W_x x_t + b_x and gh = W_h h + b_h
     (PyTorch's equations; xp is numpy or jax.numpy)."""
     h = state[0]
@@ -94,7 +94,7 @@ def cell_step(cell: str, gx: Any, gh: Any, state: Tuple, xp: Any = np) -> Tuple:
     return ((1 - z) * n + z * h,)
 
 
-def zero_state(p: Problem) -> Tuple:
+def zero_state(p: Problem) -> Tuple[np.ndarray, ...]:
     return tuple(np.zeros((p.shape[0], p.shape[3]), p.dtype) for _ in range(2 if p.cell == "lstm" else 1))
 
 
@@ -102,7 +102,7 @@ def numpy_forward(p: Problem) -> Callable[[], Any]:
     """The input product of every step as one matrix product, then the loop."""
     W_h_T = np.ascontiguousarray(p.W_h.T)
 
-    def run():
+    def run() -> Any:
         gx = p.x @ p.W_x.T + p.b_x
         state = zero_state(p)
         for t in range(p.shape[1]):
@@ -161,7 +161,7 @@ def torch_forward(p: Problem) -> Callable[[], Any]:
     torch, module = torch_module(p)
     x = torch.from_numpy(p.x)
 
-    def run():
+    def run() -> Any:
         with torch.inference_mode():
             return module(x)[1]
 
@@ -174,7 +174,7 @@ def torch_step(p: Problem) -> Callable[[], Any]:
     state = tuple(torch.from_numpy(s) for s in zero_state(p))
     state = state if p.cell == "lstm" else state[0]
 
-    def run():
+    def run() -> Any:
         with torch.inference_mode():
             return cell(x_t, state)
 
@@ -185,7 +185,7 @@ def torch_training(p: Problem) -> Callable[[], Any]:
     torch, module = torch_module(p)
     x = torch.from_numpy(p.x).requires_grad_(True)
 
-    def run():
+    def run() -> Any:
         module.zero_grad()
         x.grad = None
         module(x)[0].sum().backward()
@@ -204,7 +204,7 @@ def onnx_graph(p: Problem, output: str = "Y_h") -> bytes:
     from onnx import TensorProto, helper, numpy_helper
 
     B, T, I, H = p.shape
-    gates = lambda a: np.concatenate([np.split(a, GATES[p.cell])[k] for k in ONNX_GATE_ORDER[p.cell]])  # noqa: E731
+    gates: Callable[[np.ndarray], np.ndarray] = lambda a: np.concatenate([np.split(a, GATES[p.cell])[k] for k in ONNX_GATE_ORDER[p.cell]])  # noqa: E731
     inits = [numpy_helper.from_array(a[None], n) for a, n in
              ((gates(p.W_x), "W"), (gates(p.W_h), "R"), (np.concatenate([gates(p.b_x), gates(p.b_h)]), "B"))]
     attrs: Dict[str, Any] = {"hidden_size": H, **({"linear_before_reset": 1} if p.cell == "gru" else {})}
@@ -215,7 +215,8 @@ def onnx_graph(p: Problem, output: str = "Y_h") -> bytes:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 14)])
     model.ir_version = min(model.ir_version, 10)
     onnx.checker.check_model(model)
-    return model.SerializeToString()
+    serialized: bytes = model.SerializeToString()
+    return serialized
 
 
 def onnxruntime_session(model: bytes) -> Any:

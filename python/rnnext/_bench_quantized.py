@@ -46,7 +46,7 @@ def _torch(p: Problem, precision: Optional[str]) -> Run:
                                                            dtype=torch.qint8)
         module = quantized[0]
 
-    def run():
+    def run() -> Any:
         with torch.inference_mode():
             return module(x)[0].float().numpy()
 
@@ -92,7 +92,8 @@ def peers(precision: str) -> Dict[str, Callable[[Problem], Run]]:
 
 def expected_output(p: Problem) -> np.ndarray:
     w = [a.astype(np.float64) for a in p.weights]
-    return getattr(reference, p.cell)(p.x.astype(np.float64), *w)[0]
+    output: np.ndarray = getattr(reference, p.cell)(p.x.astype(np.float64), *w)[0]
+    return output
 
 
 def error(out: np.ndarray, expected: np.ndarray) -> float:
@@ -139,7 +140,7 @@ def table(rows: Dict[Case, Tuple[Dict[str, float], Dict[str, float]]], names: Se
     lines = [[", ".join(map(str, (c[0], c[1], c[3])))] +
              [f"{t[n] * 1e3:.3g} ({e[n]:.1e})" if n in t else "-" for n in names] for c, (t, e) in rows.items()]
     widths = [max(len(r[i]) for r in [header] + lines) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line: Callable[[List[str]], str] = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in lines])
 
 
@@ -156,7 +157,7 @@ def run(precision: str, cells: Sequence[str], full: bool = False, cases: Optiona
           f"ms per forward (I = H), norm-wise relative error of the output sequence against float64 in brackets; "
           f"the best round's median of {rounds} interleaved rounds\n", file=out, flush=True)
     grid = list(cases or (QUANT_CASES if full else QUICK_QUANT_CASES))
-    timing = dict(repeats=5, min_time=0.02, pause=0.25) if full else dict(repeats=3, min_time=0.01, pause=0.15)
+    timing: Dict[str, Any] = dict(repeats=5, min_time=0.02, pause=0.25) if full else dict(repeats=3, min_time=0.01, pause=0.15)
     results: Dict[str, Dict[Case, Dict[str, float]]] = {}
     notes: List[str] = []
     names = list(peers(precision))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union, cast
+from typing import Any, Callable, Dict, List, Literal, Optional, Sequence, Tuple, Union, cast, overload
 
 import numpy as np
 
@@ -19,6 +19,10 @@ from . import optim as _optim
 OPTIMIZERS = ("sgd", "adam", "adamw")
 
 
+@overload
+def positive_int(name: str, value: Any, allow_none: Literal[False] = False) -> int: ...
+@overload
+def positive_int(name: str, value: Any, allow_none: bool) -> Optional[int]: ...
 def positive_int(name: str, value: Any, allow_none: bool = False) -> Optional[int]:
     if value is None and allow_none:
         return None
@@ -29,6 +33,10 @@ def positive_int(name: str, value: Any, allow_none: bool = False) -> Optional[in
     return int(value)
 
 
+@overload
+def positive_float(name: str, value: Any, allow_none: Literal[False] = False) -> float: ...
+@overload
+def positive_float(name: str, value: Any, allow_none: bool) -> Optional[float]: ...
 def positive_float(name: str, value: Any, allow_none: bool = False) -> Optional[float]:
     if value is None and allow_none:
         return None

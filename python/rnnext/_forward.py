@@ -11,7 +11,7 @@ one call).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, NamedTuple, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
@@ -160,7 +160,8 @@ def step(spec: Spec, weights: Weights, x_t: ArrayLike, state: Optional[State]) -
     else:
         check_features(spec, np.asarray(x_t), "x_t", step=True)
     if stack.single is not None:  # one C++ call, which checks the arguments
-        return stack.single.step(x_t, state, stack.head)
+        result: Tuple[np.ndarray, State] = stack.single.step(x_t, state, stack.head)
+        return result
     if spec.config["bidirectional"]:
         raise ValueError(f"step: {spec.describe()} is bidirectional; its backward direction reads whole "
                          "sequences, so it cannot stream (call the model on the sequence instead)")
@@ -171,7 +172,8 @@ def step(spec: Spec, weights: Weights, x_t: ArrayLike, state: Optional[State]) -
     if x_t.ndim not in (1, 2) or x_t.shape[-1] != I:
         raise ValueError(f"x_t: expected shape (B, {I}) or ({I},) (input_size {I}), got {x_t.shape}")
     h, c = read_state(spec, state, "state", None if x_t.ndim == 1 else x_t.shape[0])
-    hs, cs = [], []
+    hs: List[np.ndarray] = []
+    cs: List[Any] = []  # an LSTM's c_t, None for the other cells (then unused)
     inputs = x_t
     for layer in range(len(stack.layers)):
         h_t, c_t = stack.layer_step(layer, inputs, None if h is None else h[layer], None if c is None else c[layer])

@@ -11,7 +11,7 @@ the recurrent bias) and ``reset_after=False`` is ``linear_before_reset=False``
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 import numpy as np
 
@@ -31,7 +31,7 @@ def _refuse(layer: Any, attribute: str, value: Any, why: str) -> None:
     raise ValueError(f"layer: {attribute}={value!r} on {type(layer).__name__} {layer.name!r} {why}")
 
 
-def _blocks(array: np.ndarray, order: Optional[tuple], hidden: int) -> np.ndarray:
+def _blocks(array: np.ndarray, order: Optional[Tuple[int, ...]], hidden: int) -> np.ndarray:
     """Keras's gate blocks (last axis) in rnnext's order."""
     if order is None:
         return array
@@ -40,7 +40,7 @@ def _blocks(array: np.ndarray, order: Optional[tuple], hidden: int) -> np.ndarra
 
 def _checked_config(layer: Any) -> Dict[str, Any]:
     """The recurrent layer's options rnnext can represent, or ValueError."""
-    config = layer.get_config()
+    config: Dict[str, Any] = layer.get_config()
     name = type(layer).__name__
     if config.get("stateful"):
         _refuse(layer, "stateful", True, "keeps states between calls; pass h0 to the rnnext model instead")

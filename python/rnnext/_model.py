@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import IO, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -21,11 +21,15 @@ from .cells import RNN_CELL, Cell
 
 __all__ = ["RecurrentModel"]
 
-def _documented_by(function: Callable) -> Callable:
+_Method = TypeVar("_Method", bound=Callable[..., Any])
+_Model = TypeVar("_Model", bound="RecurrentModel")
+
+
+def _documented_by(function: Callable[..., Any]) -> Callable[[_Method], _Method]:
     """A method's docstring taken from the function that does its work, so
     the long ones (``fit``, ``generate``) are written once, beside the code."""
 
-    def decorate(method: Callable) -> Callable:
+    def decorate(method: _Method) -> _Method:
         method.__doc__ = function.__doc__
         return method
 
@@ -55,6 +59,10 @@ class RecurrentModel:
     _spec: Spec
     _weights: Weights
 
+    if TYPE_CHECKING:  # what every subclass's constructor takes (MODEL_CLASSES builds models from configs)
+        def __init__(self, input_size: int, hidden_size: int, output_size: Optional[int] = None, *,
+                     seed: Optional[int] = None, **options: Any) -> None: ...
+
     W_x = single_layer_parameter("W_x", "Input weights, (G*H, I).")
     W_h = single_layer_parameter("W_h", "Recurrent weights, (G*H, H).")
     b_x = single_layer_parameter("b_x", "Input bias, (G*H,); None when bias=False.")
@@ -78,13 +86,13 @@ class RecurrentModel:
         """What the model is apart from its parameter values (package interface)."""
         return self._spec
 
-    def set_params(self, params: Mapping) -> None:
+    def set_params(self, params: Mapping[str, ArrayLike]) -> None:
         """Replaces every parameter, unchecked (package interface: callers
         check names and shapes; use ``load_state_dict`` otherwise)."""
         self._require_float("assigning parameters")
         self._weights = Weights(self._spec, params)
 
-    def set_quantized(self, precision: str, tensors: Mapping) -> None:
+    def set_quantized(self, precision: str, tensors: Mapping[str, np.ndarray]) -> None:
         """Makes this (float32-configured) model a quantized one with these
         stored tensors, checked and packed (package interface; see ``quantize.py``)."""
         self._weights = _quantize.QuantizedWeights(self._spec, precision, tensors)  # type: ignore[assignment]
@@ -110,7 +118,7 @@ class RecurrentModel:
     _config_keys = config_keys
 
     @classmethod
-    def declared(cls, config: Mapping) -> "RecurrentModel":
+    def declared(cls: "type[_Model]", config: Mapping[str, Any]) -> _Model:
         """A model with ``config`` checked as ``from_config`` does, but no
         parameters yet (``set_params`` gives them)."""
         return cls._from_config(config, DECLARED)
@@ -141,13 +149,13 @@ class RecurrentModel:
         return dict(self._spec.config)
 
     @classmethod
-    def from_config(cls, config: Mapping) -> "RecurrentModel":
+    def from_config(cls: "type[_Model]", config: Mapping[str, Any]) -> _Model:
         """A new model (freshly initialised) with the given configuration;
         options left out take their defaults."""
         return cls._from_config(config, None)
 
     @classmethod
-    def _from_config(cls, config: Mapping, seed: Any) -> "RecurrentModel":
+    def _from_config(cls: "type[_Model]", config: Mapping[str, Any], seed: Any) -> _Model:
         arguments = constructor_arguments(cls, cls._CONFIG_KEYS, config)
         return cls(arguments.pop("input_size"), arguments.pop("hidden_size"), **arguments, seed=seed)
 
@@ -177,7 +185,7 @@ class RecurrentModel:
         return self._spec.config["dtype"] if quantized is None else quantized[0]
 
     @_documented_by(_quantize.quantize_model)
-    def quantize(self, precision: str) -> "RecurrentModel":
+    def quantize(self: _Model, precision: str) -> _Model:
         return _quantize.quantize_model(self, precision)
 
     # ------------------------------------------------------------ parameters
@@ -202,7 +210,7 @@ class RecurrentModel:
         """Writable copies of the parameters, keyed like ``params``."""
         return {k: v.copy() for k, v in self._weights.values.items()}
 
-    def load_state_dict(self, state_dict: Mapping, strict: bool = True) -> None:
+    def load_state_dict(self, state_dict: Mapping[str, ArrayLike], strict: bool = True) -> None:
         """Replaces the parameters. With ``strict`` the keys must be exactly
         those of ``params``; otherwise missing keys keep their values and
         unknown keys are ignored. Shapes are always checked, and nothing is
@@ -332,7 +340,7 @@ class RecurrentModel:
     def fit(self, x: ArrayLike, y: ArrayLike, *, loss: str, epochs: int = 1, batch_size: int = 32,
             optimizer: Any = "adam", lr: Any = None, clip_norm: Optional[float] = None,
             tbptt: Optional[int] = None, lengths: Optional[ArrayLike] = None,
-            validation_data: Optional[Sequence] = None, shuffle: bool = True,
+            validation_data: Optional[Sequence[Any]] = None, shuffle: bool = True,
             callbacks: Optional[Iterable[Callable[[int, Dict[str, float]], Any]]] = None,
             seed: Optional[int] = None, metrics: Optional[Iterable[str]] = None,
             progress: bool = True) -> Dict[str, List[float]]:

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import json
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, List, Optional, cast
 
 import numpy as np
 
@@ -86,7 +86,7 @@ def _check_arguments(model: "RecurrentModel", file: Any, opset: Any, lengths: An
         raise ValueError(f"to_onnx: vocab_size={model.config['vocab_size']} (an embedding table) does not export "
                          "yet; export the model without it and look the ids up before the graph "
                          "(features = model.params['embedding'][ids])")
-    return opset
+    return cast(int, opset)  # checked above
 
 
 class _Graph:
@@ -129,7 +129,7 @@ def _layer(g: _Graph, model: "RecurrentModel", layer: int, x: str, seq_lens: str
     cell, config = model.spec.cell.name, model.config
     D, H, params = model.num_directions, config["hidden_size"], model.params
     suffixes = [""] + ["_reverse"] * (D - 1)
-    stack = lambda kind: np.stack([onnx_gates(params[f"{kind}_l{layer}{s}"], cell) for s in suffixes])  # noqa: E731
+    stack: Callable[[str], np.ndarray] = lambda kind: np.stack([onnx_gates(params[f"{kind}_l{layer}{s}"], cell) for s in suffixes])  # noqa: E731
     W = g.constant(f"W_x_l{layer}", stack("W_x"), f"W (D, G*H, inputs): W_x_l{layer}[_reverse], ONNX's gate order")
     R = g.constant(f"W_h_l{layer}", stack("W_h"), f"R (D, G*H, H): W_h_l{layer}[_reverse], ONNX's gate order")
     B = ""
@@ -238,7 +238,7 @@ def to_onnx(model: "RecurrentModel", file: Any = None, *, opset: int = 17, lengt
     """``model.to_onnx``: the graph's bytes when ``file`` is None, else writes
     them to a path or binary file object and returns None."""
     opset = _check_arguments(model, file, opset, lengths, state)
-    data = build(model, opset, bool(lengths), bool(state)).SerializeToString()
+    data: bytes = build(model, opset, bool(lengths), bool(state)).SerializeToString()
     if file is None:
         return data
     if isinstance(file, (str, os.PathLike)):

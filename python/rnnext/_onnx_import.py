@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, List, Optional, Set, Tuple, Union
 
 import numpy as np
 
@@ -133,7 +133,7 @@ class _Trace(Plumbing):
         self.head: Optional[Tuple[np.ndarray, Optional[np.ndarray]]] = None
         self.masks: List[str] = []
         self.x: Optional[Tuple[str, Any, Any]] = None  # (input name, time atom, batch atom)
-        self.values: Dict[str, Any] = {}
+        self.values: Dict[str, Union[Value, _Opaque]] = {}
 
     # ------------------------------------------------------------ the walk
 
@@ -165,7 +165,7 @@ class _Trace(Plumbing):
         """The nodes the graph's outputs need, dependencies first (Kahn's
         algorithm, so a cycle is found, not followed)."""
         nodes = self.graph.node
-        needed: set = set()
+        needed: Set[int] = set()
         stack: List[Tuple[str, Optional[int]]] = [(o.name, None) for o in self.graph.output]
         while stack:
             name, reader = stack.pop()
@@ -257,12 +257,12 @@ class _Trace(Plumbing):
 
     # ------------------------------------------------------------ plumbing ops
 
-    def op_Identity(self, args, attrs):
+    def op_Identity(self, args: List[Value], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         return args[0]
 
     op_Dropout = op_Identity  # inference: the identity (its mask output is opaque)
 
-    def op_Cast(self, args, attrs):
+    def op_Cast(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         from onnx import TensorProto
 
         value, to = args[0], attrs.get("to")
@@ -275,24 +275,24 @@ class _Trace(Plumbing):
             return dataclasses.replace(value, integer=not floating)
         raise Refused(f"Cast of {describe(value)} to type {to}")
 
-    def op_Transpose(self, args, attrs):
+    def op_Transpose(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         value, perm = args[0], attrs.get("perm")
         if isinstance(value, Const):
             return Const(np.transpose(value.value, perm))
         return value if isinstance(value, Zeros) else self.transpose(self._tensor(value), perm)
 
-    def _axes_arg(self, args, attrs, what):
+    def _axes_arg(self, args: List[Any], attrs: Dict[str, Any], what: str) -> Any:
         if len(args) > 1 and args[1] is not None:
             return self.ints(args[1], what)
         return list(attrs["axes"]) if "axes" in attrs else None
 
-    def op_Squeeze(self, args, attrs):
+    def op_Squeeze(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         value, axes = args[0], self._axes_arg(args, attrs, "Squeeze's axes")
         if isinstance(value, Const):
             return Const(np.squeeze(value.value, tuple(axes) if axes is not None else None))
         return value if isinstance(value, Zeros) else self.squeeze(value, axes)
 
-    def op_Unsqueeze(self, args, attrs):
+    def op_Unsqueeze(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         value, axes = args[0], self._axes_arg(args, attrs, "Unsqueeze's axes")
         if axes is None:
             raise Refused("Unsqueeze without axes")
@@ -300,7 +300,7 @@ class _Trace(Plumbing):
             return Const(np.expand_dims(value.value, tuple(axes)))
         return value if isinstance(value, Zeros) else self.unsqueeze(value, axes)
 
-    def op_Reshape(self, args, attrs):
+    def op_Reshape(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         value, target, allowzero = args[0], self.vec(args[1]), attrs.get("allowzero", 0)
         if isinstance(value, Const):
             shape = [e.size[0] if e.size[0] or allowzero else value.value.shape[i] for i, e in
@@ -310,22 +310,22 @@ class _Trace(Plumbing):
             return Const(np.reshape(value.value, shape))
         return value if isinstance(value, Zeros) else self.reshape(value, target, allowzero)
 
-    def op_Concat(self, args, attrs):
+    def op_Concat(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         if all(isinstance(v, Const) for v in args):
             return Const(np.concatenate([v.value for v in args], axis=attrs.get("axis", 0)))
         return self.concat(args, attrs.get("axis", 0))
 
-    def op_Shape(self, args, attrs):
+    def op_Shape(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         return self.shape(args[0], attrs.get("start", 0), attrs.get("end"))
 
-    def op_Gather(self, args, attrs):
+    def op_Gather(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         if isinstance(args[0], Const) and isinstance(args[1], Const) and args[0].value.ndim > 1:
             return Const(np.take(args[0].value, args[1].value, axis=attrs.get("axis", 0)))
         if attrs.get("axis", 0) != 0:
             raise Refused("Gather along an axis other than 0 of a shape vector")
         return self.gather(args[0], args[1])
 
-    def op_Slice(self, args, attrs):
+    def op_Slice(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         if len(args) > 1:
             starts, ends = self.ints(args[1], "starts"), self.ints(args[2], "ends")
             axes = self.ints(args[3], "axes") if len(args) > 3 and args[3] is not None else None
@@ -343,7 +343,7 @@ class _Trace(Plumbing):
             return Const(args[0].value[tuple(index)])
         return self.slice(args[0], starts, ends, axes, steps)
 
-    def _arith(self, op, args):
+    def _arith(self, op: str, args: List[Any]) -> Value:
         if all(isinstance(v, Const) for v in args) and all(v.value.size <= MAX_VEC_FOLD for v in args):
             a, b = (v.value for v in args)
             with np.errstate(all="ignore"):
@@ -351,12 +351,12 @@ class _Trace(Plumbing):
                     else Const(np.floor_divide(a, b) if a.dtype.kind in "iu" else np.divide(a, b))
         return self.multiply(args[0], args[1], op)
 
-    def op_Add(self, args, attrs):
+    def op_Add(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         if any(isinstance(v, Tensor) and v.kind == "seq" for v in args):
             return _onnx_layers.head_bias(self, args)
         return self._arith("Add", args)
 
-    def op_Mul(self, args, attrs):
+    def op_Mul(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         a, b = args
         if isinstance(a, Tensor) and a.kind == "seq":
             return _onnx_layers.masked(self, a, b)
@@ -364,24 +364,24 @@ class _Trace(Plumbing):
             return _onnx_layers.masked(self, b, a)
         return self._arith("Mul", args)
 
-    def op_Sub(self, args, attrs):
+    def op_Sub(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         return self._arith("Sub", args)
 
-    def op_Div(self, args, attrs):
+    def op_Div(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         return self._arith("Div", args)
 
-    def op_ConstantOfShape(self, args, attrs):
+    def op_ConstantOfShape(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         value = attrs.get("value")
         if value is not None and not all_zero(_array(value, "ConstantOfShape's value")):
             raise Refused("ConstantOfShape of a value other than 0 (rnnext's initial states are zeros or h0)")
         return Zeros()
 
-    def op_Expand(self, args, attrs):
+    def op_Expand(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         if isinstance(args[0], Zeros) or isinstance(args[0], Const) and all_zero(args[0].value):
             return Zeros()
         raise Refused(f"Expand of {describe(args[0])}: only zeros are expanded (as initial states)")
 
-    def op_Constant(self, args, attrs):
+    def op_Constant(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         if "value" in attrs:
             return Const(_array(attrs["value"], "a Constant's value"))
         for key, dtype in (("value_float", np.float32), ("value_floats", np.float32), ("value_int", np.int64),
@@ -403,25 +403,25 @@ class _Trace(Plumbing):
 
     # ------------------------------------------------------------ what the graph means (_onnx_layers)
 
-    def op_Range(self, args, attrs):
+    def op_Range(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         return _onnx_layers.steps(self, *args)
 
-    def op_Less(self, args, attrs):
+    def op_Less(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         return _onnx_layers.valid_steps(self, args[0], args[1])
 
-    def op_Greater(self, args, attrs):
+    def op_Greater(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         return _onnx_layers.valid_steps(self, args[1], args[0])
 
-    def op_Where(self, args, attrs):
+    def op_Where(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         condition, data, other = args
         if not (isinstance(other, Zeros) or isinstance(other, Const) and all_zero(other.value)):
             raise Refused("Where other than the mask of valid steps, zero elsewhere")
         return _onnx_layers.masked(self, data, condition)
 
-    def op_MatMul(self, args, attrs):
+    def op_MatMul(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         return _onnx_layers.head(self, args[0], args[1], None, "MatMul")
 
-    def op_Gemm(self, args, attrs):
+    def op_Gemm(self, args: List[Any], attrs: Dict[str, Any]) -> Union[Value, List[Value]]:
         if attrs.get("transA", 0):
             raise Refused("transA=1: the head reads the features as they are")
         weight, bias = args[1], args[2] if len(args) > 2 else None

@@ -356,7 +356,7 @@ def _dropout(proto: Any, cls: str, config: Dict[str, Any]) -> float:
         return 0.0
     dropout = saved.get("dropout")
     ok = isinstance(dropout, (int, float)) and not isinstance(dropout, bool) and 0 <= dropout <= 1
-    return float(dropout) if ok else 0.0
+    return float(dropout) if ok else 0.0  # type: ignore[arg-type]  # ok: dropout is a number
 
 
 def model(trace: "_Trace", proto: Any) -> "RecurrentModel":

@@ -31,7 +31,7 @@ axes have no value, yet ``B * T`` must still equal ``T * B``.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, Hashable, List, Optional, Sequence, Tuple, Union, cast
 
 import numpy as np
 
@@ -235,7 +235,9 @@ class Plumbing:
             if wanted is not None:
                 group, end = self._take(flat, p, self.meaning(wanted[::-1] if reverse else wanted))
             if group is None:
-                group, end = self._take_size(flat, p, self.size(wanted) if entry.size == dim(0) else entry.size)
+                # a copied axis (size 0) has its atoms: wanted is set then
+                size = self.size(cast(Tuple[Atom, ...], wanted)) if entry.size == dim(0) else entry.size
+                group, end = self._take_size(flat, p, size)
             if group is None and not entry.size[1] and any(self.size((a,))[1] for a in flat[p:]):
                 raise Refused(f"Reshape to a fixed size {entry.size[0]} where {self.show(t)} has dynamic axes: "
                               "the graph works for one size only (torch's dynamo exporter bakes the example's "
@@ -246,7 +248,7 @@ class Plumbing:
             p = end
         return groups, p
 
-    def _take(self, flat: List[Atom], p: int, wanted: Tuple[Atom, ...]) -> Tuple[Optional[tuple], int]:
+    def _take(self, flat: List[Atom], p: int, wanted: Tuple[Atom, ...]) -> Tuple[Optional[Tuple[Atom, ...]], int]:
         if not wanted:  # an axis of size 1
             return ((flat[p],), p + 1) if p < len(flat) and self.droppable(flat[p]) else (("1",), p)
         out, k = [], 0
@@ -262,10 +264,11 @@ class Plumbing:
                 return None, p
         return tuple(out), p
 
-    def _take_size(self, flat: List[Atom], p: int, size: Dim) -> Tuple[Optional[tuple], int]:
+    def _take_size(self, flat: List[Atom], p: int, size: Dim) -> Tuple[Optional[Tuple[Atom, ...]], int]:
         if size == ONE:
             return ((flat[p],), p + 1) if p < len(flat) and self.size((flat[p],)) == ONE else (("1",), p)
-        out, total = [], ONE
+        out: List[Atom] = []
+        total = ONE
         while total != size and p < len(flat) and len(out) < MAX_RANK:
             out.append(flat[p])
             total = dim_mul(total, self.size((flat[p],)))

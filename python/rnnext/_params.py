@@ -14,7 +14,8 @@ from __future__ import annotations
 import warnings
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple, Type
+import typing
+from typing import TYPE_CHECKING, Any, Dict, ItemsView, Iterator, Optional, Tuple, Type, ValuesView
 
 import numpy as np
 
@@ -195,13 +196,13 @@ class Spec:
     @property
     def dtype(self) -> np.dtype:
         """The parameters' and every computation's dtype."""
-        return np.dtype(self.config["dtype"])
+        return typing.cast(np.dtype, np.dtype(self.config["dtype"]))
 
     @property
     def state_size(self) -> int:
         """The width of h (each direction's outputs and states): P for an
         LSTM with projections, else H."""
-        return self.config.get("proj_size", 0) or self.config["hidden_size"]
+        return typing.cast(int, self.config.get("proj_size", 0) or self.config["hidden_size"])
 
     @property
     def single_layer(self) -> bool:
@@ -305,7 +306,7 @@ def checked_param(spec: Spec, name: str, value: ArrayLike) -> np.ndarray:
     return cast(array, spec.dtype, copy=True)
 
 
-def renamed_legacy(spec: Spec, state_dict: Mapping) -> Mapping:
+def renamed_legacy(spec: Spec, state_dict: Mapping[str, Any]) -> Mapping[str, Any]:
     """``state_dict`` with rnnext 0.3's names (``"W_x"``, ...) renamed, on a
     one-layer, one-direction model, where a name has no current twin."""
     if not spec.single_layer:
@@ -337,7 +338,7 @@ def loaded_params(spec: Spec, current: Dict[str, np.ndarray], state_dict: Any, s
     return params
 
 
-def unpickled(name: str, cell: Cell, state: Dict[str, Any]) -> Tuple[Spec, Mapping]:
+def unpickled(name: str, cell: Cell, state: Dict[str, Any]) -> Tuple[Spec, Mapping[str, Any]]:
     """(spec, params) of a pickled model's state, also of one pickled by
     rnnext 0.3 (a one-layer RNN with tensors "W_x", ... and no num_layers)."""
     config = dict(state["config"])
@@ -368,7 +369,7 @@ class Weights:
 
     __slots__ = ("values", "_spec", "_stack")
 
-    def __init__(self, spec: Spec, params: Mapping) -> None:
+    def __init__(self, spec: Spec, params: Mapping[str, ArrayLike]) -> None:
         self.values = {k: _frozen(cast(params[k], spec.dtype)) for k in spec.param_shapes()}
         self._spec = spec
         self._stack: Optional[Stack] = None
@@ -385,7 +386,7 @@ class Weights:
 # are the model's attributes, defined here with the rest of the parameters.
 
 
-class ParameterDict(Mapping):
+class ParameterDict(Mapping[str, np.ndarray]):
     """The model's parameters by name; ``params[key] = array`` assigns one
     (shape-checked, cast to the model's dtype). Values are read-only arrays."""
 
@@ -406,10 +407,10 @@ class ParameterDict(Mapping):
 
     # items() and values() read one set of values: a save or a copy racing an
     # assignment in another thread gets the old set or the new, never a mix.
-    def items(self):  # type: ignore[override]
+    def items(self) -> ItemsView[str, np.ndarray]:
         return self._model._weights.values.items()
 
-    def values(self):  # type: ignore[override]
+    def values(self) -> ValuesView[np.ndarray]:
         return self._model._weights.values.values()
 
     def __repr__(self) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import sys
 import time
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Sequence, Tuple
 
 import numpy as np
 
@@ -75,7 +75,7 @@ def _time_once(fn: Callable[[], object], number: int) -> float:
     return (time.perf_counter() - start) / number
 
 
-def time_interleaved(fns: Dict[str, Callable[[], object]], rounds: int = 3, repeats: int = 5, min_time: float = 0.02,
+def time_interleaved(fns: Mapping[str, Callable[[], object]], rounds: int = 3, repeats: int = 5, min_time: float = 0.02,
                      pause: float = 0.25, on_round: Callable[[], object] = lambda: None) -> Dict[str, float]:
     """Seconds per call of each function: the best, over `rounds` interleaved rounds, of
     the median of `repeats` timings of enough calls to last `min_time`. Before each
@@ -101,7 +101,7 @@ def verdict(times: Dict[str, float]) -> str:
         return "no peer ran" if peers == {} else "-"
     best = min(peers, key=peers.__getitem__)
     ratio = peers[best] / times["rnnext"]
-    x = lambda r: f"{r:.1f}x" if r < 9.95 else f"{r:.0f}x"  # noqa: E731
+    x: Callable[[float], str] = lambda r: f"{r:.1f}x" if r < 9.95 else f"{r:.0f}x"  # noqa: E731
     if 1 / 1.05 < ratio < 1.05:
         return f"rnnext and {best} about even"
     return f"rnnext {x(ratio)} faster than the fastest peer ({best})" if ratio > 1 else f"{best} {x(1 / ratio)} faster here"
@@ -116,7 +116,7 @@ def table(results: Dict[str, Dict[Case, Dict[str, float]]], peers: Peers = None)
             + [f"{t[n] * UNITS[kind][1]:.3g}" if n in t else "-" for n in names] + [verdict(t)]
             for kind, cases in results.items() for case, t in cases.items()]
     widths = [max(len(r[i]) for r in [header] + rows) for i in range(len(header))]
-    line = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
+    line: Callable[[List[str]], str] = lambda r: "| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |"  # noqa: E731
     return "\n".join([line(header), "|" + "|".join("-" * (w + 2) for w in widths) + "|"] + [line(r) for r in rows])
 
 
@@ -148,7 +148,7 @@ def run(cells: Sequence[str] = CELLS, full: bool = False, cases: Optional[Sequen
           f"the best round's median of {rounds} interleaved rounds\n", file=out, flush=True)
     jobs = plan(cells, full, cases)
     # The quick run takes fewer, shorter timings and shorter pauses; --full takes its time.
-    timing = dict(repeats=5, min_time=0.02, pause=0.25) if full else dict(repeats=3, min_time=0.01, pause=0.15)
+    timing: Dict[str, Any] = dict(repeats=5, min_time=0.02, pause=0.25) if full else dict(repeats=3, min_time=0.01, pause=0.15)
     results: Results = {}
     notes: List[str] = []
     with tqdm(total=len(jobs) * rounds, unit="round", disable=not progress, leave=False) as bar:

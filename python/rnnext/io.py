@@ -36,7 +36,7 @@ READABLE_VERSIONS = ("1", FORMAT_VERSION, QUANTIZED_VERSION)
 V1_TENSOR_NAMES = {"W_x": "W_x_l0", "W_h": "W_h_l0", "b_x": "b_x_l0", "b_h": "b_h_l0"}
 V1_CONFIG_DEFAULTS = {"num_layers": 1, "bidirectional": False, "dropout": 0.0}
 MAX_HEADER_BYTES = 100 * 2**20
-SAFETENSORS_DTYPES = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I8": np.dtype("i1"), "U16": np.dtype("<u2")}
+SAFETENSORS_DTYPES: Dict[Any, np.dtype] = {"F32": np.dtype("<f4"), "F64": np.dtype("<f8"), "I8": np.dtype("i1"), "U16": np.dtype("<u2")}
 
 PathOrFile = Union[str, "os.PathLike[str]", IO[bytes]]
 

@@ -30,7 +30,8 @@ def _number(name: str, value: Any, minimum: float = 0.0, below: float = math.inf
     else TypeError / ValueError naming ``name``."""
     if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
         raise TypeError(f"{name}: expected a number, got {type(value).__name__}")
-    ok = (value > minimum if strict else value >= minimum) and value < below and abs(value) <= sys.float_info.max
+    # numpy's stubs reject `float >= np.integer | np.floating` (object); every pair compares at run time
+    ok = (value > minimum if strict else value >= minimum) and value < below and abs(value) <= sys.float_info.max  # type: ignore[operator]
     if not ok:  # NaN fails every comparison
         lower = "(" if strict else "["
         upper = f"{below})" if below != math.inf else "inf)"

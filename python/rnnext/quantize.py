@@ -22,12 +22,17 @@ float32 values it computes with (dequantized), read-only.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Dict, Mapping, Optional, Tuple, TypeVar
 
 import numpy as np
 
 from ._arrays import check_choice
 from .layers import Stack
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ._model import RecurrentModel
+
+_Model = TypeVar("_Model", bound="RecurrentModel")
 
 __all__ = ["PRECISIONS", "quantize_model", "bfloat16_bits", "bfloat16_values", "int8_rows", "QuantizedWeights",
            "quantized_tensors", "tensor_layout"]
@@ -116,7 +121,7 @@ def dequantized(tensors: Mapping[str, np.ndarray], param_shapes: Mapping[str, Tu
     return values
 
 
-def quantize_model(model: Any, precision: str) -> Any:
+def quantize_model(model: _Model, precision: str) -> _Model:
     """A new model of the same class for inference in reduced precision
     (API.md section 5); this model is unchanged.
 

@@ -82,7 +82,8 @@ class Batch:
     def mask(self) -> Optional[np.ndarray]:
         if self.lengths is None:
             return None
-        return np.arange(self.T)[None, :] < self.lengths[:, None]
+        mask: np.ndarray = np.arange(self.T)[None, :] < self.lengths[:, None]
+        return mask
 
 
 def read_target(model: "RecurrentModel", target: np.ndarray, loss: str, return_sequences: Optional[bool],
@@ -97,7 +98,7 @@ def read_target(model: "RecurrentModel", target: np.ndarray, loss: str, return_s
     per_step_rank = (1 if unbatched else 2) + len(features)
     per_step = target.ndim == per_step_rank if return_sequences is None else bool(return_sequences)
     if per_step:
-        expected = (T,) if unbatched else ((B, T) if model.batch_first else (T, B))
+        expected: Tuple[int, ...] = (T,) if unbatched else ((B, T) if model.batch_first else (T, B))
     else:
         expected = () if unbatched else (B,)
     expected = expected + features
@@ -187,7 +188,7 @@ def batched_state(model: "RecurrentModel", h0: Any, batch: Batch) -> Any:
     if batch.unbatched:
         h = None if h is None else h[:, None]
         c = None if c is None else c[:, None]
-    return state_out(model.spec, h, c)
+    return state_out(model.spec, h, c)  # type: ignore[arg-type]  # h is read from h0, which is not None
 
 
 def loss_and_grads(model: "RecurrentModel", batch: Batch, loss: str, h0: Any = None,
@@ -307,7 +308,8 @@ def fit_streams(model: "RecurrentModel", seed: Optional[int]
     # Dropout masks from a stream of their own, so the shuffling does not depend on them.
     dropout_rng = None
     if model.dropout > 0 and model.num_layers > 1:
-        dropout_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+        # numpy's stubs type seed_seq as ISeedSequence; default_rng's is a SeedSequence, which spawns
+        dropout_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])  # type: ignore[attr-defined]
     return rng, dropout_rng
 
 
@@ -322,8 +324,8 @@ def check_validation_data(validation_data: Any, sizes: Tuple[int, ...], form: st
 
 def fit(model: "RecurrentModel", x: Any, y: Any, *, loss: str, epochs: int = 1, batch_size: int = 32,
         optimizer: Any = "adam", lr: Any = None, clip_norm: Optional[float] = None,
-        tbptt: Optional[int] = None, lengths: Any = None, validation_data: Optional[Sequence] = None,
-        shuffle: bool = True, callbacks: Optional[Iterable[Callable]] = None, seed: Optional[int] = None,
+        tbptt: Optional[int] = None, lengths: Any = None, validation_data: Optional[Sequence[Any]] = None,
+        shuffle: bool = True, callbacks: Optional[Iterable[Callable[..., Any]]] = None, seed: Optional[int] = None,
         metrics: Optional[Iterable[str]] = None, progress: bool = True) -> Dict[str, List[float]]:
     """Trains the model in place on mini-batches of sequences.
 
