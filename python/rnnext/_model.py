@@ -36,8 +36,15 @@ def _documented_by(function: Callable[..., Any]) -> Callable[[_Method], _Method]
     return decorate
 
 
-def _option(key: str, doc: str) -> property:
+# A read-only property over the configuration. Typed Any so that the class
+# attribute's annotation (``input_size: int = _option(...)``) gives its type.
+def _option(key: str, doc: str) -> Any:
     return property(lambda self: self._spec.config[key], doc=doc)
+
+
+def _computed(fget: Callable[["RecurrentModel"], Any], doc: str) -> Any:
+    """A read-only property, typed like ``_option``."""
+    return property(fget, doc=doc)
 
 
 class RecurrentModel:
@@ -63,12 +70,12 @@ class RecurrentModel:
         def __init__(self, input_size: int, hidden_size: int, output_size: Optional[int] = None, *,
                      seed: Optional[int] = None, **options: Any) -> None: ...
 
-    W_x = single_layer_parameter("W_x", "Input weights, (G*H, I).")
-    W_h = single_layer_parameter("W_h", "Recurrent weights, (G*H, H).")
-    b_x = single_layer_parameter("b_x", "Input bias, (G*H,); None when bias=False.")
-    b_h = single_layer_parameter("b_h", "Recurrent bias, (G*H,); None when bias=False.")
-    W_o = single_layer_parameter("W_o", "Head weights, (O, H); None without a head.")
-    b_o = single_layer_parameter("b_o", "Head bias, (O,); None without a head.")
+    W_x: np.ndarray = single_layer_parameter("W_x", "Input weights, (G*H, I).")
+    W_h: np.ndarray = single_layer_parameter("W_h", "Recurrent weights, (G*H, H).")
+    b_x: Optional[np.ndarray] = single_layer_parameter("b_x", "Input bias, (G*H,); None when bias=False.")
+    b_h: Optional[np.ndarray] = single_layer_parameter("b_h", "Recurrent bias, (G*H,); None when bias=False.")
+    W_o: Optional[np.ndarray] = single_layer_parameter("W_o", "Head weights, (O, H); None without a head.")
+    b_o: Optional[np.ndarray] = single_layer_parameter("b_o", "Head bias, (O,); None without a head.")
 
     def _setup(self, config: Dict[str, Any], seed: Any) -> None:
         """Checks the options every model has, then initialises the parameters
@@ -159,18 +166,18 @@ class RecurrentModel:
         arguments = constructor_arguments(cls, cls._CONFIG_KEYS, config)
         return cls(arguments.pop("input_size"), arguments.pop("hidden_size"), **arguments, seed=seed)
 
-    input_size = _option("input_size", "I.")
-    hidden_size = _option("hidden_size", "H.")
-    output_size = _option("output_size", "O, or None without a head.")
-    vocab_size = property(lambda self: self._spec.config.get("vocab_size"),
-                          doc="V: the embedding table's rows (x is token ids), or None (x is features).")
-    num_layers = _option("num_layers", "Stacked layers.")
-    bidirectional = _option("bidirectional", "Whether each layer reads both ways.")
-    bias = _option("bias", "Whether the cells have biases.")
-    dropout = _option("dropout", "Dropout between layers during fit.")
-    batch_first = _option("batch_first", "Layout of x and outputs.")
-    dtype = property(lambda self: self._spec.dtype, doc="Parameter and compute dtype.")
-    num_directions = property(lambda self: self._spec.num_directions, doc="D: 2 when bidirectional, else 1.")
+    input_size: int = _option("input_size", "I.")
+    hidden_size: int = _option("hidden_size", "H.")
+    output_size: Optional[int] = _option("output_size", "O, or None without a head.")
+    vocab_size: Optional[int] = _computed(lambda self: self._spec.config.get("vocab_size"),
+                                          doc="V: the embedding table's rows (x is token ids), or None (x is features).")
+    num_layers: int = _option("num_layers", "Stacked layers.")
+    bidirectional: bool = _option("bidirectional", "Whether each layer reads both ways.")
+    bias: bool = _option("bias", "Whether the cells have biases.")
+    dropout: float = _option("dropout", "Dropout between layers during fit.")
+    batch_first: bool = _option("batch_first", "Layout of x and outputs.")
+    dtype: np.dtype = _computed(lambda self: self._spec.dtype, doc="Parameter and compute dtype.")
+    num_directions: int = _computed(lambda self: self._spec.num_directions, doc="D: 2 when bidirectional, else 1.")
 
     def __repr__(self) -> str:
         text = self._spec.describe()

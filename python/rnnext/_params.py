@@ -418,7 +418,7 @@ class ParameterDict(Mapping[str, np.ndarray]):
         return f"ParameterDict({{{shapes}}})"
 
 
-def single_layer_parameter(name: str, doc: str) -> property:
+def single_layer_parameter(name: str, doc: str) -> Any:  # a property; Any so the model annotates its type
     """The attribute ``name`` (``W_x``, ...) of a one-layer, one-direction
     model; AttributeError naming ``.params`` on the others."""
     key = SINGLE_LAYER_NAMES[name]

@@ -18,7 +18,7 @@ backward does.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Mapping, NamedTuple, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, NamedTuple, Optional, Tuple, Union
 
 import numpy as np
 
@@ -56,7 +56,7 @@ class Cell(NamedTuple):
              config: Mapping[str, Any], W_hr: Optional[ArrayLike] = None) -> Union[_core.Layer32, _core.Layer64]:
         """Checks and packs one layer-direction's weights for the C++ core
         (``W_hr``: an LSTM's projection, or None)."""
-        pack = getattr(_core, "pack_" + self.functional)
+        pack: Callable[..., Union[_core.Layer32, _core.Layer64]] = getattr(_core, "pack_" + self.functional)
         if W_hr is not None:
             return pack(W_x, W_h, b_x, b_h, W_hr=W_hr)
         return pack(W_x, W_h, b_x, b_h, *[config[key] for key in self.options])

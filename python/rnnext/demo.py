@@ -22,7 +22,7 @@ from .seq2seq import Seq2Seq
 VOCAB = 10
 
 
-def order_data(rng: np.random.Generator, n: int, steps: int = 8):
+def order_data(rng: np.random.Generator, n: int, steps: int = 8) -> Tuple[np.ndarray, np.ndarray]:
     """Token ids (n, steps), label 1 when in ascending order, 0 when the same
     tokens are jumbled: the label depends on order, not content."""
     tokens = np.sort(rng.integers(0, VOCAB, (n, steps)), axis=1)
@@ -186,7 +186,7 @@ def number_words(n: int) -> List[str]:
     return out + [TENS[n // 10 - 2]] + ([ONES[n % 10]] if n % 10 else [])
 
 
-def translation_data(numbers: np.ndarray):
+def translation_data(numbers: np.ndarray) -> Tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """Digit ids (B, 3) and word ids ending with <eos> (B, 5), with lengths."""
     src = np.zeros((len(numbers), 3), np.int64)
     tgt = np.full((len(numbers), 5), EOS, np.int64)
@@ -223,10 +223,11 @@ def gradient_norms_per_step(W_x: np.ndarray, W_h: np.ndarray, x: np.ndarray, act
     """||d h_T / d x_t|| for every t: how much the last state hears each input."""
     _, h_n, cache = rnn(x, W_x, W_h, activation=activation, return_cache=True)
     dx = rnn_backward(cache, dh_n=np.ones_like(h_n))["x"]
-    return np.linalg.norm(dx, axis=(0, 2))
+    norms: np.ndarray = np.linalg.norm(dx, axis=(0, 2))
+    return norms
 
 
-def long_dependency(rng: np.random.Generator, n: int, steps: int):
+def long_dependency(rng: np.random.Generator, n: int, steps: int) -> Tuple[np.ndarray, np.ndarray]:
     """Targets +-1, the sign of the first input: the answer must travel `steps` steps."""
     x = rng.standard_normal((n, steps, 1)).astype(np.float32) * 0.5
     y = (x[:, 0, 0] > 0).astype(np.float64)[:, None] * 2 - 1

@@ -10,14 +10,18 @@ precision, and ``x`` and ``h0`` are cast to it.
 
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 
 import numpy as np
 
-from ._typing import ArrayLike
+from . import _core
+from ._typing import ArrayLike, FloatArray
 from .cells import GRU_CELL, LSTM_CELL, RNN_CELL, Cell
 
 __all__ = ["rnn", "rnn_backward", "lstm", "lstm_backward", "gru", "gru_backward"]
+
+Cache = Union[_core.Cache32, _core.Cache64]
+"""What a forward with ``return_cache=True`` returns for its ``*_backward`` (opaque)."""
 
 
 def _run(cell: Cell, options: Dict[str, Any], x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike],
@@ -34,6 +38,21 @@ def _run(cell: Cell, options: Dict[str, Any], x: ArrayLike, W_x: ArrayLike, W_h:
     return (h_seq, state, cache) if return_cache else (h_seq, state)
 
 
+@overload
+def rnn(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None, b_h: Optional[ArrayLike] = None,
+        h0: Optional[ArrayLike] = None, *, activation: str = "tanh", lengths: Optional[ArrayLike] = None,
+        batch_first: bool = True, reverse: bool = False, return_cache: Literal[False] = False
+        ) -> Tuple[FloatArray, FloatArray]: ...
+@overload
+def rnn(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None, b_h: Optional[ArrayLike] = None,
+        h0: Optional[ArrayLike] = None, *, activation: str = "tanh", lengths: Optional[ArrayLike] = None,
+        batch_first: bool = True, reverse: bool = False, return_cache: Literal[True]
+        ) -> Tuple[FloatArray, FloatArray, Cache]: ...
+@overload
+def rnn(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None, b_h: Optional[ArrayLike] = None,
+        h0: Optional[ArrayLike] = None, *, activation: str = "tanh", lengths: Optional[ArrayLike] = None,
+        batch_first: bool = True, reverse: bool = False, return_cache: bool
+        ) -> Union[Tuple[FloatArray, FloatArray], Tuple[FloatArray, FloatArray, Cache]]: ...
 def rnn(
     x: ArrayLike,
     W_x: ArrayLike,
@@ -47,7 +66,7 @@ def rnn(
     batch_first: bool = True,
     reverse: bool = False,
     return_cache: bool = False,
-) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, Any]]:
+) -> Union[Tuple[FloatArray, FloatArray], Tuple[FloatArray, FloatArray, Cache]]:
     """Elman RNN forward: ``h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h)``.
 
     Parameters
@@ -100,7 +119,7 @@ def rnn(
                 return_cache)
 
 
-def rnn_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
+def rnn_backward(cache: Cache, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
     """Backpropagation through time for ``rnn(..., return_cache=True)``.
 
     Parameters
@@ -130,6 +149,21 @@ def rnn_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[
     return RNN_CELL.backward(cache, dh_seq, dh_n)
 
 
+@overload
+def lstm(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None, b_h: Optional[ArrayLike] = None,
+         h0: Optional[ArrayLike] = None, c0: Optional[ArrayLike] = None, *, lengths: Optional[ArrayLike] = None,
+         batch_first: bool = True, reverse: bool = False, return_cache: Literal[False] = False
+        ) -> Tuple[FloatArray, Tuple[FloatArray, FloatArray]]: ...
+@overload
+def lstm(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None, b_h: Optional[ArrayLike] = None,
+         h0: Optional[ArrayLike] = None, c0: Optional[ArrayLike] = None, *, lengths: Optional[ArrayLike] = None,
+         batch_first: bool = True, reverse: bool = False, return_cache: Literal[True]
+        ) -> Tuple[FloatArray, Tuple[FloatArray, FloatArray], Cache]: ...
+@overload
+def lstm(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None, b_h: Optional[ArrayLike] = None,
+         h0: Optional[ArrayLike] = None, c0: Optional[ArrayLike] = None, *, lengths: Optional[ArrayLike] = None,
+         batch_first: bool = True, reverse: bool = False, return_cache: bool
+        ) -> Union[Tuple[FloatArray, Tuple[FloatArray, FloatArray]], Tuple[FloatArray, Tuple[FloatArray, FloatArray], Cache]]: ...
 def lstm(
     x: ArrayLike,
     W_x: ArrayLike,
@@ -143,7 +177,7 @@ def lstm(
     batch_first: bool = True,
     reverse: bool = False,
     return_cache: bool = False,
-) -> Union[Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]], Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray], Any]]:
+) -> Union[Tuple[FloatArray, Tuple[FloatArray, FloatArray]], Tuple[FloatArray, Tuple[FloatArray, FloatArray], Cache]]:
     """LSTM forward, PyTorch's equations::
 
         i, f, o = sigmoid(W_x x_t + b_x + W_h h_{t-1} + b_h)   (their gate blocks)
@@ -183,7 +217,7 @@ def lstm(
     return _run(LSTM_CELL, {}, x, W_x, W_h, b_x, b_h, h0, c0, lengths, batch_first, reverse, return_cache)
 
 
-def lstm_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None,
+def lstm_backward(cache: Cache, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None,
                   dc_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
     """Backpropagation through time for ``lstm(..., return_cache=True)``.
 
@@ -196,6 +230,21 @@ def lstm_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional
     return LSTM_CELL.backward(cache, dh_seq, dh_n, dc_n)
 
 
+@overload
+def gru(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None, b_h: Optional[ArrayLike] = None,
+        h0: Optional[ArrayLike] = None, *, lengths: Optional[ArrayLike] = None, batch_first: bool = True,
+        reverse: bool = False, linear_before_reset: bool = True, return_cache: Literal[False] = False
+        ) -> Tuple[FloatArray, FloatArray]: ...
+@overload
+def gru(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None, b_h: Optional[ArrayLike] = None,
+        h0: Optional[ArrayLike] = None, *, lengths: Optional[ArrayLike] = None, batch_first: bool = True,
+        reverse: bool = False, linear_before_reset: bool = True, return_cache: Literal[True]
+        ) -> Tuple[FloatArray, FloatArray, Cache]: ...
+@overload
+def gru(x: ArrayLike, W_x: ArrayLike, W_h: ArrayLike, b_x: Optional[ArrayLike] = None, b_h: Optional[ArrayLike] = None,
+        h0: Optional[ArrayLike] = None, *, lengths: Optional[ArrayLike] = None, batch_first: bool = True,
+        reverse: bool = False, linear_before_reset: bool = True, return_cache: bool
+        ) -> Union[Tuple[FloatArray, FloatArray], Tuple[FloatArray, FloatArray, Cache]]: ...
 def gru(
     x: ArrayLike,
     W_x: ArrayLike,
@@ -209,7 +258,7 @@ def gru(
     reverse: bool = False,
     linear_before_reset: bool = True,
     return_cache: bool = False,
-) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, Any]]:
+) -> Union[Tuple[FloatArray, FloatArray], Tuple[FloatArray, FloatArray, Cache]]:
     """GRU forward, PyTorch's equations::
 
         r, z = sigmoid(W_x x_t + b_x + W_h h_{t-1} + b_h)   (their gate blocks)
@@ -241,7 +290,7 @@ def gru(
                 batch_first, reverse, return_cache)
 
 
-def gru_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
+def gru_backward(cache: Cache, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[ArrayLike] = None) -> Dict[str, np.ndarray]:
     """Backpropagation through time for ``gru(..., return_cache=True)``.
 
     Returns a dict with ``"x"``, ``"W_x"``, ``"W_h"``, ``"b_x"``, ``"b_h"``,

@@ -100,7 +100,7 @@ class RNN(RecurrentModel):
                          activation=activation, bias=bias, dropout=dropout, batch_first=batch_first,
                          dtype=dtype), seed)
 
-    activation = _option("activation", "The cell's nonlinearity.")
+    activation: str = _option("activation", "The cell's nonlinearity.")
 
 
 class LSTM(RecurrentModel):
@@ -146,7 +146,7 @@ class LSTM(RecurrentModel):
                          proj_size=proj_size, bias=bias, dropout=dropout, batch_first=batch_first,
                          dtype=dtype), seed)
 
-    proj_size = _option("proj_size", "P: the width of h with projections, or 0.")
+    proj_size: int = _option("proj_size", "P: the width of h with projections, or 0.")
 
 
 class GRU(RecurrentModel):
@@ -187,8 +187,8 @@ class GRU(RecurrentModel):
                          bias=bias, dropout=dropout, batch_first=batch_first,
                          linear_before_reset=linear_before_reset, dtype=dtype), seed)
 
-    linear_before_reset = _option("linear_before_reset",
-                                  "Whether r_t multiplies W_hn h_{t-1} + b_hn (PyTorch) or h_{t-1}.")
+    linear_before_reset: bool = _option("linear_before_reset",
+                                        "Whether r_t multiplies W_hn h_{t-1} + b_hn (PyTorch) or h_{t-1}.")
 
 
 # The classes io and interop build by name (see _params.MODEL_CLASSES).

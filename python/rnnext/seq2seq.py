@@ -9,6 +9,7 @@ its initial state into the encoder.
 
 from __future__ import annotations
 
+import typing
 from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -155,7 +156,8 @@ class Seq2Seq:
                     f"src: the encoder has vocab_size={V} and reads token ids (B, Ts), "
                     f"got dtype {src.dtype} and shape {src.shape}")
             _check_ids("src", src, V)
-            return src.astype(np.int64)
+            ids: np.ndarray = src.astype(np.int64)
+            return ids
         if src.dtype.kind in "iu":
             if src.ndim != 2:
                 raise ValueError(f"src: class ids must be 2-D (B, Ts), got shape {src.shape}")
@@ -192,12 +194,12 @@ class Seq2Seq:
         value, grads, _ = self._loss_and_grads(*self._batch(src, tgt, bos, src_lengths, tgt_lengths), None)
         return value, grads
 
-    def _batch(self, src: Any, tgt: Any, bos: Any, src_lengths: Any, tgt_lengths: Any):
+    def _batch(self, src: Any, tgt: Any, bos: Any, src_lengths: Any, tgt_lengths: Any) -> _Batch:
         x = self._source(src)
         tgt = np.asarray(tgt)
         if tgt.dtype.kind not in "iu" or tgt.ndim != 2:
             raise ValueError(f"tgt: expected integer class ids (B, Tt), got dtype {tgt.dtype} and shape {tgt.shape}")
-        _check_ids("tgt", tgt, self.decoder.output_size)
+        _check_ids("tgt", tgt, typing.cast(int, self.decoder.output_size))  # __init__ checked the head
         axis = self._time_axis()
         B = x.shape[1 - axis]
         if tgt.shape[1 - axis] != B:
@@ -212,12 +214,14 @@ class Seq2Seq:
             raise ValueError("bos: the decoder has vocab_size and reads token ids, so it needs a start token id")
         return _token("bos", bos, self._decoder_vocab(), allow_none=True)
 
-    def _loss_and_grads(self, x, tgt, bos, src_lengths, tgt_lengths, dropout_rng):
+    def _loss_and_grads(self, x: np.ndarray, tgt: np.ndarray, bos: Optional[int], src_lengths: Optional[np.ndarray],
+                        tgt_lengths: Optional[np.ndarray], dropout_rng: Optional[np.random.Generator]
+                        ) -> Tuple[float, Dict[str, np.ndarray], int]:
         encoder, decoder = self.encoder, self.decoder
         _, enc_state, enc_cache = encoder.forward_cache(x, lengths=src_lengths, dropout_rng=dropout_rng)
         logits, _, dec_cache = decoder.forward_cache(self._decoder_inputs(tgt, bos), self._bridge(enc_state),
                                                      lengths=tgt_lengths, dropout_rng=dropout_rng)
-        batch_major = (lambda a: a) if decoder.batch_first else (lambda a: np.swapaxes(a, 0, 1))
+        batch_major: Callable[[np.ndarray], np.ndarray] = (lambda a: a) if decoder.batch_first else (lambda a: np.swapaxes(a, 0, 1))
         mask = None
         if tgt_lengths is not None:
             mask = np.arange(tgt.shape[self._time_axis()])[None, :] < tgt_lengths[:, None]
@@ -230,7 +234,7 @@ class Seq2Seq:
 
     def fit(self, src: Any, tgt: Any, *, bos: Optional[int] = None, src_lengths: Any = None,
             tgt_lengths: Any = None, epochs: int = 1, batch_size: int = 32, optimizer: Any = "adam",
-            lr: Any = None, clip_norm: Optional[float] = None, validation_data: Optional[Sequence] = None,
+            lr: Any = None, clip_norm: Optional[float] = None, validation_data: Optional[Sequence[Any]] = None,
             shuffle: bool = True, callbacks: Optional[Iterable[Callable[[int, Dict[str, float]], Any]]] = None,
             seed: Optional[int] = None, progress: bool = True) -> Dict[str, List[float]]:
         """Trains encoder and decoder together, with teacher forcing.
@@ -273,7 +277,8 @@ class Seq2Seq:
         if v is not None:
             validation = self._batch(v[0], v[1], bos, v[2], v[3])
         rng = np.random.default_rng(seed)
-        dropout_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+        # numpy's stubs type seed_seq as ISeedSequence; default_rng's is a SeedSequence, which spawns
+        dropout_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])  # type: ignore[attr-defined]
         axis = self._time_axis()
         joint = _Joint(self)
 
@@ -303,9 +308,9 @@ class Seq2Seq:
             The tokens, each sequence's ending with its ``eos`` and padded with
             ``eos`` after it; L <= ``max_len`` is the longest translation.
         """
-        max_len = _train._positive_int("max_len", max_len)
+        max_len = _fit_loop.positive_int("max_len", max_len)
         bos = self._bos(bos)
-        eos = _token("eos", eos, self.decoder.output_size)
+        eos = typing.cast(int, _token("eos", eos, typing.cast(int, self.decoder.output_size)))
         x = self._source(src)
         axis = self._time_axis()
         B = x.shape[1 - axis]
@@ -366,7 +371,11 @@ def _check_ids(name: str, ids: np.ndarray, size: int) -> None:
         raise ValueError(f"{name}: class ids must be in [0, {size}), got {ids[bad].flat[0]}")
 
 
-def _take(data: Tuple[Any, ...], idx: np.ndarray, axis: int) -> Tuple[Any, ...]:
+_Batch = Tuple[np.ndarray, np.ndarray, Optional[int], Optional[np.ndarray], Optional[np.ndarray]]
+"""``(x, tgt, bos, src_lengths, tgt_lengths)``, checked by ``Seq2Seq._batch``."""
+
+
+def _take(data: _Batch, idx: np.ndarray, axis: int) -> _Batch:
     x, tgt, bos, src_lengths, tgt_lengths = data
     return (np.take(x, idx, axis=1 - axis), np.take(tgt, idx, axis=1 - axis), bos,
             None if src_lengths is None else src_lengths[idx], None if tgt_lengths is None else tgt_lengths[idx])

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import copy
 import numbers
-from typing import Any, Dict, Optional
+from typing import Any, Dict, Optional, Type
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from .models import GRU, LSTM, RNN, RecurrentModel
 
 __all__ = ["RNNClassifier", "RNNRegressor"]
 
-CELLS = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
+CELLS: Dict[str, Type[RecurrentModel]] = {"rnn": RNN, "lstm": LSTM, "gru": GRU}
 # Sequences per forward call in predict: bounds the hidden states held at once
 # (chunk x T x D*H per layer) without changing a bit (the forward is batch invariant).
 PREDICT_CHUNK = 1024
@@ -109,7 +109,7 @@ def _checked_seed(name: str, value: Any) -> Any:
         return value
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name}: expected an int or None, got {type(value).__name__}")
-    if not 0 <= value < 2**32:  # NumPy's RandomState range
+    if not 0 <= value < 2**32:  # type: ignore[operator]  # NumPy's RandomState range; typeshed's Integral has no <
         raise ValueError(f"{name}: expected an int in [0, 2**32), got {value}")
     return int(value)
 
@@ -147,7 +147,7 @@ class _RNNEstimator(BaseEstimator):
 
     # ------------------------------------------------------------ parameters
 
-    def _model_class(self) -> type:
+    def _model_class(self) -> Type[RecurrentModel]:
         if not isinstance(self.cell, str) or self.cell.lower() not in CELLS:
             raise ValueError(f"cell: expected 'lstm', 'gru' or 'rnn', got {self.cell!r}")
         if self.cell.lower() != "rnn" and self.activation != "tanh":
@@ -193,7 +193,7 @@ class _RNNEstimator(BaseEstimator):
     def _validated_X(self, X: Any, reset: bool) -> np.ndarray:
         """X as (n, T, I) floats, checked by scikit-learn's rules (``reset``
         in fit: record what predict will need)."""
-        array = check_array(X, allow_nd=True, dtype=(np.float64, np.float32), input_name="X", estimator=self)
+        array: np.ndarray = check_array(X, allow_nd=True, dtype=(np.float64, np.float32), input_name="X", estimator=self)
         if array.ndim > 3:
             raise ValueError(f"X: expected (n_samples, n_steps, n_features) or (n_samples, n_steps), "
                              f"got shape {array.shape}")
@@ -274,18 +274,21 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         logits = self._last_outputs(X)
         logits -= logits.max(axis=1, keepdims=True)
         probabilities = np.exp(logits)
-        return probabilities / probabilities.sum(axis=1, keepdims=True)
+        normalised: np.ndarray = probabilities / probabilities.sum(axis=1, keepdims=True)
+        return normalised
 
     def predict_log_proba(self, X: Any) -> np.ndarray:
         """The log of ``predict_proba``, computed stably from the logits."""
         logits = self._last_outputs(X)
         logits -= logits.max(axis=1, keepdims=True)
-        return logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        log_probabilities: np.ndarray = logits - np.log(np.exp(logits).sum(axis=1, keepdims=True))
+        return log_probabilities
 
     def predict(self, X: Any) -> np.ndarray:
         """The most likely label of every sequence, (n,), from ``classes_``."""
         logits = self._last_outputs(X)  # checks that self is fitted, before classes_ is read
-        return self.classes_[np.argmax(logits, axis=1)]
+        labels: np.ndarray = self.classes_[np.argmax(logits, axis=1)]
+        return labels
 
 
 class RNNRegressor(RegressorMixin, _RNNEstimator):

@@ -61,8 +61,8 @@ class Batch:
             if lengths.shape != (B,):
                 raise ValueError(f"lengths: expected shape ({B},) (one length per sequence), got {lengths.shape}")
             if B and (lengths.min() < 1 or lengths.max() > T):
-                bad = int(np.flatnonzero((lengths < 1) | (lengths > T))[0])
-                raise ValueError(f"lengths[{bad}] = {lengths[bad]} is outside [1, T] with T = {T}")
+                first = int(np.flatnonzero((lengths < 1) | (lengths > T))[0])
+                raise ValueError(f"lengths[{first}] = {lengths[first]} is outside [1, T] with T = {T}")
         self.lengths = lengths
         O = model.output_size if model.output_size is not None else model.num_directions * model.spec.state_size
         self.target, self.per_step = read_target(model, np.asarray(target), loss, return_sequences,
