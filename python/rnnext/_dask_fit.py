@@ -19,7 +19,7 @@ model whose parameters change under them.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Type, cast
 
 import numpy as np
 
@@ -48,14 +48,14 @@ REFUSED = {
 # ---------------------------------------------------------------- on the workers
 
 
-def make_part(cls: type, config: Dict[str, Any], x: np.ndarray, y: np.ndarray, lengths: Optional[np.ndarray],
+def make_part(cls: Type[RecurrentModel], config: Dict[str, Any], x: np.ndarray, y: np.ndarray, lengths: Optional[np.ndarray],
               loss: str) -> _train.Batch:
     """One chunk's training data, checked as ``model.fit`` checks the whole
     (class ids in range where counted, ...)."""
     return _train.Batch(cls.declared(config), x, y, loss, lengths, None)
 
 
-def rebuilt(cls: type, config: Dict[str, Any], params: Dict[str, np.ndarray]) -> RecurrentModel:
+def rebuilt(cls: Type[RecurrentModel], config: Dict[str, Any], params: Dict[str, np.ndarray]) -> RecurrentModel:
     model = cls.declared(config)
     model.set_params(params)
     return model
@@ -137,7 +137,7 @@ def host_lengths(lengths: Any, X: Any, axis: int) -> Optional[np.ndarray]:
     if lengths.shape != (B,):
         raise ValueError(f"lengths: expected shape ({B},) (one length per sequence), got {lengths.shape}")
     check_lengths_values(lengths, T)
-    return lengths
+    return cast(np.ndarray, lengths)
 
 
 def chunks_of(a: Any, a_axis: int, bounds: np.ndarray, client: Any) -> List[Any]:
@@ -198,10 +198,10 @@ class Parts:
         client), in chunk order: the order the driver sums in."""
         by_worker: Dict[Optional[str], List[int]] = {}
         for c in chunks:
-            by_worker.setdefault(self.holders[c][0] if self.holders[c] else None, []).append(c)
+            by_worker.setdefault(holder[0] if (holder := self.holders[c]) else None, []).append(c)
         return list(by_worker.values())
 
-    def run(self, fn: Callable, params: Dict[str, np.ndarray], jobs: List[Tuple[int, Any]]
+    def run(self, fn: Callable[..., Tuple[float, Any, int, Dict[str, float]]], params: Dict[str, np.ndarray], jobs: List[Tuple[int, Any]]
             ) -> List[Tuple[float, Any, int, Dict[str, float]]]:
         """fn(parts, rows, ...) once per worker, over its chunks' (chunk, rows) jobs."""
         rows = dict(jobs)
@@ -220,7 +220,8 @@ class Parts:
                                       sent, self.loss, self.metrics, workers=w, allow_other_workers=True,
                                       pure=False)
                    for g, w in zip(groups, workers)]
-        return self.client.gather(futures)
+        results: List[Tuple[float, Any, int, Dict[str, float]]] = self.client.gather(futures)
+        return results
 
     def loss_and_grads(self, params: Dict[str, np.ndarray], idx: np.ndarray
                        ) -> Tuple[float, Dict[str, np.ndarray], int]:
@@ -253,8 +254,8 @@ class Parts:
 
 
 def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int, batch_size: int, optimizer: Any,
-        lr: Any, clip_norm: Optional[float], lengths: Any, validation_data: Optional[Sequence], shuffle: bool,
-        callbacks: Optional[Iterable[Callable]], seed: Optional[int], metrics: Optional[Iterable[str]],
+        lr: Any, clip_norm: Optional[float], lengths: Any, validation_data: Optional[Sequence[Any]], shuffle: bool,
+        callbacks: Optional[Iterable[Callable[..., Any]]], seed: Optional[int], metrics: Optional[Iterable[str]],
         progress: bool, unsupported: Dict[str, Any]) -> Dict[str, List[float]]:
     """``rnnext.dask.fit`` (documented there), ``train.fit``'s loop over ``Parts``."""
     check_model(model, "rnnext.dask.fit")
@@ -290,7 +291,7 @@ def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int, batch_
 
 
 def train_loop(model: RecurrentModel, parts: Parts, validation: Optional[Parts], epochs: int, batch_size: int,
-               opt: Any, lr: Any, clip_norm: Optional[float], shuffle: bool, callbacks: List[Callable],
+               opt: Any, lr: Any, clip_norm: Optional[float], shuffle: bool, callbacks: List[Callable[..., Any]],
                seed: Optional[int], metrics: List[str], progress: bool) -> Dict[str, List[float]]:
     """``train.fit``'s epochs and batches, each batch's gradient from ``parts``."""
     rng, _ = _train.fit_streams(model, seed)

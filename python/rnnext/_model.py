@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import (IO, TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar, Union,
+                    overload)
 
 import numpy as np
 
@@ -357,6 +358,16 @@ class RecurrentModel:
                           validation_data=validation_data, shuffle=shuffle, callbacks=callbacks, seed=seed,
                           metrics=metrics, progress=progress)
 
+    @overload
+    def evaluate(self, x: ArrayLike, y: ArrayLike, *, loss: str, lengths: Optional[ArrayLike] = None,
+                 batch_size: Optional[int] = None, metrics: None = None) -> float: ...
+    @overload
+    def evaluate(self, x: ArrayLike, y: ArrayLike, *, loss: str, lengths: Optional[ArrayLike] = None,
+                 batch_size: Optional[int] = None, metrics: Iterable[str]) -> Dict[str, float]: ...
+    @overload
+    def evaluate(self, x: ArrayLike, y: ArrayLike, *, loss: str, lengths: Optional[ArrayLike] = None,
+                 batch_size: Optional[int] = None, metrics: Optional[Iterable[str]] = None
+                 ) -> Union[float, Dict[str, float]]: ...
     @_documented_by(_train.evaluate)
     def evaluate(self, x: ArrayLike, y: ArrayLike, *, loss: str, lengths: Optional[ArrayLike] = None,
                  batch_size: Optional[int] = None, metrics: Optional[Iterable[str]] = None
@@ -391,6 +402,11 @@ class RecurrentModel:
         self._require_float("to_torch")
         return _interop.to_torch(self)
 
+    @overload
+    def to_onnx(self, file: None = None, *, opset: int = 17, lengths: bool = False, state: bool = False) -> bytes: ...
+    @overload
+    def to_onnx(self, file: Union[str, "os.PathLike[str]", IO[bytes]], *, opset: int = 17, lengths: bool = False,
+                state: bool = False) -> None: ...
     def to_onnx(self, file: Any = None, *, opset: int = 17, lengths: bool = False, state: bool = False) -> Optional[bytes]:
         """The model as an ONNX graph (API.md section 6), one ``RNN``/``LSTM``/
         ``GRU`` node per layer and the head as MatMul + Add: written to a path

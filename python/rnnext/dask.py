@@ -202,7 +202,7 @@ def check_batch_size(batch_size: Any) -> Optional[int]:
 
 
 def predict_block(x: np.ndarray, lengths: Optional[np.ndarray], model: RecurrentModel, return_sequences: bool,
-                  batch_size: Optional[int], batch_axis: int, block_info: Optional[Dict] = None) -> np.ndarray:
+                  batch_size: Optional[int], batch_axis: int, block_info: Optional[Dict[Any, Any]] = None) -> np.ndarray:
     """One block of ``predict``: ``model.predict`` (or the many-to-one forward)
     on the block's sequences, with the worker's thread count."""
     axis = 0 if model.batch_first else 1  # x's batch axis; batch_axis is the output's
@@ -228,7 +228,7 @@ def predict_block(x: np.ndarray, lengths: Optional[np.ndarray], model: Recurrent
 
 
 def predict(model: RecurrentModel, X: Any, *, lengths: Any = None, return_sequences: bool = True,
-            batch_size: Optional[int] = None) -> Any:
+            batch_size: Optional[int] = None) -> da.Array:
     """``model.predict`` over a dask array, lazily, block by block.
 
     Parameters
@@ -298,9 +298,10 @@ def predict(model: RecurrentModel, X: Any, *, lengths: Any = None, return_sequen
     else:
         L3 = L[:, None, None] if axis == 0 else L[None, :, None]
     name = f"rnnext-predict-{uuid.uuid4().hex}"  # no hashing of the model's bytes to name the keys
-    return da.map_blocks(predict_block, X, L3, send_model(model, active_client()), bool(return_sequences),
-                         batch_size, out_axis, dtype=model.dtype, chunks=chunks, drop_axis=drop, new_axis=new,
-                         meta=meta, name=name)
+    out: da.Array = da.map_blocks(predict_block, X, L3, send_model(model, active_client()), bool(return_sequences),
+                                  batch_size, out_axis, dtype=model.dtype, chunks=chunks, drop_axis=drop,
+                                  new_axis=new, meta=meta, name=name)
+    return out
 
 
 # ---------------------------------------------------------------- fit
@@ -308,8 +309,8 @@ def predict(model: RecurrentModel, X: Any, *, lengths: Any = None, return_sequen
 
 def fit(model: RecurrentModel, X: Any, y: Any, *, loss: str, epochs: int = 1, batch_size: int = 32,
         optimizer: Any = "adam", lr: Any = None, clip_norm: Optional[float] = None, lengths: Any = None,
-        validation_data: Optional[Sequence] = None, shuffle: bool = True,
-        callbacks: Optional[Iterable[Callable]] = None, seed: Optional[int] = None,
+        validation_data: Optional[Sequence[Any]] = None, shuffle: bool = True,
+        callbacks: Optional[Iterable[Callable[..., Any]]] = None, seed: Optional[int] = None,
         metrics: Optional[Iterable[str]] = None, progress: bool = True, **unsupported: Any) -> Dict[str, List[float]]:
     """``model.fit`` on data held by Dask workers: synchronous data-parallel
     training, the model updated in place.

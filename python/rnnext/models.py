@@ -51,20 +51,40 @@ that ``_params`` defines (``ParameterDict``, the ``W_x``, ... properties):
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import TYPE_CHECKING, Optional, Tuple
 
 import numpy as np
 
 from ._forward import Gradients, ModelCache, cache_out_shape  # noqa: F401 (names models.py had)
 from ._model import RecurrentModel, _option
 from ._params import CONSTRUCTOR_DOC, MODEL_CLASSES, check_activation, check_bool, check_int
-from ._typing import DTypeLike
+from ._states import State
+from ._typing import ArrayLike, DTypeLike, FloatArray
 from .cells import GRU_CELL, LSTM_CELL, RNN_CELL
 
 __all__ = ["RNN", "LSTM", "GRU", "RecurrentModel", "Gradients"]
 
+if TYPE_CHECKING:
+    # What the state is, for a type checker: h for RNN and GRU, an (h, c) pair
+    # for LSTM. The methods are RecurrentModel's; these bases (only seen by
+    # type checkers, RecurrentModel itself at run time) narrow their results.
+    class _HiddenStateModel(RecurrentModel):
+        def __call__(self, x: ArrayLike, h0: Optional[State] = None, *, lengths: Optional[ArrayLike] = None,
+                     return_sequences: bool = True) -> Tuple[FloatArray, FloatArray]: ...
+        def step(self, x_t: ArrayLike, state: Optional[State] = None) -> Tuple[FloatArray, FloatArray]: ...
+        def initial_state(self, batch_size: Optional[int] = None) -> FloatArray: ...
 
-class RNN(RecurrentModel):
+    class _PairStateModel(RecurrentModel):
+        def __call__(self, x: ArrayLike, h0: Optional[State] = None, *, lengths: Optional[ArrayLike] = None,
+                     return_sequences: bool = True) -> Tuple[FloatArray, Tuple[FloatArray, FloatArray]]: ...
+        def step(self, x_t: ArrayLike, state: Optional[State] = None
+                 ) -> Tuple[FloatArray, Tuple[FloatArray, FloatArray]]: ...
+        def initial_state(self, batch_size: Optional[int] = None) -> Tuple[FloatArray, FloatArray]: ...
+else:
+    _HiddenStateModel = _PairStateModel = RecurrentModel
+
+
+class RNN(_HiddenStateModel):
     """The article's recurrent network: ``h_t = f(W_x x_t + b_x + W_h h_{t-1} + b_h)``,
     stacked ``num_layers`` deep, optionally bidirectional, with an optional
     linear head ``y_t = W_o h_t + b_o`` (G = 1).
@@ -103,7 +123,7 @@ class RNN(RecurrentModel):
     activation: str = _option("activation", "The cell's nonlinearity.")
 
 
-class LSTM(RecurrentModel):
+class LSTM(_PairStateModel):
     """Long short-term memory, PyTorch's equations exactly (gate order i, f,
     g, o; G = 4), stacked ``num_layers`` deep, optionally bidirectional, with
     an optional linear head. States are ``(h, c)`` pairs.
@@ -149,7 +169,7 @@ class LSTM(RecurrentModel):
     proj_size: int = _option("proj_size", "P: the width of h with projections, or 0.")
 
 
-class GRU(RecurrentModel):
+class GRU(_HiddenStateModel):
     """Gated recurrent unit, PyTorch's equations (gate order r, z, n; G = 3),
     stacked ``num_layers`` deep, optionally bidirectional, with an optional
     linear head.

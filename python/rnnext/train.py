@@ -13,7 +13,7 @@ methods and the package interface listed in ``models.py``.
 from __future__ import annotations
 
 import warnings
-from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Iterable, List, Optional, Sequence, Tuple, Union, overload
 
 import numpy as np
 
@@ -241,6 +241,16 @@ def score(model: "RecurrentModel", batch: Batch, loss: str, size: int, metrics: 
     return logs
 
 
+@overload
+def evaluate(model: "RecurrentModel", x: Any, y: Any, *, loss: str, lengths: Any = None,
+             batch_size: Optional[int] = None, metrics: None = None) -> float: ...
+@overload
+def evaluate(model: "RecurrentModel", x: Any, y: Any, *, loss: str, lengths: Any = None,
+             batch_size: Optional[int] = None, metrics: Iterable[str]) -> Dict[str, float]: ...
+@overload
+def evaluate(model: "RecurrentModel", x: Any, y: Any, *, loss: str, lengths: Any = None,
+             batch_size: Optional[int] = None, metrics: Optional[Iterable[str]] = None
+             ) -> Union[float, Dict[str, float]]: ...
 def evaluate(model: "RecurrentModel", x: Any, y: Any, *, loss: str, lengths: Any = None,
              batch_size: Optional[int] = None, metrics: Optional[Iterable[str]] = None
              ) -> Union[float, Dict[str, float]]:
