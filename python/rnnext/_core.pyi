@@ -3,9 +3,11 @@
 Started from pybind11-stubgen's output (``python -m pybind11_stubgen
 rnnext._core``), then typed by hand: the binding takes most arguments as
 ``py::handle`` (anything ``np.asarray`` accepts), which the generator can
-only call ``object``, and returns tuples it cannot look into. .ci/typecheck checks this file against the
-built module: names and kinds with ``python -m mypy.stubtest rnnext._core``,
-parameters with .ci/stub_signatures.py (stubtest cannot read pybind11's).
+only call ``object``, and returns tuples it cannot look into.
+
+.ci/typecheck checks this file against the built module: names and kinds
+with ``python -m mypy.stubtest rnnext._core``, parameters with
+.ci/stub_signatures.py (stubtest cannot read pybind11's).
 """
 
 from typing import Literal, overload, type_check_only
