@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Dict, Iterator, Optional, Tuple
 
 import numpy as np
 
-from ._arrays import cast, check_choice, count_str, require_memory
+from ._arrays import as_array, cast, check_choice, count_str, require_memory
 from ._typing import ArrayLike, DTypeLike
 from .cells import Cell
 from .layers import Stack, recurrent_param_count, recurrent_param_shapes
@@ -297,7 +297,7 @@ def checked_param(spec: Spec, name: str, value: ArrayLike) -> np.ndarray:
     shapes = spec.param_shapes()
     if name not in shapes:
         raise KeyError(f"{spec.name} has no parameter {name!r}; it has {list(shapes)}")
-    array = np.asarray(value)
+    array = as_array(value, name, spec.dtype)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
     if array.shape != shapes[name]:

@@ -34,6 +34,7 @@ try:
 except ImportError as error:  # pragma: no cover (the extra is installed wherever the tests run)
     raise ImportError('rnnext.dask needs dask: pip install "rnnext[dask]" (dask[array] and distributed)') from error
 
+from ._arrays import as_array
 from ._threads import threads
 from .models import RecurrentModel
 
@@ -180,7 +181,7 @@ def batch_lengths(lengths: Any, X: Any, axis: int) -> Any:
         return lengths.rechunk((X.chunks[axis],))
     if not hasattr(lengths, "__array__") and not isinstance(lengths, (list, tuple)):
         raise TypeError(f"lengths: expected a dask or NumPy integer array, got {type(lengths).__name__}")
-    lengths = np.asarray(lengths)
+    lengths = as_array(lengths, "lengths")
     check_lengths_dtype(lengths)
     if lengths.shape != (B,):
         raise ValueError(f"lengths: expected shape ({B},) (one length per sequence of X), got {lengths.shape}")

@@ -14,6 +14,7 @@ from typing import Any, Dict, Optional, Tuple, Union
 
 import numpy as np
 
+from ._arrays import as_array, dtype_name
 from ._typing import ArrayLike
 from .cells import GRU_CELL, LSTM_CELL, RNN_CELL, Cell
 
@@ -25,6 +26,11 @@ def _run(cell: Cell, options: Dict[str, Any], x: ArrayLike, W_x: ArrayLike, W_h:
          batch_first: bool, reverse: bool, return_cache: bool) -> Tuple[Any, ...]:
     """Every functional forward: pack the weights, run the layer once; the
     state is an (h_n, c_n) pair for LSTM."""
+    W_x, W_h, b_x, b_h = (_weight(w, name) for w, name in ((W_x, "W_x"), (W_h, "W_h"), (b_x, "b_x"), (b_h, "b_h")))
+    dtype = getattr(W_x, "dtype", None)
+    dtype = dtype if dtype in (np.float32, np.float64) else None
+    x, h0, c0 = (None if a is None else as_array(a, name, dtype) for a, name in ((x, "x"), (h0, "h0"), (c0, "c0")))
+    lengths = None if lengths is None else as_array(lengths, "lengths")
     layer = cell.pack(W_x, W_h, b_x, b_h, options)
     if return_cache:
         h_seq, h_n, c_n, cache = layer.forward_cache(x, h0, c0, lengths, batch_first, reverse)
@@ -32,6 +38,21 @@ def _run(cell: Cell, options: Dict[str, Any], x: ArrayLike, W_x: ArrayLike, W_h:
         h_seq, h_n, c_n = layer.forward(x, h0, c0, lengths, batch_first, reverse)
     state = (h_n, c_n) if cell.has_cell_state else h_n
     return (h_seq, state, cache) if return_cache else (h_seq, state)
+
+
+def _weight(value: Any, name: str) -> Any:
+    """A weight as an array. The weights' dtype is the precision computed
+    in, so half-precision weights are refused (by the core, with these
+    words, for float16) rather than widened behind the caller's back."""
+    if value is None:
+        return None
+    if dtype_name(value) == "bfloat16":
+        raise TypeError(f"{name}: expected float32 or float64 weights, got dtype bfloat16")
+    return as_array(value, name)
+
+
+def _gradient(value: Any, name: str) -> Any:
+    return None if value is None else as_array(value, name)
 
 
 def rnn(
@@ -127,7 +148,7 @@ def rnn_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[
     single matrix products over all valid steps. Gradients are bitwise
     identical for a given instruction set, whatever the thread count.
     """
-    return RNN_CELL.backward(cache, dh_seq, dh_n)
+    return RNN_CELL.backward(cache, _gradient(dh_seq, "dh_seq"), _gradient(dh_n, "dh_n"))
 
 
 def lstm(
@@ -193,7 +214,7 @@ def lstm_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional
     shaped like the forward's arguments (``b_x`` and ``b_h`` get equal
     gradients, as separate arrays).
     """
-    return LSTM_CELL.backward(cache, dh_seq, dh_n, dc_n)
+    return LSTM_CELL.backward(cache, _gradient(dh_seq, "dh_seq"), _gradient(dh_n, "dh_n"), _gradient(dc_n, "dc_n"))
 
 
 def gru(
@@ -247,4 +268,4 @@ def gru_backward(cache: Any, dh_seq: Optional[ArrayLike] = None, dh_n: Optional[
     Returns a dict with ``"x"``, ``"W_x"``, ``"W_h"``, ``"b_x"``, ``"b_h"``,
     ``"h0"``, shaped like the forward's arguments.
     """
-    return GRU_CELL.backward(cache, dh_seq, dh_n)
+    return GRU_CELL.backward(cache, _gradient(dh_seq, "dh_seq"), _gradient(dh_n, "dh_n"))

@@ -22,6 +22,8 @@ from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 
+from ._arrays import as_array, cast
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "global_norm"]
 
 
@@ -92,8 +94,11 @@ class Optimizer:
         """New parameters from ``params`` and their gradients (same keys); the
         arrays given are not modified."""
         with np.errstate(over="ignore", invalid="ignore"):  # huge gradients give Inf quietly, as in torch
-            return {k: self._update(k, np.asarray(p), np.asarray(grads[k], dtype=p.dtype))
-                    for k, p in params.items()}
+            new = {}
+            for k, p in params.items():
+                p = as_array(p, f"params[{k!r}]")
+                new[k] = self._update(k, p, cast(as_array(grads[k], f"grads[{k!r}]", p.dtype), p.dtype))
+            return new
 
     def _update(self, name: str, param: np.ndarray, grad: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError

@@ -15,7 +15,7 @@ import numpy as np
 
 from . import _fit_loop
 from . import train as _train
-from ._arrays import cast
+from ._arrays import as_array, cast
 from .generate import one_hot
 from .layers import map_state
 from .models import RecurrentModel
@@ -36,7 +36,7 @@ def _token(name: str, value: Any, size: int, allow_none: bool = False) -> Option
 def _lengths(name: str, value: Any, batch: int, steps: int) -> Optional[np.ndarray]:
     if value is None:
         return None
-    lengths = np.asarray(value)
+    lengths = as_array(value, name)
     if lengths.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array, got dtype {lengths.dtype}")
     if lengths.shape != (batch,):
@@ -147,7 +147,7 @@ class Seq2Seq:
         return self.decoder.config.get("vocab_size") or self.decoder.input_size
 
     def _source(self, src: Any) -> np.ndarray:
-        src = np.asarray(src)
+        src = as_array(src, "src", self.encoder.dtype)
         V = self.encoder.config.get("vocab_size")
         if V is not None:  # ids straight into the encoder's embedding
             if src.dtype.kind not in "iu" or src.ndim != 2:
@@ -194,7 +194,7 @@ class Seq2Seq:
 
     def _batch(self, src: Any, tgt: Any, bos: Any, src_lengths: Any, tgt_lengths: Any):
         x = self._source(src)
-        tgt = np.asarray(tgt)
+        tgt = as_array(tgt, "tgt")
         if tgt.dtype.kind not in "iu" or tgt.ndim != 2:
             raise ValueError(f"tgt: expected integer class ids (B, Tt), got dtype {tgt.dtype} and shape {tgt.shape}")
         _check_ids("tgt", tgt, self.decoder.output_size)
