@@ -305,3 +305,16 @@ def test_refusals_name_every_argument(argument, call):
 def test_float_lengths_from_torch_are_refused_by_name():
     with pytest.raises(TypeError, match="lengths: expected an integer array, got dtype float32"):
         rx.RNN(I, H)(X, lengths=torch.ones(B))
+
+
+def test_dask_reads_bfloat16_blocks():
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("distributed")
+    import dask
+
+    from rnnext import dask as rxd
+
+    model = rx.GRU(I, H, O, seed=12)
+    with dask.config.set(scheduler="synchronous"):
+        got = rxd.predict(model, da.from_array(_bfloat16(X), chunks=(2, -1, -1))).compute()
+    same(got, model(_bfloat16(X).astype(np.float32))[0])

@@ -44,6 +44,12 @@ def as_array(value: Any, name: str, float_dtype: Any = None) -> Any:
     return array
 
 
+def is_half_float(dtype: Any) -> bool:
+    """True for ml_dtypes' floats (bfloat16, float8s), which ``as_array`` reads."""
+    dtype = np.dtype(dtype)
+    return dtype.type.__module__ == "ml_dtypes" and not dtype.name.startswith(("int", "uint"))
+
+
 def dtype_name(value: Any) -> str:
     """The name of ``value``'s dtype without reading it (``"bfloat16"`` for
     NumPy with ml_dtypes, torch and JAX alike), or ``""``."""

@@ -34,7 +34,7 @@ try:
 except ImportError as error:  # pragma: no cover (the extra is installed wherever the tests run)
     raise ImportError('rnnext.dask needs dask: pip install "rnnext[dask]" (dask[array] and distributed)') from error
 
-from ._arrays import as_array
+from ._arrays import as_array, is_half_float
 from ._threads import threads
 from .models import RecurrentModel
 
@@ -138,7 +138,7 @@ def check_x(model: RecurrentModel, X: Any, name: str = "X") -> Tuple[Any, int]:
         if X.ndim != 3:
             ids = " (token ids need a model with vocab_size)" if X.ndim == 2 and X.dtype.kind in "iu" else ""
             raise ValueError(f"{name}: expected a 3-D dask array {layout}, got shape {X.shape}{ids}")
-        if X.dtype.kind not in "fiub":
+        if X.dtype.kind not in "fiub" and not is_half_float(X.dtype):  # blocks of bfloat16 are read as floats
             raise TypeError(f"{name}: expected an array of real numbers, got dtype {X.dtype}")
         I = model.input_size
         if X.shape[2] != I:
