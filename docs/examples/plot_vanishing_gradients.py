@@ -17,6 +17,8 @@ gate is open (here a forget-gate bias of 3, a common initialisation that
 training would otherwise have to find) it crosses the whole sequence.
 A ReLU RNN whose recurrent weights are too large shows the opposite failure:
 the gradient explodes going back, which ``fit(..., clip_norm=...)`` caps.
+(The tanh RNN's gradient underflows float32 to zero before step 8, where
+its curve leaves the plot.)
 
 The gradients come from :func:`rnnext.functional.rnn_backward` and
 :func:`rnnext.functional.lstm_backward` with the models' own weights.
