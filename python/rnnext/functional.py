@@ -165,7 +165,9 @@ def lstm(
     reverse: bool = False,
     return_cache: bool = False,
 ) -> Union[Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray]], Tuple[np.ndarray, Tuple[np.ndarray, np.ndarray], Any]]:
-    """LSTM forward, PyTorch's equations::
+    """LSTM forward, PyTorch's equations:
+
+    ::
 
         i, f, o = sigmoid(W_x x_t + b_x + W_h h_{t-1} + b_h)   (their gate blocks)
         g = tanh(...),  c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)
@@ -231,7 +233,9 @@ def gru(
     linear_before_reset: bool = True,
     return_cache: bool = False,
 ) -> Union[Tuple[np.ndarray, np.ndarray], Tuple[np.ndarray, np.ndarray, Any]]:
-    """GRU forward, PyTorch's equations::
+    """GRU forward, PyTorch's equations:
+
+    ::
 
         r, z = sigmoid(W_x x_t + b_x + W_h h_{t-1} + b_h)   (their gate blocks)
         n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))

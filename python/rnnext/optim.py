@@ -265,7 +265,7 @@ def global_norm(grads: Mapping[str, np.ndarray]) -> float:
 
 def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> Tuple[Dict[str, np.ndarray], float]:
     """Scales all gradients together so their global norm is at most max_norm
-    (torch.nn.utils.clip_grad_norm_); returns them and the norm before clipping."""
+    (``torch.nn.utils.clip_grad_norm_``); returns them and the norm before clipping."""
     norm = global_norm(grads)
     scale = max_norm / (norm + 1e-6)
     if scale < 1:

@@ -61,8 +61,8 @@ class Seq2Seq:
         times its number of directions: layer ``l`` of the decoder starts
         from layer ``l`` of the encoder, directions concatenated.
 
-    Data
-    ----
+    Notes
+    -----
     Sources are class ids ``(B, Ts)`` or features ``(B, Ts, I)``: an
     encoder with ``vocab_size`` reads the ids through its embedding, any
     other one-hot encoded to its ``input_size``. Targets are class ids
