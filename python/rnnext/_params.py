@@ -115,6 +115,8 @@ CONSTRUCTOR_DOC = """
         Seeds the PyTorch-style initialisation ``U(-1/sqrt(H), 1/sqrt(H))``
         (the head like ``torch.nn.Linear(D*H, O)``).
 
+    Notes
+    -----
     Parameters are in ``params``, keyed like PyTorch's ``state_dict``
     (``"embedding"`` first with ``vocab_size``, then ``"W_x_l0"``,
     ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``, ``"W_x_l0_reverse"``, ...,
