@@ -20,6 +20,7 @@ SNIPPETS = Path(__file__).resolve().parent / "snippets"
 # The optional libraries a snippet needs beyond rnnext and NumPy.
 NEEDS = {
     "interop_torch": ["torch"],
+    "inputs": ["torch"],
     "interop_onnx": ["onnx", "onnxruntime"],
     "interop_keras": ["keras", "torch"],
     "dask_predict": ["dask", "distributed"],
