@@ -1,5 +1,6 @@
-"""Array helpers of the Python layer: casts the way the kernels cast, and
-the memory check made before a buffer that cannot exist is computed."""
+"""Array helpers of the Python layer: every array argument read into NumPy
+(any producer, any real dtype), casts the way the kernels cast, and the memory
+check made before a buffer that cannot exist is computed."""
 
 from __future__ import annotations
 
@@ -7,6 +8,99 @@ import os
 from typing import Any, Optional, Tuple, Union
 
 import numpy as np
+
+
+# DLPack's device code of the host's memory (DLDeviceType kDLCPU).
+_DLPACK_CPU = 1
+
+
+def as_array(value: Any, name: str, float_dtype: Any = None) -> Any:
+    """``value`` as a NumPy array, sharing its memory where NumPy can.
+
+    Reads NumPy arrays, PyTorch tensors (``requires_grad`` or not: the data
+    are read, the graph is not), anything with ``__array__`` (JAX arrays,
+    array-likes) or only ``__dlpack__``, and Python sequences and scalars.
+    bfloat16 and the other ``ml_dtypes`` floats, which the kernels cannot
+    read, become ``float_dtype`` (float32 when None) in one conversion;
+    float16 stays as it is (the kernels' cast reads it in the same pass that
+    makes it contiguous). A producer that cannot hand its data to the host
+    (a GPU or meta tensor, a sparse one) is a TypeError naming ``name``.
+    Non-numeric dtypes are left to the callers' checks, which name the
+    dtype. A MemoryError (a list of huge views) stays one.
+    """
+    if type(value) is np.ndarray:  # the hot path: nothing to read
+        array = value
+    elif _is_torch_tensor(value):
+        array = _from_torch(value, name, float_dtype)
+    elif isinstance(value, np.ndarray) or hasattr(type(value), "__array__") or not hasattr(value, "__dlpack__"):
+        array = _guarded(np.asarray, value, name)
+    else:
+        array = _from_dlpack(value, name)
+    if array.dtype.type.__module__ == "ml_dtypes":
+        # ml_dtypes' types all have kind 'V'; their casts to NumPy's are registered.
+        integer = array.dtype.name.startswith(("int", "uint"))
+        with np.errstate(all="ignore"):
+            array = array.astype(np.int64 if integer else (float_dtype or np.float32))
+    return array
+
+
+def is_half_float(dtype: Any) -> bool:
+    """True for ml_dtypes' floats (bfloat16, float8s), which ``as_array`` reads."""
+    dtype = np.dtype(dtype)
+    return dtype.type.__module__ == "ml_dtypes" and not dtype.name.startswith(("int", "uint"))
+
+
+def dtype_name(value: Any) -> str:
+    """The name of ``value``'s dtype without reading it (``"bfloat16"`` for
+    NumPy with ml_dtypes, torch and JAX alike), or ``""``."""
+    dtype = getattr(value, "dtype", None)
+    return "" if dtype is None else str(dtype).rpartition(".")[2]
+
+
+def _guarded(read: Any, value: Any, name: str) -> np.ndarray:
+    """``read(value)``, a failure re-raised as a TypeError naming ``name``
+    (KeyboardInterrupt and MemoryError pass through)."""
+    try:
+        return read(value)
+    except MemoryError:
+        raise
+    except Exception as error:
+        raise TypeError(f"{name}: expected an array of real numbers, got {type(value).__name__} ({error})") from None
+
+
+def _is_torch_tensor(value: Any) -> bool:
+    # No import of torch: a tensor's class lives in torch, and only a program
+    # that imported torch can hold one.
+    module = type(value).__module__
+    return (module == "torch" or module.startswith("torch.")) and hasattr(value, "requires_grad")
+
+
+def _from_torch(tensor: Any, name: str, float_dtype: Any) -> np.ndarray:
+    import torch
+
+    if tensor.device.type != "cpu":
+        raise TypeError(f"{name}: a torch tensor on device {tensor.device.type!r}; rnnext computes on the CPU "
+                        f"(pass {name}.cpu())")
+    if tensor.layout != torch.strided:
+        raise TypeError(f"{name}: a {tensor.layout} torch tensor; rnnext reads dense tensors "
+                        f"(pass {name}.to_dense())")
+    tensor = tensor.detach()  # a view: the graph is torch's business, the data are ours to read
+    if tensor.dtype == torch.bfloat16:
+        # NumPy has no bfloat16: the 16 bits are the top half of a float32.
+        widened = _guarded(lambda t: t.view(torch.int16).numpy(), tensor, name).view(np.uint16).astype(np.uint32)
+        widened <<= 16
+        floats = widened.view(np.float32)
+        return floats if float_dtype is None or np.dtype(float_dtype) == np.float32 else floats.astype(float_dtype)
+    return _guarded(lambda t: t.resolve_conj().resolve_neg().numpy(), tensor, name)
+
+
+def _from_dlpack(value: Any, name: str) -> np.ndarray:
+    device = _guarded(lambda v: tuple(v.__dlpack_device__()), value, name) if hasattr(value, "__dlpack_device__") \
+        else (_DLPACK_CPU, 0)
+    if device[0] != _DLPACK_CPU:
+        raise TypeError(f"{name}: a DLPack tensor on device type {device[0]} (not the CPU, type {_DLPACK_CPU}); "
+                        "rnnext computes on the CPU: copy it to host memory first")
+    return _guarded(np.from_dlpack, value, name)
 
 
 def cast(value: Any, dtype: Any, copy: bool = False) -> np.ndarray:

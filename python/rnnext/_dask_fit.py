@@ -29,6 +29,7 @@ import dask.array as da
 from . import _fit_loop
 from . import losses as _losses
 from . import train as _train
+from ._arrays import as_array
 from .dask import (active_client, check_lengths_dtype, check_lengths_values, check_model, check_x, output_size,
                    task_threads)
 from .models import RecurrentModel
@@ -117,7 +118,7 @@ def read_targets(model: RecurrentModel, y: Any, X: Any, loss: str, axis: int, na
     ``train.read_target`` (the words ``model.fit`` uses) on a zero-strided
     stand-in, so no memory is taken and no value is read."""
     if not isinstance(y, da.Array):
-        y = np.asarray(y)
+        y = as_array(y, name, model.dtype)
     B, T = X.shape[axis], X.shape[1 - axis]
     stand_in = np.lib.stride_tricks.as_strided(np.zeros(1, dtype=y.dtype), shape=y.shape, strides=(0,) * y.ndim)
     try:
@@ -131,8 +132,11 @@ def host_lengths(lengths: Any, X: Any, axis: int) -> Optional[np.ndarray]:
     """The lengths on the driver (B integers), checked as ``model.fit`` does."""
     if lengths is None:
         return None
+    if isinstance(lengths, da.Array):
+        check_lengths_dtype(lengths)  # before the compute
+        lengths = np.asarray(lengths.compute())
+    lengths = as_array(lengths, "lengths")
     check_lengths_dtype(lengths)
-    lengths = np.asarray(lengths.compute() if isinstance(lengths, da.Array) else lengths)
     B, T = X.shape[axis], X.shape[1 - axis]
     if lengths.shape != (B,):
         raise ValueError(f"lengths: expected shape ({B},) (one length per sequence), got {lengths.shape}")

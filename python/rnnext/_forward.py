@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, Dict, List, NamedTuple, Optional, Tuple
 
 import numpy as np
 
-from ._arrays import cast, require_memory
+from ._arrays import as_array, cast, require_memory
 from ._params import Spec, Weights, check_bool, check_int
-from ._states import State, batch_of, read_state, state_out, state_shape
+from ._states import State, batch_of, read_state, state_arrays, state_out, state_shape
 from ._tokens import check_features, embedded, embedded_step, embedding_grad, is_token_model, read_ids
 from ._typing import ArrayLike
 from .layers import Stack, StackCache, valid_steps
@@ -81,7 +81,8 @@ def _input(spec: Spec, weights: Weights, x: ArrayLike, lengths: Any
     if is_token_model(spec):
         ids, lengths = read_ids(spec, x, lengths)
         return embedded(weights.values["embedding"], ids), lengths, ids
-    x = np.asarray(x)
+    x = as_array(x, "x", spec.dtype)
+    lengths = None if lengths is None else as_array(lengths, "lengths")
     check_features(spec, x)
     return x, lengths, None
 
@@ -122,7 +123,7 @@ def predict(model: "RecurrentModel", x: ArrayLike, lengths: Optional[ArrayLike],
     spec = model.spec
     if is_token_model(spec):  # every id checked before the first batch is computed
         x, lengths = read_ids(spec, x, lengths)
-    x = np.asarray(x)
+    x = as_array(x, "x", spec.dtype)
     if batch_size is None or x.ndim != (2 if is_token_model(spec) else 3):
         return model(x, lengths=lengths)[0]
     batch_size = check_int("batch_size", batch_size)
@@ -131,7 +132,7 @@ def predict(model: "RecurrentModel", x: ArrayLike, lengths: Optional[ArrayLike],
     # Everything the batches would find wrong, found before the first one
     # is computed.
     if lengths is not None:
-        lengths = np.asarray(lengths)
+        lengths = as_array(lengths, "lengths")
         if lengths.dtype.kind not in "iu":
             raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype}")
         if lengths.shape != (batch,):
@@ -158,14 +159,14 @@ def step(spec: Spec, weights: Weights, x_t: ArrayLike, state: Optional[State]) -
     if is_token_model(spec):
         x_t = embedded_step(spec, weights.values["embedding"], x_t)
     else:
-        check_features(spec, np.asarray(x_t), "x_t", step=True)
+        x_t = as_array(x_t, "x_t", spec.dtype)
+        check_features(spec, x_t, "x_t", step=True)
     if stack.single is not None:  # one C++ call, which checks the arguments
-        result: Tuple[np.ndarray, State] = stack.single.step(x_t, state, stack.head)
+        result: Tuple[np.ndarray, State] = stack.single.step(x_t, state_arrays(spec, state, "state"), stack.head)
         return result
     if spec.config["bidirectional"]:
         raise ValueError(f"step: {spec.describe()} is bidirectional; its backward direction reads whole "
                          "sequences, so it cannot stream (call the model on the sequence instead)")
-    x_t = np.asarray(x_t)
     I = spec.config["input_size"]
     if x_t.dtype.kind not in "fiub":
         raise TypeError(f"x_t: expected an array of real numbers, got dtype {x_t.dtype}")
@@ -252,7 +253,7 @@ def backward_cache(spec: Spec, cache: ModelCache, d_out: Optional[ArrayLike] = N
     grads: Dict[str, np.ndarray] = {}
     d_top = None
     if d_out is not None:
-        d_out = cast(d_out, dtype)
+        d_out = cast(as_array(d_out, "d_out", dtype), dtype)
         if d_out.shape != cache_out_shape(cache):
             raise ValueError(f"d_out: expected shape {cache_out_shape(cache)} (like the forward's out), "
                              f"got {d_out.shape}")

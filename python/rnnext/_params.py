@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Dict, ItemsView, Iterator, Optional, Tupl
 
 import numpy as np
 
-from ._arrays import cast, check_choice, count_str, require_memory
+from ._arrays import as_array, cast, check_choice, count_str, require_memory
 from ._typing import ArrayLike, DTypeLike
 from .cells import Cell
 from .layers import Stack, recurrent_param_count, recurrent_param_shapes
@@ -116,6 +116,8 @@ CONSTRUCTOR_DOC = """
         Seeds the PyTorch-style initialisation ``U(-1/sqrt(H), 1/sqrt(H))``
         (the head like ``torch.nn.Linear(D*H, O)``).
 
+    Notes
+    -----
     Parameters are in ``params``, keyed like PyTorch's ``state_dict``
     (``"embedding"`` first with ``vocab_size``, then ``"W_x_l0"``,
     ``"W_h_l0"``, ``"b_x_l0"``, ``"b_h_l0"``, ``"W_x_l0_reverse"``, ...,
@@ -298,7 +300,7 @@ def checked_param(spec: Spec, name: str, value: ArrayLike) -> np.ndarray:
     shapes = spec.param_shapes()
     if name not in shapes:
         raise KeyError(f"{spec.name} has no parameter {name!r}; it has {list(shapes)}")
-    array = np.asarray(value)
+    array = as_array(value, name, spec.dtype)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
     if array.shape != shapes[name]:

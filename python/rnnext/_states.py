@@ -12,6 +12,7 @@ from typing import Any, Optional, Tuple, Union, cast
 
 import numpy as np
 
+from ._arrays import as_array
 from ._params import Spec, check_int
 
 #: A model's state: the hidden state (num_layers * D, B, H), or an (h, c) pair for LSTM.
@@ -25,6 +26,17 @@ def state_shape(spec: Spec, batch: Optional[int], cell: bool = False) -> Tuple[i
     rows = spec.config["num_layers"] * spec.num_directions
     width = spec.config["hidden_size"] if cell else spec.state_size
     return (rows, width) if batch is None else (rows, batch, width)
+
+
+def state_arrays(spec: Spec, state: Any, name: str) -> Any:
+    """``state`` with its arrays read from any producer (``as_array``), in the
+    model's dtype, for the core's own checks (which say what is wrong with
+    the structure or shapes)."""
+    if state is None:
+        return None
+    if spec.cell.has_cell_state and isinstance(state, (tuple, list)) and len(state) == 2:
+        return tuple(None if s is None else as_array(s, f"{name}[{i}]", spec.dtype) for i, s in enumerate(state))
+    return as_array(state, name, spec.dtype)
 
 
 def read_state(spec: Spec, state: Any, name: str, batch: Optional[int]
@@ -46,7 +58,7 @@ def _state_array(spec: Spec, value: Any, name: str, batch: Optional[int], cell: 
                  ) -> Optional[np.ndarray]:
     if value is None:
         return None
-    array = np.asarray(value)
+    array = as_array(value, name, spec.dtype)
     if array.dtype.kind not in "fiub":
         raise TypeError(f"{name}: expected an array of real numbers, got dtype {array.dtype}")
     expected = state_shape(spec, batch, cell)

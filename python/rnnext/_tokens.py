@@ -25,6 +25,7 @@ from typing import Any, Optional, Tuple
 
 import numpy as np
 
+from ._arrays import as_array
 from ._params import Spec
 
 __all__ = ["is_token_model", "read_ids", "embedded", "embedded_step", "embedding_grad", "check_features"]
@@ -44,7 +45,7 @@ def check_lengths(lengths: Any, batch: Optional[int], steps: int) -> Optional[np
     ids are checked against them before the core sees either."""
     if lengths is None:
         return None
-    a = np.asarray(lengths)
+    a = as_array(lengths, "lengths")
     if a.dtype.kind not in "iu":
         raise TypeError(f"lengths: expected an integer array, got dtype {a.dtype}")
     ok = (a.ndim == 0 or a.shape == (1,)) if batch is None else a.shape == (batch,)
@@ -63,7 +64,7 @@ def read_ids(spec: Spec, x: Any, lengths: Any = None, name: str = "x") -> Tuple[
     in the model's layout with every id past a length replaced by 0, and the
     lengths checked (None when not given)."""
     V = spec.config["vocab_size"]
-    ids = np.asarray(x)
+    ids = as_array(x, name)
     if ids.dtype.kind not in "iu":
         raise TypeError(f"{name}: {spec.describe()} reads integer token ids in [0, {V}) "
                         f"({_layout(spec)} or (T,)), got dtype {ids.dtype}")
@@ -97,7 +98,7 @@ def embedded(table: np.ndarray, ids: np.ndarray) -> np.ndarray:
 def embedded_step(spec: Spec, table: np.ndarray, x_t: Any) -> np.ndarray:
     """``step``'s input of a token model: ids (B,) or a scalar -> (B, I) or (I,)."""
     V = spec.config["vocab_size"]
-    ids = np.asarray(x_t)
+    ids = as_array(x_t, "x_t")
     if ids.dtype.kind not in "iu":
         raise TypeError(f"x_t: {spec.describe()} reads integer token ids in [0, {V}), (B,) or a scalar, "
                         f"got dtype {ids.dtype}")
@@ -163,7 +164,7 @@ def sequence_input(spec: Spec, x: Any, lengths: Any) -> Tuple[np.ndarray, bool]:
     if is_token_model(spec):
         ids, _ = read_ids(spec, x, lengths)
         return ids, ids.ndim == 1
-    x = np.asarray(x)
+    x = as_array(x, "x", spec.dtype)
     check_features(spec, x)
     if x.ndim not in (2, 3):
         raise ValueError(f"x: expected a 2-D or 3-D array, got shape {x.shape}")

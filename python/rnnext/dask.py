@@ -34,6 +34,7 @@ try:
 except ImportError as error:  # pragma: no cover (the extra is installed wherever the tests run)
     raise ImportError('rnnext.dask needs dask: pip install "rnnext[dask]" (dask[array] and distributed)') from error
 
+from ._arrays import as_array, is_half_float
 from ._threads import threads
 from .models import RecurrentModel
 
@@ -137,7 +138,7 @@ def check_x(model: RecurrentModel, X: Any, name: str = "X") -> Tuple[Any, int]:
         if X.ndim != 3:
             ids = " (token ids need a model with vocab_size)" if X.ndim == 2 and X.dtype.kind in "iu" else ""
             raise ValueError(f"{name}: expected a 3-D dask array {layout}, got shape {X.shape}{ids}")
-        if X.dtype.kind not in "fiub":
+        if X.dtype.kind not in "fiub" and not is_half_float(X.dtype):  # blocks of bfloat16 are read as floats
             raise TypeError(f"{name}: expected an array of real numbers, got dtype {X.dtype}")
         I = model.input_size
         if X.shape[2] != I:
@@ -180,7 +181,7 @@ def batch_lengths(lengths: Any, X: Any, axis: int) -> Any:
         return lengths.rechunk((X.chunks[axis],))
     if not hasattr(lengths, "__array__") and not isinstance(lengths, (list, tuple)):
         raise TypeError(f"lengths: expected a dask or NumPy integer array, got {type(lengths).__name__}")
-    lengths = np.asarray(lengths)
+    lengths = as_array(lengths, "lengths")
     check_lengths_dtype(lengths)
     if lengths.shape != (B,):
         raise ValueError(f"lengths: expected shape ({B},) (one length per sequence of X), got {lengths.shape}")

@@ -15,6 +15,7 @@ from typing import Any, Dict, Literal, Optional, Tuple, Union, overload
 import numpy as np
 
 from . import _core
+from ._arrays import as_array, dtype_name
 from ._typing import ArrayLike, FloatArray
 from .cells import GRU_CELL, LSTM_CELL, RNN_CELL, Cell
 
@@ -29,6 +30,11 @@ def _run(cell: Cell, options: Dict[str, Any], x: ArrayLike, W_x: ArrayLike, W_h:
          batch_first: bool, reverse: bool, return_cache: bool) -> Tuple[Any, ...]:
     """Every functional forward: pack the weights, run the layer once; the
     state is an (h_n, c_n) pair for LSTM."""
+    W_x, W_h, b_x, b_h = (_weight(w, name) for w, name in ((W_x, "W_x"), (W_h, "W_h"), (b_x, "b_x"), (b_h, "b_h")))
+    dtype = getattr(W_x, "dtype", None)
+    dtype = dtype if dtype in (np.float32, np.float64) else None
+    x, h0, c0 = (None if a is None else as_array(a, name, dtype) for a, name in ((x, "x"), (h0, "h0"), (c0, "c0")))
+    lengths = None if lengths is None else as_array(lengths, "lengths")
     layer = cell.pack(W_x, W_h, b_x, b_h, options)
     if return_cache:
         h_seq, h_n, c_n, cache = layer.forward_cache(x, h0, c0, lengths, batch_first, reverse)
@@ -36,6 +42,21 @@ def _run(cell: Cell, options: Dict[str, Any], x: ArrayLike, W_x: ArrayLike, W_h:
         h_seq, h_n, c_n = layer.forward(x, h0, c0, lengths, batch_first, reverse)
     state = (h_n, c_n) if cell.has_cell_state else h_n
     return (h_seq, state, cache) if return_cache else (h_seq, state)
+
+
+def _weight(value: Any, name: str) -> Any:
+    """A weight as an array. The weights' dtype is the precision computed
+    in, so half-precision weights are refused (by the core, with these
+    words, for float16) rather than widened behind the caller's back."""
+    if value is None:
+        return None
+    if dtype_name(value) == "bfloat16":
+        raise TypeError(f"{name}: expected float32 or float64 weights, got dtype bfloat16")
+    return as_array(value, name)
+
+
+def _gradient(value: Any, name: str) -> Any:
+    return None if value is None else as_array(value, name)
 
 
 @overload
@@ -146,7 +167,7 @@ def rnn_backward(cache: Cache, dh_seq: Optional[ArrayLike] = None, dh_n: Optiona
     single matrix products over all valid steps. Gradients are bitwise
     identical for a given instruction set, whatever the thread count.
     """
-    return RNN_CELL.backward(cache, dh_seq, dh_n)
+    return RNN_CELL.backward(cache, _gradient(dh_seq, "dh_seq"), _gradient(dh_n, "dh_n"))
 
 
 @overload
@@ -178,7 +199,9 @@ def lstm(
     reverse: bool = False,
     return_cache: bool = False,
 ) -> Union[Tuple[FloatArray, Tuple[FloatArray, FloatArray]], Tuple[FloatArray, Tuple[FloatArray, FloatArray], Cache]]:
-    """LSTM forward, PyTorch's equations::
+    """LSTM forward, PyTorch's equations:
+
+    ::
 
         i, f, o = sigmoid(W_x x_t + b_x + W_h h_{t-1} + b_h)   (their gate blocks)
         g = tanh(...),  c_t = f * c_{t-1} + i * g,  h_t = o * tanh(c_t)
@@ -227,7 +250,7 @@ def lstm_backward(cache: Cache, dh_seq: Optional[ArrayLike] = None, dh_n: Option
     shaped like the forward's arguments (``b_x`` and ``b_h`` get equal
     gradients, as separate arrays).
     """
-    return LSTM_CELL.backward(cache, dh_seq, dh_n, dc_n)
+    return LSTM_CELL.backward(cache, _gradient(dh_seq, "dh_seq"), _gradient(dh_n, "dh_n"), _gradient(dc_n, "dc_n"))
 
 
 @overload
@@ -259,7 +282,9 @@ def gru(
     linear_before_reset: bool = True,
     return_cache: bool = False,
 ) -> Union[Tuple[FloatArray, FloatArray], Tuple[FloatArray, FloatArray, Cache]]:
-    """GRU forward, PyTorch's equations::
+    """GRU forward, PyTorch's equations:
+
+    ::
 
         r, z = sigmoid(W_x x_t + b_x + W_h h_{t-1} + b_h)   (their gate blocks)
         n = tanh(W_in x_t + b_in + r * (W_hn h_{t-1} + b_hn))
@@ -296,4 +321,4 @@ def gru_backward(cache: Cache, dh_seq: Optional[ArrayLike] = None, dh_n: Optiona
     Returns a dict with ``"x"``, ``"W_x"``, ``"W_h"``, ``"b_x"``, ``"b_h"``,
     ``"h0"``, shaped like the forward's arguments.
     """
-    return GRU_CELL.backward(cache, dh_seq, dh_n)
+    return GRU_CELL.backward(cache, _gradient(dh_seq, "dh_seq"), _gradient(dh_n, "dh_n"))

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any, Optional, cast
 
 import numpy as np
 
-from ._arrays import count_str, require_memory
+from ._arrays import as_array, count_str, require_memory
 from ._tokens import is_token_model, read_ids
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -180,7 +180,7 @@ def generate(model: "RecurrentModel", x0: Any, steps: int, *, h0: Any = None, mo
         x0, _ = read_ids(spec, x0, name="x0")
         unbatched = x0.ndim == 1
     else:
-        x0 = np.asarray(x0)
+        x0 = as_array(x0, "x0", model.dtype)
         if mode != "continuous" and x0.dtype.kind in "iu" and x0.ndim in (1, 2):
             require_memory(x0.size * I * model.dtype.itemsize, f"x0: the one-hot prompt, {x0.shape + (I,)},")
             if x0.size and (x0.min() < 0 or x0.max() >= I):

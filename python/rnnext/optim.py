@@ -22,6 +22,8 @@ from typing import Any, Dict, Mapping, Tuple, cast
 
 import numpy as np
 
+from ._arrays import as_array, cast
+
 __all__ = ["Optimizer", "SGD", "Adam", "AdamW", "clip_grad_norm", "global_norm"]
 
 
@@ -93,8 +95,11 @@ class Optimizer:
         """New parameters from ``params`` and their gradients (same keys); the
         arrays given are not modified."""
         with np.errstate(over="ignore", invalid="ignore"):  # huge gradients give Inf quietly, as in torch
-            return {k: self._update(k, np.asarray(p), np.asarray(grads[k], dtype=p.dtype))
-                    for k, p in params.items()}
+            new = {}
+            for k, p in params.items():
+                p = as_array(p, f"params[{k!r}]")
+                new[k] = self._update(k, p, cast(as_array(grads[k], f"grads[{k!r}]", p.dtype), p.dtype))
+            return new
 
     def _update(self, name: str, param: np.ndarray, grad: np.ndarray) -> np.ndarray:  # pragma: no cover
         raise NotImplementedError
@@ -261,7 +266,7 @@ def global_norm(grads: Mapping[str, np.ndarray]) -> float:
 
 def clip_grad_norm(grads: Mapping[str, np.ndarray], max_norm: float) -> Tuple[Dict[str, np.ndarray], float]:
     """Scales all gradients together so their global norm is at most max_norm
-    (torch.nn.utils.clip_grad_norm_); returns them and the norm before clipping."""
+    (``torch.nn.utils.clip_grad_norm_``); returns them and the norm before clipping."""
     norm = global_norm(grads)
     scale = max_norm / (norm + 1e-6)
     if scale < 1:

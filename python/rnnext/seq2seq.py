@@ -16,7 +16,7 @@ import numpy as np
 
 from . import _fit_loop
 from . import train as _train
-from ._arrays import cast
+from ._arrays import as_array, cast
 from .generate import one_hot
 from .layers import map_state
 from .models import RecurrentModel
@@ -37,7 +37,7 @@ def _token(name: str, value: Any, size: int, allow_none: bool = False) -> Option
 def _lengths(name: str, value: Any, batch: int, steps: int) -> Optional[np.ndarray]:
     if value is None:
         return None
-    lengths = np.asarray(value)
+    lengths = as_array(value, name)
     if lengths.dtype.kind not in "iu":
         raise TypeError(f"{name}: expected an integer array, got dtype {lengths.dtype}")
     if lengths.shape != (batch,):
@@ -62,8 +62,8 @@ class Seq2Seq:
         times its number of directions: layer ``l`` of the decoder starts
         from layer ``l`` of the encoder, directions concatenated.
 
-    Data
-    ----
+    Notes
+    -----
     Sources are class ids ``(B, Ts)`` or features ``(B, Ts, I)``: an
     encoder with ``vocab_size`` reads the ids through its embedding, any
     other one-hot encoded to its ``input_size``. Targets are class ids
@@ -148,7 +148,7 @@ class Seq2Seq:
         return self.decoder.config.get("vocab_size") or self.decoder.input_size
 
     def _source(self, src: Any) -> np.ndarray:
-        src = np.asarray(src)
+        src = as_array(src, "src", self.encoder.dtype)
         V = self.encoder.config.get("vocab_size")
         if V is not None:  # ids straight into the encoder's embedding
             if src.dtype.kind not in "iu" or src.ndim != 2:
@@ -196,7 +196,7 @@ class Seq2Seq:
 
     def _batch(self, src: Any, tgt: Any, bos: Any, src_lengths: Any, tgt_lengths: Any) -> _Batch:
         x = self._source(src)
-        tgt = np.asarray(tgt)
+        tgt = as_array(tgt, "tgt")
         if tgt.dtype.kind not in "iu" or tgt.ndim != 2:
             raise ValueError(f"tgt: expected integer class ids (B, Tt), got dtype {tgt.dtype} and shape {tgt.shape}")
         _check_ids("tgt", tgt, typing.cast(int, self.decoder.output_size))  # __init__ checked the head

@@ -19,6 +19,7 @@ import numpy as np
 
 # batches_of, update, _positive_float, LOSSES, global_norm: imported from here by
 # seq2seq.py, the tests and the benchmarks, as before the split.
+from ._arrays import as_array
 from ._fit_loop import batches_of, check_callbacks, check_fit_arguments, run_epochs, update  # noqa: F401
 from ._fit_loop import positive_float as _positive_float  # noqa: F401
 from ._fit_loop import positive_int as _positive_int
@@ -54,7 +55,7 @@ class Batch:
         B, T = self.bf(x).shape[:2]
         self.B, self.T = B, T
         if lengths is not None:
-            lengths = np.asarray(lengths)
+            lengths = as_array(lengths, "lengths")
             if lengths.dtype.kind not in "iu":
                 raise TypeError(f"lengths: expected an integer array, got dtype {lengths.dtype}")
             lengths = lengths.reshape(-1) if self.unbatched else lengths
@@ -65,8 +66,8 @@ class Batch:
                 raise ValueError(f"lengths[{first}] = {lengths[first]} is outside [1, T] with T = {T}")
         self.lengths = lengths
         O = model.output_size if model.output_size is not None else model.num_directions * model.spec.state_size
-        self.target, self.per_step = read_target(model, np.asarray(target), loss, return_sequences,
-                                                 self.unbatched, B, T, O)
+        target = as_array(target, "target", model.spec.dtype)
+        self.target, self.per_step = read_target(model, target, loss, return_sequences, self.unbatched, B, T, O)
         if loss == "cross_entropy":  # ids are checked where they count: padding may hold anything
             counted = self.mask() if self.per_step else None
             bad = (self.target < 0) | (self.target >= O)
