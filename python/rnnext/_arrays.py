@@ -5,7 +5,7 @@ check made before a buffer that cannot exist is computed."""
 from __future__ import annotations
 
 import os
-from typing import Any, Optional, Tuple, Union
+from typing import Any, Callable, Optional, Tuple, TypeVar, Union
 
 import numpy as np
 
@@ -14,7 +14,10 @@ import numpy as np
 _DLPACK_CPU = 1
 
 
-def as_array(value: Any, name: str, float_dtype: Any = None) -> Any:
+_T = TypeVar("_T")
+
+
+def as_array(value: Any, name: str, float_dtype: Any = None) -> np.ndarray:
     """``value`` as a NumPy array, sharing its memory where NumPy can.
 
     Reads NumPy arrays, PyTorch tensors (``requires_grad`` or not: the data
@@ -57,7 +60,7 @@ def dtype_name(value: Any) -> str:
     return "" if dtype is None else str(dtype).rpartition(".")[2]
 
 
-def _guarded(read: Any, value: Any, name: str) -> np.ndarray:
+def _guarded(read: Callable[[Any], _T], value: Any, name: str) -> _T:
     """``read(value)``, a failure re-raised as a TypeError naming ``name``
     (KeyboardInterrupt and MemoryError pass through)."""
     try:
@@ -89,7 +92,7 @@ def _from_torch(tensor: Any, name: str, float_dtype: Any) -> np.ndarray:
         # NumPy has no bfloat16: the 16 bits are the top half of a float32.
         widened = _guarded(lambda t: t.view(torch.int16).numpy(), tensor, name).view(np.uint16).astype(np.uint32)
         widened <<= 16
-        floats = widened.view(np.float32)
+        floats: np.ndarray = widened.view(np.float32)
         return floats if float_dtype is None or np.dtype(float_dtype) == np.float32 else floats.astype(float_dtype)
     return _guarded(lambda t: t.resolve_conj().resolve_neg().numpy(), tensor, name)
 

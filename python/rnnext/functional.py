@@ -33,7 +33,9 @@ def _run(cell: Cell, options: Dict[str, Any], x: ArrayLike, W_x: ArrayLike, W_h:
     W_x, W_h, b_x, b_h = (_weight(w, name) for w, name in ((W_x, "W_x"), (W_h, "W_h"), (b_x, "b_x"), (b_h, "b_h")))
     dtype = getattr(W_x, "dtype", None)
     dtype = dtype if dtype in (np.float32, np.float64) else None
-    x, h0, c0 = (None if a is None else as_array(a, name, dtype) for a, name in ((x, "x"), (h0, "h0"), (c0, "c0")))
+    # (a None x stays None: the core refuses it by name)
+    x, h0, c0 = (None if a is None else as_array(a, name, dtype)  # type: ignore[assignment]
+                 for a, name in ((x, "x"), (h0, "h0"), (c0, "c0")))
     lengths = None if lengths is None else as_array(lengths, "lengths")
     layer = cell.pack(W_x, W_h, b_x, b_h, options)
     if return_cache:

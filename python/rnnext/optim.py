@@ -18,7 +18,8 @@ from __future__ import annotations
 
 import math
 import sys
-from typing import Any, Dict, Mapping, Tuple, cast
+import typing
+from typing import Any, Dict, Mapping, Tuple
 
 import numpy as np
 
@@ -49,8 +50,8 @@ def _fma(a: np.ndarray, b: Any, c: np.ndarray) -> np.ndarray:
     type here and rounds twice."""
     if a.dtype == np.float32:
         b = b.astype(np.float64) if isinstance(b, np.ndarray) else np.float64(np.float32(b))
-        return cast(np.ndarray, (a.astype(np.float64) * b + c).astype(np.float32))
-    return cast(np.ndarray, a * b + c)
+        return typing.cast(np.ndarray, (a.astype(np.float64) * b + c).astype(np.float32))
+    return typing.cast(np.ndarray, a * b + c)
 
 
 class Optimizer:
@@ -237,7 +238,7 @@ class Adam(Optimizer):
         bias_correction2 = 1 - beta2**step
         step_size = self.lr / bias_correction1
         denom = np.sqrt(exp_avg_sq) / real(bias_correction2**0.5) + real(self.eps)
-        return cast(np.ndarray, param + real(-step_size) * exp_avg / denom)
+        return typing.cast(np.ndarray, param + real(-step_size) * exp_avg / denom)
 
 
 class AdamW(Adam):
