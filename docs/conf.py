@@ -6,7 +6,7 @@ at build time: no intersphinx, the built-in ``alabaster`` theme, and a gallery
 that runs on rnnext, NumPy, matplotlib and scikit-learn only.
 """
 
-import os
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -18,11 +18,8 @@ matplotlib.use("Agg")  # the gallery draws without a display
 # is not installed: CI runs with the package installed, a local build with
 # PYTHONPATH=python or from this fallback.
 ROOT = Path(__file__).resolve().parent.parent
-if "rnnext" not in sys.modules:
-    try:
-        import rnnext  # noqa: F401
-    except ImportError:
-        sys.path.insert(0, str(ROOT / "python"))
+if importlib.util.find_spec("rnnext") is None:
+    sys.path.insert(0, str(ROOT / "python"))
 import rnnext  # noqa: E402
 
 project = "rnnext"

@@ -8,7 +8,8 @@
   nothing), dtype (float16/32/64, longdouble, ints, bool, complex, object,
   strings, bytes, datetime, structured), layout (C, Fortran, negative
   strides, strided, read-only, big-endian, unaligned, broadcast, nested
-  lists), values (NaN, Inf, beyond float32's range), ``lengths`` of any
+  lists, objects with only ``__array__`` or only ``__dlpack__``, ml_dtypes
+  bfloat16), values (NaN, Inf, beyond float32's range), ``lengths`` of any
   dtype/shape/value, options that are not bools or not known strings, None;
   then, with ``return_cache=True``, the matching ``*_backward`` with gradients
   of any shape/dtype, or another cell's cache, or no cache at all;
@@ -63,6 +64,11 @@ import fuzzlib  # noqa: E402
 import numpy as np  # noqa: E402
 import rnnext as rx  # noqa: E402
 from rnnext import functional as F  # noqa: E402
+
+try:
+    import ml_dtypes  # bfloat16 arrays as arguments
+except ImportError:  # pragma: no cover - in the test extra
+    ml_dtypes = None
 
 # ---------------------------------------------------------------- limits
 
@@ -119,6 +125,40 @@ def note(name: str, **arguments) -> None:
               file=sys.stderr, flush=True)
 
 
+class ArrayOnly:
+    """An argument from another library that only has ``__array__``."""
+
+    def __init__(self, a) -> None:
+        self._a = a
+
+    def __array__(self, dtype=None, copy=None):
+        return self._a if dtype is None else self._a.astype(dtype)
+
+
+class DLPackOnly:
+    """An argument from another library that only speaks DLPack (on the host)."""
+
+    def __init__(self, a) -> None:
+        self._a = a
+
+    def __dlpack__(self, **kwargs):
+        return self._a.__dlpack__(**kwargs)
+
+    def __dlpack_device__(self):
+        return (1, 0)
+
+
+# id(argument) -> (argument, the NumPy array it stands for), for the checks'
+# own reading of arguments handed over by another library (cleared per input).
+_HOST: dict = {}
+
+
+def host(v):
+    """The NumPy array an argument stands for (itself for NumPy's and lists)."""
+    entry = _HOST.get(id(v))
+    return v if entry is None or entry[0] is not v else entry[1]
+
+
 def _bool(value, default=True):
     """What a bool-ish option means when the call accepts it (pybind11/Python truth)."""
     try:
@@ -136,6 +176,7 @@ class Ctx:
         self.arrays = []  # every ndarray argument (for aliasing checks)
         self.risk = set()  # why this call runs in a child (outside strict mode)
         self.f32_overflow = False  # a float argument holds finite values beyond float32
+        _HOST.clear()
 
     # -- choices
     def int(self, lo: int, hi: int) -> int:
@@ -253,7 +294,23 @@ class Ctx:
             return a.tolist()
         self.snapshots.append((a, a.tobytes()))
         self.arrays.append(a)
-        return a
+        return self.produced(a, layout)
+
+    def produced(self, a: np.ndarray, layout: int):
+        """``a``, or (layouts 13-15) the same data handed over by another
+        library: only ``__array__``, only ``__dlpack__``, or as bfloat16."""
+        if layout == 13:
+            wrapped = ArrayOnly(a)
+        elif layout == 14 and a.dtype.kind in "fiub" and a.dtype.isnative and a.flags.writeable:
+            wrapped = DLPackOnly(a)
+        elif layout == 15 and ml_dtypes is not None and a.dtype.kind == "f":
+            with np.errstate(all="ignore"):
+                wrapped = a.astype(ml_dtypes.bfloat16)
+            a = wrapped.astype(np.float32)
+        else:
+            return a
+        _HOST[id(wrapped)] = (wrapped, a)
+        return wrapped
 
     def perturbed(self, shape):
         """shape, or (sometimes) a wrong one."""
@@ -344,7 +401,7 @@ def check_zero_past(name: str, seq: np.ndarray, lengths, batch_first: bool, unba
     """Outputs past each sequence's length are exactly zero (API.md)."""
     if lengths is None:
         return
-    L = np.asarray(lengths).reshape(-1).astype(np.int64)
+    L = np.asarray(host(lengths)).reshape(-1).astype(np.int64)
     s = seq[None] if unbatched else (seq if batch_first else np.swapaxes(seq, 0, 1))
     for b in range(min(s.shape[0], 64)):
         tail = s[b, int(L[b]):]
@@ -516,6 +573,7 @@ def budget(ctx: Ctx, work: int, outputs: int, itemsize: int = 8) -> None:
 
 
 def _shape_of(a):
+    a = host(a)
     if isinstance(a, np.ndarray):
         return a.shape
     try:
@@ -594,12 +652,12 @@ def fuzz_functional(ctx: Ctx) -> None:
                           return_cache=return_cache, **options)
         check_inputs_unchanged(ctx)
         # Success: the arguments were valid, so their shapes say what comes out.
-        dtype = np.asarray(W_h).dtype
+        dtype = np.asarray(host(W_h)).dtype
         expect(dtype.kind == "f" and dtype.itemsize in (4, 8), f"accepted weights of dtype {dtype}")
         dtype = np.dtype(np.float32) if dtype.itemsize == 4 else np.dtype(np.float64)
-        xa = np.asarray(x)
-        hidden = np.asarray(W_h).shape[1]
-        expect(np.asarray(W_h).shape[0] == G * hidden, f"accepted W_h of shape {np.asarray(W_h).shape}")
+        xa = np.asarray(host(x))
+        hidden = np.asarray(host(W_h)).shape[1]
+        expect(np.asarray(host(W_h)).shape[0] == G * hidden, f"accepted W_h of shape {np.asarray(host(W_h)).shape}")
         expect(xa.ndim in (2, 3), f"accepted x of shape {xa.shape}")
         unb = xa.ndim == 2
         batch = 1 if unb else (xa.shape[0] if _bool(batch_first) else xa.shape[1])
@@ -626,7 +684,7 @@ def fuzz_functional(ctx: Ctx) -> None:
             grads = backward(bogus, *grad_args)
             raise AssertionError(f"{backward.__name__} accepted {type(bogus).__name__} as its cache")
         check_inputs_unchanged(ctx)
-        expected = {"x": xa.shape, "W_x": np.asarray(W_x).shape, "W_h": np.asarray(W_h).shape,
+        expected = {"x": xa.shape, "W_x": np.asarray(host(W_x)).shape, "W_h": np.asarray(host(W_h)).shape,
                     "b_x": (G * hidden,), "b_h": (G * hidden,), "h0": finals[0].shape}
         if cell == "lstm":
             expected["c0"] = finals[0].shape
@@ -776,7 +834,7 @@ def _x_for(ctx: Ctx, model, B, T, unbatched):
 
 def _geometry(ctx, x, model):
     """(unbatched, B, T) of an x that the model accepted."""
-    xa = np.asarray(x)
+    xa = np.asarray(host(x))
     unbatched = xa.ndim == 2
     if unbatched:
         return True, None, xa.shape[0]
@@ -837,7 +895,7 @@ def op_step(ctx: Ctx, model) -> None:
         y, new_state = model.step(x_t, state)
         expect(not model.bidirectional, f"step accepted a bidirectional model {model!r}")
         check_inputs_unchanged(ctx)
-        xa = np.asarray(x_t)
+        xa = np.asarray(host(x_t))
         b = None if xa.ndim == 1 else xa.shape[0]
         O = model.output_size or _width(model)
         check_array("y_t", y, (O,) if b is None else (b, O), model.dtype)
@@ -932,7 +990,7 @@ def op_load_state_dict(ctx: Ctx, model) -> None:
             key = k if k in model.params else legacy.get(k) if _legacy_ok(model) else None
             if key in model.params and not (k in legacy and legacy[k] in given):
                 with np.errstate(all="ignore"):
-                    want = np.asarray(v).astype(model.dtype)
+                    want = np.asarray(host(v)).astype(model.dtype)
                 expect(model.params[key].tobytes() == want.tobytes(), f"load_state_dict did not set {key}")
 
     run(ctx, body)
@@ -964,7 +1022,7 @@ def op_assign(ctx: Ctx, model) -> None:
         check_inputs_unchanged(ctx)
         expect(key in model.params, f"assigned unknown parameter {key!r}")
         with np.errstate(all="ignore"):
-            want = np.asarray(value).astype(model.dtype)
+            want = np.asarray(host(value)).astype(model.dtype)
         expect(model.params[key].tobytes() == want.tobytes(), f"assignment did not set {key}")
         check_fresh(ctx, model.params[key])
         check_model(model, type(model))
