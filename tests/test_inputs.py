@@ -318,3 +318,18 @@ def test_dask_reads_bfloat16_blocks():
     with dask.config.set(scheduler="synchronous"):
         got = rxd.predict(model, da.from_array(_bfloat16(X), chunks=(2, -1, -1))).compute()
     same(got, model(_bfloat16(X).astype(np.float32))[0])
+
+
+def test_sklearn_estimators_read_torch_tensors():
+    pytest.importorskip("sklearn")
+    from rnnext.sklearn import RNNClassifier, RNNRegressor
+
+    y_class = np.array([0, 1, 0])
+    kwargs = dict(hidden_size=4, epochs=2, seed=0)
+    one, two = RNNClassifier(**kwargs), RNNClassifier(**kwargs)
+    one.fit(torch.from_numpy(X).requires_grad_(), torch.from_numpy(y_class))
+    two.fit(X, y_class)
+    same(one.predict_proba(torch.from_numpy(X).bfloat16()), two.predict_proba(_bfloat16(X).astype(np.float32)))
+    target = RNG.standard_normal((B, 2)).astype(np.float32)
+    regressor = RNNRegressor(**kwargs).fit(X, torch.from_numpy(target).requires_grad_())
+    same(regressor.predict(DLPackOnly(X)), RNNRegressor(**kwargs).fit(X, target).predict(X))

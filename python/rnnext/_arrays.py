@@ -39,7 +39,7 @@ def as_array(value: Any, name: str, float_dtype: Any = None) -> np.ndarray:
         array = _guarded(np.asarray, value, name)
     else:
         array = _from_dlpack(value, name)
-    if array.dtype.type.__module__ == "ml_dtypes":
+    if is_ml_dtype(array.dtype):
         # ml_dtypes' types all have kind 'V'; their casts to NumPy's are registered.
         integer = array.dtype.name.startswith(("int", "uint"))
         with np.errstate(all="ignore"):
@@ -47,10 +47,25 @@ def as_array(value: Any, name: str, float_dtype: Any = None) -> np.ndarray:
     return array
 
 
+def is_foreign(value: Any) -> bool:
+    """True for what ``np.asarray`` would refuse or misread and ``as_array``
+    reads: torch tensors (``requires_grad``, bfloat16), objects with only
+    ``__dlpack__``, ml_dtypes arrays. For callers that hand arrays to
+    another library's checks (scikit-learn's)."""
+    if isinstance(value, np.ndarray):
+        return is_ml_dtype(value.dtype)
+    return _is_torch_tensor(value) or (hasattr(value, "__dlpack__") and not hasattr(type(value), "__array__"))
+
+
 def is_half_float(dtype: Any) -> bool:
     """True for ml_dtypes' floats (bfloat16, float8s), which ``as_array`` reads."""
-    dtype = np.dtype(dtype)
-    return dtype.type.__module__ == "ml_dtypes" and not dtype.name.startswith(("int", "uint"))
+    return is_ml_dtype(dtype) and not np.dtype(dtype).name.startswith(("int", "uint"))
+
+
+def is_ml_dtype(dtype: Any) -> bool:
+    """True for ml_dtypes' types (bfloat16, float8s, int4s: NumPy's kind 'V')."""
+    module: str = np.dtype(dtype).type.__module__
+    return module == "ml_dtypes"
 
 
 def dtype_name(value: Any) -> str:

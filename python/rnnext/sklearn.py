@@ -37,6 +37,7 @@ try:
 except ImportError as error:  # pragma: no cover (the test extra installs it)
     raise ImportError('rnnext.sklearn needs scikit-learn: pip install "rnnext[sklearn]"') from error
 
+from ._arrays import as_array, is_foreign
 from .models import GRU, LSTM, RNN, RecurrentModel
 
 __all__ = ["RNNClassifier", "RNNRegressor"]
@@ -193,6 +194,8 @@ class _RNNEstimator(BaseEstimator):
     def _validated_X(self, X: Any, reset: bool) -> np.ndarray:
         """X as (n, T, I) floats, checked by scikit-learn's rules (``reset``
         in fit: record what predict will need)."""
+        if is_foreign(X):  # a torch tensor, bfloat16...: read as rnnext reads arrays
+            X = as_array(X, "X")
         array: np.ndarray = check_array(X, allow_nd=True, dtype=(np.float64, np.float32), input_name="X", estimator=self)
         if array.ndim > 3:
             raise ValueError(f"X: expected (n_samples, n_steps, n_features) or (n_samples, n_steps), "
@@ -258,6 +261,8 @@ class RNNClassifier(ClassifierMixin, _RNNEstimator):
         """
         self._require_y(y)
         x = self._validated_X(X, reset=True)
+        if is_foreign(y):
+            y = as_array(y, "y")
         y = column_or_1d(y, warn=True)
         if y.dtype.kind == "f":  # Inf would reach LabelEncoder's float-to-int cast unnoticed
             assert_all_finite(y, input_name="y", estimator_name=type(self).__name__)
@@ -316,6 +321,8 @@ class RNNRegressor(RegressorMixin, _RNNEstimator):
         """
         self._require_y(y)
         x = self._validated_X(X, reset=True)
+        if is_foreign(y):
+            y = as_array(y, "y")
         # allow_nd, so that a 3-D y meets the message below, which names y.
         y = check_array(y, ensure_2d=False, allow_nd=True, dtype=(np.float64, np.float32), input_name="y",
                         estimator=self)
