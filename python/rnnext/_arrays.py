@@ -41,9 +41,8 @@ def as_array(value: Any, name: str, float_dtype: Any = None) -> np.ndarray:
         array = _from_dlpack(value, name)
     if is_ml_dtype(array.dtype):
         # ml_dtypes' types all have kind 'V'; their casts to NumPy's are registered.
-        integer = array.dtype.name.startswith(("int", "uint"))
         with np.errstate(all="ignore"):
-            array = array.astype(np.int64 if integer else (float_dtype or np.float32))
+            array = array.astype((float_dtype or np.float32) if is_half_float(array.dtype) else np.int64)
     return array
 
 
